@@ -1,0 +1,1 @@
+"""Mentator LLM Service: a local LLM behind an HTTP API with schema-guaranteed JSON answers."""
