@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 # The project interpreter (pants.toml [python] interpreter_constraints) and the image's glibc.
 PLATFORM_ARGS = [
@@ -63,13 +62,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_lock(lock: Path) -> Dict[str, Tuple[str, str, str]]:
+def read_lock(lock: Path) -> dict[str, tuple[str, str, str]]:
     """Return {filename: (project, version, sha256)} for every artifact in a Pex lock."""
     text = "\n".join(
         line for line in lock.read_text().splitlines() if not line.startswith("//")
     )
     data = json.loads(text)
-    wanted: Dict[str, Tuple[str, str, str]] = {}
+    wanted: dict[str, tuple[str, str, str]] = {}
     for resolve in data["locked_resolves"]:
         for req in resolve["locked_requirements"]:
             for art in req["artifacts"]:
@@ -84,20 +83,20 @@ def read_lock(lock: Path) -> Dict[str, Tuple[str, str, str]]:
     return wanted
 
 
-def pip_download(args: List[str], dest: Path, cert: List[str]) -> None:
+def pip_download(args: list[str], dest: Path, cert: list[str]) -> None:
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", *cert, "-d", str(dest)]
     env = dict(os.environ, PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    subprocess.run(cmd + PLATFORM_ARGS + args, check=True, env=env)
+    subprocess.run([*cmd, *PLATFORM_ARGS, *args], check=True, env=env)
 
 
-def fill_pex_pip(pins: Path, dest: Path, cert: List[str]) -> None:
+def fill_pex_pip(pins: Path, dest: Path, cert: list[str]) -> None:
     """Download the hash-pinned pip/setuptools/wheel that Pex itself runs."""
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes", *cert]
     env = dict(os.environ, PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    subprocess.run(cmd + ["-d", str(dest), "-r", str(pins)], check=True, env=env)
+    subprocess.run([*cmd, "-d", str(dest), "-r", str(pins)], check=True, env=env)
 
 
-def fill_from_lock(lock: Path, dest: Path, cert: List[str]) -> int:
+def fill_from_lock(lock: Path, dest: Path, cert: list[str]) -> int:
     wanted = read_lock(lock)
     missing = {
         name: meta
@@ -123,15 +122,15 @@ def fill_from_lock(lock: Path, dest: Path, cert: List[str]) -> int:
     return 0
 
 
-def fill_from_requirements(requirements: Path, dest: Path, cert: List[str]) -> int:
+def fill_from_requirements(requirements: Path, dest: Path, cert: list[str]) -> int:
     # Resolve the closure (with dependencies) for the project interpreter's platform.
     cmd = [sys.executable, "-m", "pip", "download", "-q", *cert, "-d", str(dest)]
     env = dict(os.environ, PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    subprocess.run(cmd + PLATFORM_ARGS + ["-r", str(requirements)], check=True, env=env)
+    subprocess.run([*cmd, *PLATFORM_ARGS, "-r", str(requirements)], check=True, env=env)
     return 0
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--lock", type=Path, help="download exactly what this Pex lock names")
