@@ -64,9 +64,7 @@ def sha256_of(path: Path) -> str:
 
 def read_lock(lock: Path) -> dict[str, tuple[str, str, str]]:
     """Return {filename: (project, version, sha256)} for every artifact in a Pex lock."""
-    text = "\n".join(
-        line for line in lock.read_text().splitlines() if not line.startswith("//")
-    )
+    text = "\n".join(line for line in lock.read_text().splitlines() if not line.startswith("//"))
     data = json.loads(text)
     wanted: dict[str, tuple[str, str, str]] = {}
     for resolve in data["locked_resolves"]:
@@ -90,10 +88,23 @@ def pip_download(args: list[str], dest: Path, cert: list[str]) -> None:
 
 
 def fill_pex_pip(pins: Path, dest: Path, cert: list[str]) -> None:
-    """Download the hash-pinned pip/setuptools/wheel that Pex itself runs."""
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes", *cert]
+    """Download the hash-pinned pip/setuptools/wheel that Pex itself runs.
+
+    The file pins several versions of the same project, which one pip call refuses: one call per
+    line, skipped when the wheel is already there.
+    """
     env = dict(os.environ, PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    subprocess.run([*cmd, "-d", str(dest), "-r", str(pins)], check=True, env=env)
+    for line in pins.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, version = line.split()[0].split("==")
+        if list(dest.glob(f"{name}-{version}-*.whl")):
+            continue
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as req:
+            req.write(line + "\n")
+            req.flush()
+            cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes"]
+            subprocess.run([*cmd, *cert, "-d", str(dest), "-r", req.name], check=True, env=env)
 
 
 def fill_from_lock(lock: Path, dest: Path, cert: list[str]) -> int:
