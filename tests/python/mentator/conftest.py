@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-PREREQS_HINT = "run build-support/test-prereqs.sh (it builds/exports the engine and fetches the model)"
+PREREQS_HINT = (
+    "run build-support/test-prereqs.sh (it builds/exports the engine and fetches the model)"
+)
 
 
 def _missing(what: str) -> None:

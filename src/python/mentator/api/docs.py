@@ -1,0 +1,105 @@
+"""``/doc``: Swagger UI and the OpenAPI 3 document, served without any CDN.
+
+The Swagger UI files come from the ``swagger_ui_bundle`` package and are served by the app under
+``/doc/static/`` — the container is often run air-gapped, so the page must work offline.
+``/doc/json`` (and ``/openapi.json`` for tools that expect it) answer the OpenAPI document,
+``/doc/yaml`` the same in YAML. FastAPI's own ``/docs``, ``/redoc`` and ``/openapi.json`` routes
+are disabled in `app.create_app`; ``/docs`` redirects here.
+
+The bundled Swagger UI (4.x) renders OpenAPI 3.0, so the document declares 3.0.3 and the
+hand-written request schemas stay within 3.0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+TITLE = "Mentator LLM Service"
+DESCRIPTION = (
+    "A local LLM behind an HTTP API. `POST /prompt` runs one chat turn on a GGUF model "
+    "(llama.cpp's llama-server as a supervised child process) and can force the answer into JSON "
+    "that matches a JSON Schema: the schema becomes a decoding grammar (`format.useGrammar`) and "
+    "the answer is validated against it. `POST /embedding` returns embedding vectors. "
+    "`/check/*` and `/helper/*` help to write schemas, options and prompt files; `/state` and "
+    "`/log/*` report what the service does. OpenAI-compatible clients can use `/v1/*`; "
+    "`/metrics` (Prometheus) and `/health` serve monitoring."
+)
+OPENAPI_VERSION = "3.0.3"
+
+TAGS: list[dict[str, str]] = [
+    {"name": "main", "description": "Completion and embedding."},
+    {"name": "validation", "description": "Check JSON Schemas and generation options."},
+    {"name": "helper", "description": "Examples and the prompt-file format."},
+    {"name": "state", "description": "Runtime state, version and models."},
+    {"name": "log", "description": "Core log and chat log."},
+    {"name": "openai", "description": "OpenAI-compatible API."},
+    {"name": "monitoring", "description": "Prometheus metrics and health."},
+]
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="UTF-8">
+  <title>{title}</title>
+  <link rel="stylesheet" type="text/css" href="/doc/static/swagger-ui.css">
+  <link rel="icon" type="image/png" href="/doc/static/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/doc/static/swagger-ui-bundle.js" charset="UTF-8"></script>
+  <script src="/doc/static/swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+  <script>
+    window.onload = function () {{
+      window.ui = SwaggerUIBundle({{
+        url: "/doc/json",
+        dom_id: "#swagger-ui",
+        deepLinking: true,
+        presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+        layout: "StandaloneLayout"
+      }});
+    }};
+  </script>
+</body>
+</html>
+"""
+
+router = APIRouter(include_in_schema=False)
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document (FastAPI caches it after the first build)."""
+    return app.openapi()
+
+
+@router.get("/doc")
+async def swagger_page() -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title=TITLE))
+
+
+@router.get("/doc/json")
+@router.get("/openapi.json")
+async def openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(openapi_document(request.app))
+
+
+@router.get("/doc/yaml")
+async def openapi_yaml(request: Request) -> Response:
+    text = yaml.safe_dump(openapi_document(request.app), sort_keys=False, allow_unicode=True)
+    return Response(text, media_type="application/x-yaml")
+
+
+@router.get("/docs")
+async def docs_alias() -> RedirectResponse:
+    return RedirectResponse("/doc")
+
+
+def mount_docs(app: FastAPI) -> None:
+    """Add the /doc routes and the local Swagger UI files to ``app``."""
+    app.include_router(router)
+    app.mount("/doc/static", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")

@@ -1,0 +1,112 @@
+"""``/state``, ``/state/version``, ``/state/models`` (reference §2.8, with port.md additions).
+
+``/state`` keeps every field of the original and adds ``backend`` (the engine backend really in
+use, its CPU variant, why it was chosen and why each higher tier was skipped, its devices) and
+``queueRunning``. ``gpuInfo.type`` is that backend (``cpu``/``cuda``/``rocm``/``vulkan``).
+``/state/version`` answers the built-in version (the original read ``package.json`` from the
+working directory). ``/state/models`` only lists; ``?rescan=1`` rescans the folder first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from mentator.api.deps import ServicesDep, api_message, api_pipe
+from mentator.api.errors import ApiError
+from mentator.api.schemas import query_doc
+from mentator.service import Services, memory_usage
+from mentator.storage.database import StorageError
+from mentator.version import VERSION
+
+router = APIRouter(prefix="/state", tags=["state"])
+
+HOUR_MS = 60 * 60 * 1000
+STAT_WINDOWS = (("stats1h", 1 * HOUR_MS), ("stats3h", 3 * HOUR_MS), ("stats24h", 24 * HOUR_MS))
+EMPTY_STATS = {
+    "total": 0,
+    "success": 0,
+    "failed": 0,
+    "avgPromptDuration": 0,
+    "avgQueueDuration": 0,
+    "p95PromptDuration": 0,
+    "p95QueueDuration": 0,
+}
+_TRUE_WORDS = ("1", "true", "yes", "y")
+
+
+def backend_json(services: Services) -> dict[str, Any] | None:
+    choice = services.current_backend()
+    if choice is None:
+        return None
+    return {
+        "name": choice.backend,
+        "cpuVariant": choice.cpu_variant,
+        "reason": choice.reason,
+        "skipped": dict(choice.skipped),
+        "devices": [device.to_json() for device in choice.devices],
+    }
+
+
+def state_json(services: Services) -> dict[str, Any]:
+    now = services.clock_ms()
+    memory = memory_usage()
+    loaded = services.engine.current() if services.engine is not None else None
+    choice = services.current_backend()
+    state: dict[str, Any] = {
+        "serverStartTimestamp": services.started_ms,
+        "serverUptimeSeconds": max(0, (now - services.started_ms) // 1000),
+        "currentModel": loaded.to_json() if loaded is not None else None,
+        "gpuInfo": choice.gpu_info() if choice is not None else None,
+        "memoryUsageMb": memory.rss_mb,
+        "memoryHeapMb": memory.heap_mb,
+        "memoryExternalMb": memory.external_mb,
+        "queueSize": services.queue.waiting(),
+        "queueRunning": services.queue.running(),
+        "savePromptEnabled": services.settings.log.save_prompt,
+    }
+    for key, window in STAT_WINDOWS:
+        stats = dict(EMPTY_STATS)
+        if services.chatlog is not None:
+            try:
+                stats = services.chatlog.stats(now, window)
+            except StorageError as error:
+                services.health.db_failed(str(error), now)
+        state[key] = stats
+    state["backend"] = backend_json(services)
+    return state
+
+
+@router.get("", summary="Runtime state and request statistics")
+async def state_route(services: ServicesDep) -> JSONResponse:
+    return JSONResponse(await asyncio.to_thread(state_json, services))
+
+
+@router.get("/version", summary="Service version")
+async def version_route() -> JSONResponse:
+    return JSONResponse({"version": VERSION})
+
+
+@router.get(
+    "/models",
+    summary="Models found in the model folder",
+    openapi_extra=query_doc(
+        {
+            "type": "object",
+            "properties": {
+                "rescan": {"type": "string", "description": "1 = rescan the folder first."}
+            },
+        }
+    ),
+)
+async def models_route(request: Request, services: ServicesDep) -> JSONResponse:
+    services.logger.trace(api_pipe(request), api_message(request))
+    if request.query_params.get("rescan", "").strip().lower() in _TRUE_WORDS:
+        try:
+            await asyncio.to_thread(services.registry.rescan)
+        except OSError as error:
+            raise ApiError(500, f"rescan failed: {error}") from error
+    return JSONResponse({"models": [model.to_api() for model in services.registry.models()]})

@@ -1,0 +1,139 @@
+"""The application logger: console lines + rows in the core log table (reference §3).
+
+Console format (as the original): `[<ISO UTC time>] [<level>] [<pipe>] <message>`, then the
+extra text (truncated to 500 characters + "...") on following lines indented 8 spaces; errors go
+to stderr, the rest to stdout. Level `error` keeps errors only, `debug` adds debug, `trace` all.
+
+FIX of reference §3 "Error handling": a database failure is reported on stderr (once per distinct
+message, so a broken disk does not flood the console) and the next call simply tries again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TextIO
+
+from mentator.config.settings import LogLevel
+from mentator.storage.chatlog import ChatLogStore
+from mentator.storage.corelog import CoreLogStore, truncate_extra
+from mentator.storage.database import StorageError
+
+_RANK: dict[str, int] = {"error": 0, "debug": 1, "trace": 2}
+DAY_MS = 24 * 60 * 60 * 1000
+RETENTION_INTERVAL_S = 60 * 60
+DB_PIPE = "DB"
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def iso_utc(ts_ms: int) -> str:
+    """JavaScript's `Date.toISOString()`: `2026-05-01T12:00:00.000Z`."""
+    moment = datetime.fromtimestamp(ts_ms // 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+class AppLogger:
+    """Thread-safe logger; `store` None = console only (e.g. the database could not be opened)."""
+
+    def __init__(
+        self,
+        store: CoreLogStore | None,
+        level: LogLevel,
+        stream_out: TextIO,
+        stream_err: TextIO,
+        clock: Callable[[], int] = wall_clock_ms,
+        *,
+        chat_store: ChatLogStore | None = None,
+        live_day: int = 30,
+    ) -> None:
+        self._store = store
+        self._chat_store = chat_store
+        self._level = level
+        self._out = stream_out
+        self._err = stream_err
+        self._clock = clock
+        self._live_day = live_day
+        self._console_lock = threading.Lock()
+        self._reported_errors: set[str] = set()
+
+    @property
+    def level(self) -> LogLevel:
+        return self._level
+
+    def enabled(self, level: LogLevel) -> bool:
+        return _RANK[level] <= _RANK[self._level]
+
+    def error(self, pipe: str, message: str, extra: str | None = None) -> None:
+        self._log("error", pipe, message, extra)
+
+    def debug(self, pipe: str, message: str, extra: str | None = None) -> None:
+        self._log("debug", pipe, message, extra)
+
+    def trace(self, pipe: str, message: str, extra: str | None = None) -> None:
+        self._log("trace", pipe, message, extra)
+
+    def _log(self, level: LogLevel, pipe: str, message: str, extra: str | None) -> None:
+        if not self.enabled(level):
+            return
+        ts = self._clock()
+        self._print(level, ts, pipe, message, truncate_extra(extra))
+        if self._store is None:
+            return
+        try:
+            self._store.write(ts, pipe, level, message, extra)
+        except StorageError as err:
+            self._report_storage_error(str(err))
+        else:
+            self._storage_recovered()
+
+    def _print(self, level: LogLevel, ts: int, pipe: str, message: str, extra: str | None) -> None:
+        lines = [f"[{iso_utc(ts)}] [{level}] [{pipe}] {message}"]
+        if extra:
+            lines.extend(f"        {line}" for line in extra.split("\n"))
+        stream = self._err if level == "error" else self._out
+        with self._console_lock:
+            stream.write("\n".join(lines) + "\n")
+            stream.flush()
+
+    def _report_storage_error(self, text: str) -> None:
+        """Print a database failure to stderr only; writing it to the failing DB would recurse."""
+        with self._console_lock:
+            if text in self._reported_errors:
+                return
+            self._reported_errors.add(text)
+        self._print("error", self._clock(), DB_PIPE, text, None)
+
+    def _storage_recovered(self) -> None:
+        """After a success, a recurring failure is worth printing again."""
+        if self._reported_errors:
+            with self._console_lock:
+                self._reported_errors.clear()
+
+    def run_retention(self, now_ms: int | None = None) -> tuple[int, int]:
+        """Delete core and chat log rows older than liveDay days; return (core, chat) counts.
+
+        The service calls this at start and then hourly. Failures are reported like write
+        failures; the next run tries again.
+        """
+        cutoff = (self._clock() if now_ms is None else now_ms) - self._live_day * DAY_MS
+        removed_core = removed_chat = 0
+        try:
+            if self._store is not None:
+                removed_core = self._store.purge_older_than(cutoff)
+            if self._chat_store is not None:
+                removed_chat = self._chat_store.purge_older_than(cutoff)
+        except StorageError as err:
+            self._report_storage_error(str(err))
+            return removed_core, removed_chat
+        if removed_core or removed_chat:
+            self.debug(
+                DB_PIPE,
+                f"retention: deleted {removed_core} core log and {removed_chat} chat log records"
+                f" older than {self._live_day} days",
+            )
+        return removed_core, removed_chat

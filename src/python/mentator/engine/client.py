@@ -1,0 +1,326 @@
+"""HTTP client of one llama-server child: chat completions (whole or streamed) and embeddings.
+
+Completions go to `/v1/chat/completions` with `messages`, so llama-server applies the model's own
+chat template (Jinja) and separates reasoning ("thinking") into `reasoning_content`. Our option
+names (config `defaultOptions`, reference §2.3) are mapped to llama-server's sampling fields here,
+in one place. Cancelling the awaiting task closes the HTTP connection, and llama-server stops
+generating for a closed connection, so a timeout frees the slot at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from mentator.engine.errors import EngineConnectionError, EngineError, EngineRequestError
+
+# Our option name → llama-server's request field (same meaning, same unit).
+_DIRECT_OPTIONS: dict[str, str] = {
+    "temperature": "temperature",
+    "topP": "top_p",
+    "topK": "top_k",
+    "minP": "min_p",
+    "maxTokens": "max_tokens",
+    "repeatPenalty": "repeat_penalty",
+    "repeatPenaltyNum": "repeat_last_n",
+    "presencePenalty": "presence_penalty",
+    "frequencyPenalty": "frequency_penalty",
+    "mirostat": "mirostat",
+    "mirostatTau": "mirostat_tau",
+    "mirostatEta": "mirostat_eta",
+    "seed": "seed",
+}
+
+# Options the engine has no per-request field for; the API layer documents them.
+# penalizeNewline: llama.cpp removed `penalize_nl`; trimWhitespace: applied by the caller to the
+# text; evaluationPriority: a queue hint; contextShiftSize/disableContextShift: llama-server's
+# context shift is a process flag (off), not a request field.
+IGNORED_OPTIONS: frozenset[str] = frozenset(
+    {
+        "penalizeNewline",
+        "trimWhitespace",
+        "evaluationPriority",
+        "contextShiftSize",
+        "disableContextShift",
+    }
+)
+
+Message = Mapping[str, Any]
+
+
+def sampling_params(options: Mapping[str, Any]) -> dict[str, Any]:
+    """llama-server request fields for our options (absent options are not sent)."""
+    params: dict[str, Any] = {}
+    for ours, theirs in _DIRECT_OPTIONS.items():
+        value = options.get(ours)
+        if value is not None:
+            params[theirs] = value
+    stops = options.get("stopSequences")
+    if stops:
+        params["stop"] = list(stops)
+    bias = options.get("tokenBias")
+    if isinstance(bias, Mapping) and bias:
+        params["logit_bias"] = logit_bias(bias)
+    return params
+
+
+def logit_bias(token_bias: Mapping[str, Any]) -> list[list[Any]]:
+    """tokenBias {"text": bias} → llama-server's `[["text", bias], ...]`.
+
+    The pair form makes llama-server tokenize every key as TEXT (in the object form a key like
+    "42" would be read as a token id). A bias of `false` (or -Infinity) bans the text's tokens.
+    """
+    pairs: list[list[Any]] = []
+    for text, value in token_bias.items():
+        if value is False or (isinstance(value, (int, float)) and math.isinf(value) and value < 0):
+            pairs.append([str(text), False])
+        elif (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ):
+            pairs.append([str(text), value])
+    return pairs
+
+
+@dataclass(frozen=True)
+class CompletionResult:
+    text: str
+    reasoning: str | None
+    finish_reason: str | None  # "stop" (end/stop word), "length" (maxTokens hit), ...
+    prompt_tokens: int
+    completion_tokens: int
+    timings: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # llama-server's whole answer
+
+
+@dataclass(frozen=True)
+class CompletionDelta:
+    text: str
+    reasoning: str
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    timings: dict[str, float] | None
+    raw: dict[str, Any]
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip() or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    return json.dumps(body)[:500]
+
+
+def _connection_error(error: httpx.HTTPError, what: str) -> EngineConnectionError:
+    if isinstance(error, httpx.TimeoutException):
+        return EngineConnectionError(f"engine {what} timed out ({type(error).__name__})")
+    detail = str(error) or type(error).__name__
+    return EngineConnectionError(f"engine connection lost during {what}: {detail}")
+
+
+class EngineClient:
+    """Talks to one child at `base_url`. The httpx client is owned unless one is injected."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._owns_http = http is None
+        # No read timeout: a generation is bounded by the caller (durationMsec), whose
+        # cancellation closes the connection and so stops llama-server.
+        self._http = http or httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(None, connect=connect_timeout_s),
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    @staticmethod
+    def chat_body(
+        messages: Sequence[Message],
+        options: Mapping[str, Any] | None,
+        *,
+        grammar: str | None,
+        json_schema: Any | None,
+        extra: Mapping[str, Any] | None,
+        stream: bool,
+    ) -> dict[str, Any]:
+        if grammar is not None and json_schema is not None:
+            raise ValueError("give either a grammar or a json_schema, not both")
+        body: dict[str, Any] = {"messages": [dict(m) for m in messages]}
+        body.update(sampling_params(options or {}))
+        body.update({"n_probs": 0, "cache_prompt": True, "stream": stream})
+        if grammar is not None:
+            body["grammar"] = grammar
+        if json_schema is not None:
+            body["json_schema"] = json_schema
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if extra:
+            body.update(extra)
+        return body
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        options: Mapping[str, Any] | None = None,
+        *,
+        grammar: str | None = None,
+        json_schema: Any | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> CompletionResult:
+        """One chat completion. `grammar`: GBNF text; `json_schema`: llama-server builds one."""
+        body = self.chat_body(
+            messages, options, grammar=grammar, json_schema=json_schema, extra=extra, stream=False
+        )
+        try:
+            response = await self._http.post(self._url("/v1/chat/completions"), json=body)
+        except httpx.HTTPError as error:
+            raise _connection_error(error, "completion") from error
+        if response.status_code >= 400:
+            raise EngineRequestError(_error_message(response), status=response.status_code)
+        data = _json_object(response, "completion")
+        choices = data.get("choices") or [{}]
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        message = choice.get("message") or {}
+        usage = data.get("usage") or {}
+        return CompletionResult(
+            text=str(message.get("content") or ""),
+            reasoning=message.get("reasoning_content") or None,
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            timings=dict(data.get("timings") or {}),
+            raw=data,
+        )
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        options: Mapping[str, Any] | None = None,
+        *,
+        grammar: str | None = None,
+        json_schema: Any | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[CompletionDelta]:
+        """The completion as it is generated (server-sent events). Closing the iterator early
+        (or cancelling the consumer) closes the connection, which stops the generation."""
+        body = self.chat_body(
+            messages, options, grammar=grammar, json_schema=json_schema, extra=extra, stream=True
+        )
+        try:
+            async with self._http.stream(
+                "POST", self._url("/v1/chat/completions"), json=body
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise EngineRequestError(_error_message(response), status=response.status_code)
+                async for line in response.aiter_lines():
+                    delta = _parse_event(line)
+                    if delta is _DONE:
+                        return
+                    if delta is not None:
+                        yield delta
+        except httpx.HTTPError as error:
+            raise _connection_error(error, "streamed completion") from error
+
+    async def embed(self, text: str) -> list[float]:
+        """The embedding of `text`, not normalised: the pooled vector when the model defines a
+        pooling, otherwise the last token's (the reference's behaviour). Empty text → []."""
+        if text == "":
+            return []
+        try:
+            response = await self._http.post(
+                self._url("/embedding"), json={"content": text, "embd_normalize": -1}
+            )
+        except httpx.HTTPError as error:
+            raise _connection_error(error, "embedding") from error
+        if response.status_code >= 400:
+            raise EngineRequestError(_error_message(response), status=response.status_code)
+        try:
+            data = response.json()
+        except ValueError as error:
+            raise EngineError(f"engine sent an unreadable embedding: {error}") from error
+        return _last_vector(data)
+
+    async def health(self) -> bool:
+        """True when the child answers /health with 200 (model loaded, serving)."""
+        try:
+            response = await self._http.get(self._url("/health"), timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+
+_DONE: Any = object()
+
+
+def _parse_event(line: str) -> Any:
+    if not line.startswith("data:"):
+        return None  # blank separators, ": ping" comments, "event:" lines
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return _DONE
+    try:
+        chunk = json.loads(payload)
+    except ValueError as error:
+        raise EngineError(f"engine sent an unreadable stream event: {payload[:200]}") from error
+    if not isinstance(chunk, dict):
+        return None
+    if "error" in chunk:
+        problem = chunk["error"]
+        message = problem.get("message") if isinstance(problem, dict) else str(problem)
+        status = problem.get("code") if isinstance(problem, dict) else None
+        raise EngineRequestError(str(message), status=status if isinstance(status, int) else None)
+    choices = chunk.get("choices") or []
+    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+    delta = choice.get("delta") or {}
+    return CompletionDelta(
+        text=str(delta.get("content") or ""),
+        reasoning=str(delta.get("reasoning_content") or ""),
+        finish_reason=choice.get("finish_reason"),
+        usage=chunk.get("usage"),
+        timings=chunk.get("timings"),
+        raw=chunk,
+    )
+
+
+def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError as error:
+        raise EngineError(f"engine sent an unreadable {what}: {response.text[:200]}") from error
+    if not isinstance(data, dict):
+        raise EngineError(f"engine sent an unexpected {what}: {str(data)[:200]}")
+    return data
+
+
+def _last_vector(data: Any) -> list[float]:
+    """/embedding answers `[{"index": 0, "embedding": [[...], ...]}]`: one pooled vector, or one
+    vector per token when the model has no pooling (then the last token's is the sequence's)."""
+    item = data[0] if isinstance(data, list) and data else data
+    if not isinstance(item, dict) or "embedding" not in item:
+        raise EngineError(f"engine sent an unexpected embedding: {str(data)[:200]}")
+    embedding = item["embedding"]
+    if embedding and isinstance(embedding[0], list):
+        embedding = embedding[-1]
+    return [float(x) for x in embedding]

@@ -1,0 +1,42 @@
+"""Errors of the engine layer. The API maps them to status codes; messages are user-facing."""
+
+from __future__ import annotations
+
+
+class EngineError(RuntimeError):
+    """Anything that went wrong in or with llama-server.
+
+    `status` is the HTTP status llama-server answered with, when it answered at all.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class EngineNotFoundError(EngineError):
+    """The engine folder or its llama-server is missing; the message says how to get one."""
+
+
+class EngineStartError(EngineError):
+    """A child did not become ready (exited, crashed, or timed out while loading the model)."""
+
+
+class EngineExitedError(EngineError):
+    """The child process died while a request was running on it."""
+
+    def __init__(self, returncode: int | None, output_tail: str) -> None:
+        code = "unknown" if returncode is None else str(returncode)
+        detail = output_tail.strip() or "no output"
+        super().__init__(f"engine process exited unexpectedly (code {code}): {detail}")
+        self.returncode = returncode
+        self.output_tail = output_tail
+
+
+class EngineConnectionError(EngineError):
+    """The HTTP connection to the child failed (refused, reset, timed out)."""
+
+
+class EngineRequestError(EngineError):
+    """llama-server answered a request with an error status; `status` holds it."""

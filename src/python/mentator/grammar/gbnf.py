@@ -1,0 +1,881 @@
+"""JSON Schema → GBNF, for llama-server's ``grammar`` request field.
+
+One converter serves ``/prompt`` with ``useGrammar`` *and* ``/check/gbnf``, so the check accepts
+exactly the schemas that generation accepts (the original checked with a narrower converter
+than it generated with).
+
+What the grammar enforces and what it leaves to validation
+-----------------------------------------------------------
+The grammar steers generation; ``mentator.validation`` checks the parsed answer afterwards
+against the full schema. So a keyword the grammar cannot express is *ignored* when ignoring it
+only widens the accepted language (validation still catches violations), and *refused* with
+``SchemaToGrammarError`` when ignoring it would make the grammar reject valid answers or the
+schema cannot be followed at all.
+
+* objects: ``properties`` in the order given, ``required`` (optional properties may be absent),
+  ``additionalProperties`` false / true / schema. As in llama.cpp, an object that lists
+  ``properties`` but says nothing about ``additionalProperties`` gets no extra keys (faster,
+  fewer hallucinated keys); an object without ``properties`` accepts any keys.
+* arrays: ``items``, ``prefixItems`` (and draft-7 tuple ``items`` + ``additionalItems``),
+  ``minItems``, ``maxItems``.
+* strings: ``enum``, ``const``, ``minLength``, ``maxLength``, ``format`` date, time, date-time,
+  uuid, email (simple form), ipv4; ``pattern`` in the subset of ``mentator.grammar.pattern``.
+* numbers/integers: JSON number syntax (bounded digit counts); ``minimum >= 0`` drops the minus
+  sign, other bounds and ``multipleOf`` are left to validation.
+* ``boolean``, ``null``, ``enum``/``const`` of any JSON value, ``type`` lists, ``nullable: true``
+  (OpenAPI), ``anyOf``/``oneOf`` (oneOf's "exactly one" is left to validation), ``allOf``
+  (merged), local ``$ref`` (``#``, ``#/$defs/...``, ``#/definitions/...``, any local pointer;
+  recursion allowed unless it is left recursion), empty schema / ``true`` = any JSON value.
+* ignored (validation checks them): ``minimum``/``maximum``/``exclusive*`` (except the sign rule),
+  ``multipleOf``, ``uniqueItems``, ``contains``, ``min/maxProperties``, ``propertyNames``,
+  ``dependentRequired``, ``dependentSchemas``, ``not``, ``if``/``then``/``else``, unknown formats,
+  annotations and unknown keywords.
+* ``unevaluatedProperties`` acts like ``additionalProperties`` of the merged (``allOf``) object,
+  which is what it means there.
+* refused: remote ``$ref``, ``$dynamicRef``/``$recursiveRef``, ``patternProperties``,
+  ``unevaluatedItems`` other than ``true``, ``false`` where a value is required, contradictory
+  ``allOf``, unsupported ``pattern`` syntax.
+
+Whitespace: between tokens the grammar allows nothing, one space, or one newline followed by at
+most 20 spaces/tabs — enough for pretty-printed JSON, bounded so a small model cannot loop on
+whitespace forever. Nothing is allowed before or after the top-level value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from mentator.grammar.ir import (
+    EMPTY,
+    MAX_REPETITION,
+    CharSet,
+    Expr,
+    GrammarError,
+    RuleRef,
+    chars,
+    check_grammar,
+    choice,
+    lit,
+    optional,
+    render_grammar,
+    repeat,
+    seq,
+)
+from mentator.grammar.pattern import PatternError, pattern_to_expr
+
+JSON_TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
+
+ANNOTATIONS = frozenset(
+    {
+        "title",
+        "description",
+        "$comment",
+        "default",
+        "examples",
+        "example",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$schema",
+        "$id",
+        "$anchor",
+        "$defs",
+        "definitions",
+        "$vocabulary",
+        "contentMediaType",
+        "contentEncoding",
+    }
+)
+_OBJECT_KEYWORDS = frozenset(
+    {
+        "properties",
+        "required",
+        "additionalProperties",
+        "unevaluatedProperties",
+        "minProperties",
+        "maxProperties",
+        "propertyNames",
+    }
+)
+_ARRAY_KEYWORDS = frozenset(
+    {"items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems", "contains"}
+)
+_STRING_KEYWORDS = frozenset({"minLength", "maxLength", "pattern", "format"})
+_NUMBER_KEYWORDS = frozenset(
+    {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
+)
+_REFUSED = {
+    "$dynamicRef": "dynamic references are not supported; use a local $ref",
+    "$recursiveRef": "recursive references ($recursiveRef) are not supported; use a local $ref",
+    "patternProperties": (
+        "patternProperties cannot be expressed in the grammar; list the keys in properties"
+    ),
+}
+_JSON_FORBIDDEN_RAW = ((0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C), (0x7F, 0x7F))
+_FORMATS = ("date", "time", "date-time", "uuid", "email", "ipv4")
+_INLINE_MEMBERS = 6  # objects with more members get "rest" rules (see _Converter._members)
+
+
+class SchemaToGrammarError(ValueError):
+    """A schema (part) the converter cannot turn into a grammar; ``pointer`` says where."""
+
+    def __init__(self, pointer: str, problem: str) -> None:
+        self.pointer = pointer or "#"
+        self.problem = problem
+        super().__init__(f"at {self.pointer}: {problem}")
+
+
+def _json_type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
+
+
+def _matches_type(value: object, type_name: str) -> bool:
+    if type_name == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
+    return _json_type_name(value) == type_name
+
+
+def _pointer_token(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_NAME_JUNK = re.compile(r"[^A-Za-z0-9-]+")
+
+
+class _Converter:
+    def __init__(self, root: object) -> None:
+        self.root = root
+        self.rules: dict[str, Expr] = {}
+        self.taken: set[str] = {"root", *self._PRIMITIVES}
+        self.ref_rules: dict[str, str] = {"#": "root"}
+
+    # ------------------------------------------------------------ rule names and primitives
+
+    def new_rule(self, hint: str) -> str:
+        base = _NAME_JUNK.sub("-", hint).strip("-") or "rule"
+        name, counter = base, 1
+        while name in self.taken:
+            counter += 1
+            name = f"{base}-{counter}"
+        self.taken.add(name)
+        return name
+
+    def use(self, name: str) -> RuleRef:
+        """A reference to a shared primitive rule, defining it (and what it needs) on first use."""
+        if name not in self.rules:
+            self.rules[name] = EMPTY  # placeholder: primitives may refer to each other
+            self.rules[name] = self._PRIMITIVES[name](self)
+        return RuleRef(name)
+
+    def _ws(self) -> Expr:
+        return repeat(choice(lit(" "), seq(lit("\n"), repeat(chars([" ", "\t"]), 0, 20))), 0, 1)
+
+    def _char(self) -> Expr:
+        return choice(
+            CharSet(_JSON_FORBIDDEN_RAW, negated=True), seq(lit("\\"), self.use("escape"))
+        )
+
+    def _escape(self) -> Expr:
+        hex_digit = chars([("0", "9"), ("a", "f"), ("A", "F")])
+        return choice(
+            chars(['"', "\\", "/", "b", "f", "n", "r", "t"]), seq(lit("u"), repeat(hex_digit, 4, 4))
+        )
+
+    def _digits(self) -> Expr:
+        return choice(lit("0"), seq(chars([("1", "9")]), repeat(chars([("0", "9")]), 0, 15)))
+
+    def _fraction_and_exponent(self) -> Expr:
+        digit = chars([("0", "9")])
+        return seq(
+            optional(seq(lit("."), repeat(digit, 1, 16))),
+            optional(seq(chars(["e", "E"]), optional(chars(["+", "-"])), repeat(digit, 1, 3))),
+        )
+
+    def _two_digits(self, first: tuple[str, str], second: tuple[str, str] = ("0", "9")) -> Expr:
+        return seq(chars([first]), chars([second]))
+
+    def _time(self) -> Expr:
+        hour = choice(self._two_digits(("0", "1")), seq(lit("2"), chars([("0", "3")])))
+        minute = self._two_digits(("0", "5"))
+        second = choice(self._two_digits(("0", "5")), lit("60"))
+        offset = choice(lit("Z"), lit("z"), seq(chars(["+", "-"]), hour, lit(":"), minute))
+        fraction = optional(seq(lit("."), repeat(chars([("0", "9")]), 1, 9)))
+        return seq(hour, lit(":"), minute, lit(":"), second, fraction, offset)
+
+    def _date(self) -> Expr:
+        digit = chars([("0", "9")])
+        month = choice(seq(lit("0"), chars([("1", "9")])), seq(lit("1"), chars([("0", "2")])))
+        day = choice(
+            seq(lit("0"), chars([("1", "9")])),
+            seq(chars([("1", "2")]), digit),
+            seq(lit("3"), chars([("0", "1")])),
+        )
+        return seq(repeat(digit, 4, 4), lit("-"), month, lit("-"), day)
+
+    def _uuid(self) -> Expr:
+        hex_digit = chars([("0", "9"), ("a", "f"), ("A", "F")])
+        groups = [repeat(hex_digit, count, count) for count in (8, 4, 4, 4, 12)]
+        return seq(
+            groups[0],
+            lit("-"),
+            groups[1],
+            lit("-"),
+            groups[2],
+            lit("-"),
+            groups[3],
+            lit("-"),
+            groups[4],
+        )
+
+    def _email(self) -> Expr:
+        local = repeat(chars([("a", "z"), ("A", "Z"), ("0", "9"), ".", "_", "%", "+", "-"]), 1, 64)
+        label = repeat(chars([("a", "z"), ("A", "Z"), ("0", "9"), "-"]), 1, 63)
+        return seq(local, lit("@"), label, repeat(seq(lit("."), label), 1, 8))
+
+    def _ipv4(self) -> Expr:
+        digit = chars([("0", "9")])
+        octet = choice(
+            seq(lit("25"), chars([("0", "5")])),
+            seq(lit("2"), chars([("0", "4")]), digit),
+            seq(lit("1"), digit, digit),
+            seq(chars([("1", "9")]), digit),
+            digit,
+        )
+        return seq(octet, lit("."), octet, lit("."), octet, lit("."), octet)
+
+    def _generic_object(self) -> Expr:
+        ws = self.use("ws")
+        member = seq(self.use("string"), ws, lit(":"), ws, self.use("value"), ws)
+        return seq(
+            lit("{"),
+            ws,
+            optional(seq(member, repeat(seq(lit(","), ws, member), 0, None))),
+            lit("}"),
+        )
+
+    def _generic_array(self) -> Expr:
+        ws = self.use("ws")
+        element = seq(self.use("value"), ws)
+        return seq(
+            lit("["),
+            ws,
+            optional(seq(element, repeat(seq(lit(","), ws, element), 0, None))),
+            lit("]"),
+        )
+
+    _PRIMITIVES: dict[str, Callable[[_Converter], Expr]] = {
+        "ws": _ws,
+        "char": _char,
+        "escape": _escape,
+        "string": lambda self: seq(lit('"'), repeat(self.use("char"), 0, None), lit('"')),
+        "integer": lambda self: seq(optional(lit("-")), self._digits()),
+        "integer-nonneg": lambda self: self._digits(),
+        "number": lambda self: seq(
+            optional(lit("-")), self._digits(), self._fraction_and_exponent()
+        ),
+        "number-nonneg": lambda self: seq(self._digits(), self._fraction_and_exponent()),
+        "boolean": lambda self: choice(lit("true"), lit("false")),
+        "null": lambda self: lit("null"),
+        "value": lambda self: choice(
+            self.use("object"),
+            self.use("array"),
+            self.use("string"),
+            self.use("number"),
+            self.use("boolean"),
+            self.use("null"),
+        ),
+        "object": _generic_object,
+        "array": _generic_array,
+        "date": _date,
+        "time": _time,
+        "date-time": lambda self: seq(self.use("date"), chars(["T", "t"]), self.use("time")),
+        "uuid": _uuid,
+        "email": _email,
+        "ipv4": _ipv4,
+    }
+
+    # ------------------------------------------------------------ entry
+
+    def convert_root(self) -> dict[str, Expr]:
+        self.define("root", self.convert(self.root, "#", "root", target="root"))
+        return self.rules
+
+    def define(self, name: str, expr: Expr) -> None:
+        if expr != RuleRef(name):
+            self.rules[name] = expr
+
+    def convert(
+        self, schema: object, pointer: str, hint: str, *, target: str | None = None
+    ) -> Expr:
+        """Grammar for ``schema``; object/array rules are written into ``target`` when given."""
+        if schema is True:
+            return self.use("value")
+        if schema is False:
+            raise SchemaToGrammarError(
+                pointer, "the schema false matches no value, but a value is required here"
+            )
+        if not isinstance(schema, dict):
+            raise SchemaToGrammarError(
+                pointer, f"a schema must be an object or a boolean, got {_json_type_name(schema)}"
+            )
+        for keyword, reason in _REFUSED.items():
+            if keyword in schema:
+                raise SchemaToGrammarError(pointer, reason)
+        if "unevaluatedItems" in schema and schema["unevaluatedItems"] is not True:
+            raise SchemaToGrammarError(
+                pointer, "unevaluatedItems is not supported; use items / prefixItems instead"
+            )
+        if "$ref" in schema:
+            return self._ref(schema, pointer)
+        if "allOf" in schema:
+            return self.convert(self._merge_all_of(schema, pointer), pointer, hint, target=target)
+        if "anyOf" in schema or "oneOf" in schema:
+            return self._any_of(schema, pointer, hint)
+        if "const" in schema:
+            return self._literal_value(schema["const"])
+        if "enum" in schema:
+            return self._enum(schema, pointer)
+        types = self._types(schema, pointer)
+        if types is None:
+            return self.use("value")
+        single_target = target if len(types) == 1 else None
+        return choice(*(self._typed(kind, schema, pointer, hint, single_target) for kind in types))
+
+    # ------------------------------------------------------------ types
+
+    def _types(self, schema: dict[str, Any], pointer: str) -> list[str] | None:
+        declared = schema.get("type")
+        if declared is None:
+            keys = set(schema)
+            inferred = [
+                kind
+                for kind, keywords in (
+                    ("object", _OBJECT_KEYWORDS),
+                    ("array", _ARRAY_KEYWORDS),
+                    ("string", _STRING_KEYWORDS),
+                    ("number", _NUMBER_KEYWORDS),
+                )
+                if keys & keywords
+            ]
+            if not inferred:
+                return None
+            types = inferred
+        else:
+            listed = declared if isinstance(declared, list) else [declared]
+            for item in listed:
+                if item not in JSON_TYPES:
+                    raise SchemaToGrammarError(
+                        pointer + "/type",
+                        f"unknown type {json.dumps(item)} "
+                        f"(expected one of {', '.join(JSON_TYPES)})",
+                    )
+            if not listed:
+                raise SchemaToGrammarError(pointer + "/type", "an empty type list matches no value")
+            types = list(dict.fromkeys(listed))
+        if schema.get("nullable") is True and "null" not in types:
+            types.append("null")
+        if "number" in types and "integer" in types:
+            types.remove("integer")  # every integer is a number
+        return types
+
+    def _typed(
+        self, kind: str, schema: dict[str, Any], pointer: str, hint: str, target: str | None
+    ) -> Expr:
+        if kind == "object":
+            return self._object(schema, pointer, hint, target)
+        if kind == "array":
+            return self._array(schema, pointer, hint, target)
+        if kind == "string":
+            return self._string(schema, pointer)
+        if kind in ("number", "integer"):
+            non_negative = any(
+                _is_number(schema.get(key)) and schema[key] >= 0
+                for key in ("minimum", "exclusiveMinimum")
+            )
+            return self.use(f"{kind}-nonneg" if non_negative else kind)
+        return self.use(kind)  # boolean, null
+
+    def _count(
+        self, schema: dict[str, Any], key: str, pointer: str, default: int | None
+    ) -> int | None:
+        value = schema.get(key, default)
+        if value is None:
+            return None
+        if not _is_number(value) or value < 0 or not float(value).is_integer():
+            raise SchemaToGrammarError(
+                f"{pointer}/{key}", f"{key} must be a non-negative integer, got {json.dumps(value)}"
+            )
+        return int(value)
+
+    def _string(self, schema: dict[str, Any], pointer: str) -> Expr:
+        quote = lit('"')
+        if "pattern" in schema:
+            pattern = schema["pattern"]
+            if not isinstance(pattern, str):
+                raise SchemaToGrammarError(pointer + "/pattern", "pattern must be a string")
+            try:
+                content = pattern_to_expr(pattern)
+            except PatternError as error:
+                raise SchemaToGrammarError(pointer + "/pattern", str(error)) from error
+            self.use("char")
+            return seq(quote, content, quote)
+        if schema.get("format") in _FORMATS:
+            return seq(quote, self.use(str(schema["format"])), quote)
+        low = self._count(schema, "minLength", pointer, 0) or 0
+        high = self._count(schema, "maxLength", pointer, None)
+        if high is not None and high < low:
+            raise SchemaToGrammarError(pointer, f"maxLength {high} is smaller than minLength {low}")
+        if low > MAX_REPETITION:
+            raise SchemaToGrammarError(
+                pointer + "/minLength", f"minLength above {MAX_REPETITION} is not supported"
+            )
+        if low == 0 and high is None:
+            return self.use("string")
+        return seq(quote, repeat(self.use("char"), low, high), quote)
+
+    # ------------------------------------------------------------ objects
+
+    def _object(self, schema: dict[str, Any], pointer: str, hint: str, target: str | None) -> Expr:
+        name = target or self.new_rule(hint)
+        self.rules[name] = EMPTY  # placeholder until the body is known
+        properties = schema.get("properties", {})
+        if not isinstance(properties, dict):
+            raise SchemaToGrammarError(pointer + "/properties", "properties must be an object")
+        required = schema.get("required", [])
+        if not isinstance(required, list) or not all(isinstance(item, str) for item in required):
+            raise SchemaToGrammarError(
+                pointer + "/required", "required must be an array of strings"
+            )
+        # allOf is merged before we get here, so unevaluatedProperties means what
+        # additionalProperties would mean for the merged property list.
+        additional = schema.get("additionalProperties", schema.get("unevaluatedProperties"))
+        if additional is None:
+            additional = "properties" not in schema
+        ws = self.use("ws")
+
+        def key_value(key: str, value: Expr) -> Expr:
+            return seq(lit(json.dumps(key, ensure_ascii=False)), ws, lit(":"), ws, value, ws)
+
+        entries: list[tuple[str, Expr, bool]] = []
+        for key, sub_schema in properties.items():
+            sub_pointer = f"{pointer}/properties/{_pointer_token(key)}"
+            if sub_schema is False:
+                if key in required:
+                    raise SchemaToGrammarError(
+                        sub_pointer, f"property {key!r} is required but its schema is false"
+                    )
+                continue  # the property may never appear
+            value = self.convert(sub_schema, sub_pointer, f"{name}-{key}")
+            entries.append((key, key_value(key, value), key in required))
+        for key in dict.fromkeys(required):
+            if key in properties:
+                continue
+            if additional is False:
+                raise SchemaToGrammarError(
+                    pointer + "/required",
+                    f"required property {key!r} is not in properties "
+                    "and additionalProperties is false",
+                )
+            value = self.convert(additional, pointer + "/additionalProperties", f"{name}-{key}")
+            entries.append((key, key_value(key, value), True))
+        extra: Expr | None = None
+        if additional is not False:
+            value = self.convert(
+                additional, pointer + "/additionalProperties", f"{name}-additional"
+            )
+            key_text = self._key_not_in([key for key, _, _ in entries])
+            extra_name = self.new_rule(f"{name}-additional-kv")
+            self.rules[extra_name] = seq(lit('"'), key_text, lit('"'), ws, lit(":"), ws, value, ws)
+            extra = RuleRef(extra_name)
+        self.rules[name] = seq(lit("{"), ws, self._members(name, entries, extra), lit("}"))
+        return RuleRef(name)
+
+    def _members(
+        self, name: str, entries: list[tuple[str, Expr, bool]], extra: Expr | None
+    ) -> Expr:
+        """Members in the given order; optional ones may be missing, commas only between members.
+
+        Every way of leaving out leading optional members needs its own copy of "the rest", so
+        for larger objects "the rest from member i on" becomes a rule and the size stays linear.
+        """
+        comma = seq(lit(","), self.use("ws"))
+        rest_rules: dict[int, RuleRef] = {}
+
+        def after_inline(index: int) -> Expr:
+            parts = [
+                seq(comma, kv) if needed else optional(seq(comma, kv))
+                for _, kv, needed in entries[index:]
+            ]
+            if extra is not None:
+                parts.append(repeat(seq(comma, extra), 0, None))
+            return seq(*parts)
+
+        def after(index: int) -> Expr:
+            if len(entries) <= _INLINE_MEMBERS or index >= len(entries):
+                return after_inline(index)
+            if index not in rest_rules:
+                _, kv, needed = entries[index]
+                head = seq(comma, kv) if needed else optional(seq(comma, kv))
+                rule = self.new_rule(f"{name}-rest-{index}")
+                rest_rules[index] = RuleRef(rule)
+                self.rules[rule] = seq(head, after(index + 1))
+            return rest_rules[index]
+
+        def first(index: int) -> Expr:
+            if index == len(entries):
+                return (
+                    optional(seq(extra, repeat(seq(comma, extra), 0, None)))
+                    if extra is not None
+                    else EMPTY
+                )
+            _, kv, needed = entries[index]
+            present = seq(kv, after(index + 1))
+            return present if needed else choice(present, first(index + 1))
+
+        return first(0)
+
+    def _key_not_in(self, keys: list[str]) -> Expr:
+        """JSON string content of any key except the given ones (declared keys are not repeated)."""
+        char = self.use("char")
+        if not keys:
+            return repeat(char, 0, None)
+        encoded = {json.dumps(key, ensure_ascii=False)[1:-1] for key in keys}
+        return self._trie(encoded, char)
+
+    def _trie(self, words: set[str], char: RuleRef) -> Expr:
+        children = sorted({word[0] for word in words if word})
+        rest = repeat(char, 0, None)
+        options: list[Expr] = [
+            seq(
+                lit(child),
+                self._trie({word[1:] for word in words if word and word[0] == child}, char),
+            )
+            for child in children
+        ]
+        excluded = [(ord(child), ord(child)) for child in children] + list(_JSON_FORBIDDEN_RAW)
+        options.append(seq(CharSet(tuple(sorted(excluded)), negated=True), rest))
+        if "\\" not in children:
+            options.append(seq(lit("\\"), self.use("escape"), rest))
+        if "" not in words:
+            options.append(EMPTY)
+        return choice(*options)
+
+    # ------------------------------------------------------------ arrays
+
+    def _array(self, schema: dict[str, Any], pointer: str, hint: str, target: str | None) -> Expr:
+        name = target or self.new_rule(hint)
+        self.rules[name] = EMPTY
+        items = schema.get("items")
+        if "prefixItems" in schema:
+            prefix_schemas, prefix_key = schema["prefixItems"], "prefixItems"
+            rest_schema, rest_key = (True if items is None else items), "items"
+        elif isinstance(items, list):
+            prefix_schemas, prefix_key = items, "items"
+            rest_schema, rest_key = schema.get("additionalItems", True), "additionalItems"
+        else:
+            prefix_schemas, prefix_key = [], "prefixItems"
+            rest_schema, rest_key = (True if items is None else items), "items"
+        if not isinstance(prefix_schemas, list):
+            raise SchemaToGrammarError(
+                f"{pointer}/{prefix_key}", f"{prefix_key} must be an array of schemas"
+            )
+        low = self._count(schema, "minItems", pointer, 0) or 0
+        cap = self._count(schema, "maxItems", pointer, None)
+        if low > MAX_REPETITION:
+            raise SchemaToGrammarError(
+                pointer + "/minItems", f"minItems above {MAX_REPETITION} is not supported"
+            )
+        prefix: list[Expr] = []
+        for index, item_schema in enumerate(prefix_schemas):
+            if item_schema is False:
+                cap = index if cap is None else min(cap, index)
+                break
+            prefix.append(
+                self.convert(item_schema, f"{pointer}/{prefix_key}/{index}", f"{name}-{index}")
+            )
+        rest: Expr | None = None
+        if rest_schema is False:
+            cap = len(prefix) if cap is None else min(cap, len(prefix))
+        else:
+            rest = self.convert(rest_schema, f"{pointer}/{rest_key}", f"{name}-item")
+        if cap is not None and low > cap:
+            raise SchemaToGrammarError(
+                pointer, f"minItems {low} cannot be met: at most {cap} items are allowed"
+            )
+        ws = self.use("ws")
+        comma = seq(lit(","), ws)
+
+        def element(index: int) -> Expr:
+            schema_expr = prefix[index] if index < len(prefix) else rest
+            assert schema_expr is not None  # guaranteed by the cap computed above
+            return seq(schema_expr, ws)
+
+        def tail(index: int) -> Expr:
+            if cap is not None and index >= cap:
+                return EMPTY
+            if index >= len(prefix):
+                high = None if cap is None else cap - index
+                return repeat(seq(comma, element(index)), max(0, low - index), high)
+            more = seq(comma, element(index), tail(index + 1))
+            return more if index < low else optional(more)
+
+        body = EMPTY if cap == 0 else seq(element(0), tail(1))
+        if low == 0:
+            body = optional(body)
+        self.rules[name] = seq(lit("["), ws, body, lit("]"))
+        return RuleRef(name)
+
+    # ------------------------------------------------------------ const / enum
+
+    def _literal_value(self, value: object) -> Expr:
+        ws = self.use("ws")
+        if isinstance(value, dict):
+            members = [
+                seq(
+                    lit(json.dumps(key, ensure_ascii=False)),
+                    ws,
+                    lit(":"),
+                    ws,
+                    self._literal_value(item),
+                    ws,
+                )
+                for key, item in value.items()
+            ]
+            return seq(lit("{"), ws, self._joined(members), lit("}"))
+        if isinstance(value, list):
+            elements = [seq(self._literal_value(item), ws) for item in value]
+            return seq(lit("["), ws, self._joined(elements), lit("]"))
+        return lit(json.dumps(value, ensure_ascii=False))
+
+    def _joined(self, parts: list[Expr]) -> Expr:
+        if not parts:
+            return EMPTY
+        comma = seq(lit(","), self.use("ws"))
+        joined = parts[0]
+        for part in parts[1:]:
+            joined = seq(joined, comma, part)
+        return joined
+
+    def _enum(self, schema: dict[str, Any], pointer: str) -> Expr:
+        values = schema["enum"]
+        if not isinstance(values, list) or not values:
+            raise SchemaToGrammarError(pointer + "/enum", "enum must be a non-empty array")
+        types = self._types({"type": schema["type"]}, pointer) if "type" in schema else None
+        if types is not None:
+            values = [
+                value for value in values if any(_matches_type(value, kind) for kind in types)
+            ]
+            if not values:
+                raise SchemaToGrammarError(pointer + "/enum", "no enum value has the declared type")
+        return choice(*(self._literal_value(value) for value in values))
+
+    # ------------------------------------------------------------ $ref, allOf, anyOf
+
+    def _resolve(self, ref: object, pointer: str) -> tuple[object, str]:
+        if not isinstance(ref, str):
+            raise SchemaToGrammarError(pointer + "/$ref", "$ref must be a string")
+        if not ref.startswith("#"):
+            raise SchemaToGrammarError(
+                pointer + "/$ref", f"only local references ('#/...') are supported, got {ref!r}"
+            )
+        fragment = urllib.parse.unquote(ref[1:])
+        if fragment and not fragment.startswith("/"):
+            raise SchemaToGrammarError(
+                pointer + "/$ref", f"anchor references like {ref!r} are not supported"
+            )
+        node: object = self.root
+        for token in fragment.split("/")[1:]:
+            key = token.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                raise SchemaToGrammarError(
+                    pointer + "/$ref", f"$ref {ref!r} points to nothing in this schema"
+                )
+        return node, "#" + fragment
+
+    def _ref(self, schema: dict[str, Any], pointer: str) -> Expr:
+        ref = schema["$ref"]
+        siblings = {
+            key: value for key, value in schema.items() if key != "$ref" and key not in ANNOTATIONS
+        }
+        if siblings:
+            # Since draft 2019-09 keywords next to $ref apply too: treat it as allOf.
+            merged = self._merge_all_of({"allOf": [{"$ref": ref}, siblings]}, pointer)
+            return self.convert(merged, pointer, "ref")
+        target, target_pointer = self._resolve(ref, pointer)
+        key = target_pointer
+        if key in self.ref_rules:
+            return RuleRef(self.ref_rules[key])
+        last = target_pointer.rsplit("/", 1)[-1] or "ref"
+        name = self.new_rule(last)
+        self.ref_rules[key] = name
+        self.rules[name] = EMPTY
+        self.define(name, self.convert(target, target_pointer, name, target=name))
+        return RuleRef(name)
+
+    def _flatten(self, schema: object, pointer: str, depth: int = 0) -> dict[str, Any]:
+        """``schema`` as one dict with its ``$ref`` and ``allOf`` merged in (for allOf merging)."""
+        if depth > 32:
+            raise SchemaToGrammarError(
+                pointer, "allOf/$ref nesting is too deep (recursive $ref inside allOf?)"
+            )
+        if schema is True:
+            return {}
+        if schema is False:
+            raise SchemaToGrammarError(
+                pointer, "allOf contains the schema false, which matches no value"
+            )
+        if not isinstance(schema, dict):
+            raise SchemaToGrammarError(
+                pointer, f"a schema must be an object or a boolean, got {_json_type_name(schema)}"
+            )
+        result = {key: value for key, value in schema.items() if key not in ("$ref", "allOf")}
+        if "$ref" in schema:
+            target, target_pointer = self._resolve(schema["$ref"], pointer)
+            result = self._merge(self._flatten(target, target_pointer, depth + 1), result, pointer)
+        parts = schema.get("allOf", [])
+        if not isinstance(parts, list) or ("allOf" in schema and not parts):
+            raise SchemaToGrammarError(pointer + "/allOf", "allOf must be a non-empty array")
+        for index, part in enumerate(parts):
+            result = self._merge(
+                result, self._flatten(part, f"{pointer}/allOf/{index}", depth + 1), pointer
+            )
+        return result
+
+    def _merge_all_of(self, schema: dict[str, Any], pointer: str) -> dict[str, Any]:
+        return self._flatten(schema, pointer)
+
+    def _merge(self, first: dict[str, Any], second: dict[str, Any], pointer: str) -> dict[str, Any]:
+        result = dict(first)
+        for key, value in second.items():
+            if key not in result or result[key] == value:
+                result[key] = value
+                continue
+            current = result[key]
+            if key in ANNOTATIONS:
+                continue
+            if key == "properties" and isinstance(current, dict) and isinstance(value, dict):
+                merged = dict(current)
+                for name, sub in value.items():
+                    merged[name] = {"allOf": [merged[name], sub]} if name in merged else sub
+                result[key] = merged
+            elif key == "required" and isinstance(current, list) and isinstance(value, list):
+                result[key] = current + [name for name in value if name not in current]
+            elif key == "type":
+                result[key] = self._intersect_types(current, value, pointer)
+            elif key == "enum" and isinstance(current, list) and isinstance(value, list):
+                common = [item for item in current if item in value]
+                if not common:
+                    raise SchemaToGrammarError(
+                        pointer, "allOf: the enum lists have no value in common"
+                    )
+                result[key] = common
+            elif (
+                key in ("minimum", "minLength", "minItems", "minProperties", "exclusiveMinimum")
+                and _is_number(current)
+                and _is_number(value)
+            ):
+                result[key] = max(current, value)
+            elif (
+                key in ("maximum", "maxLength", "maxItems", "maxProperties", "exclusiveMaximum")
+                and _is_number(current)
+                and _is_number(value)
+            ):
+                result[key] = min(current, value)
+            elif key in (
+                "items",
+                "additionalProperties",
+                "unevaluatedProperties",
+                "additionalItems",
+                "propertyNames",
+                "contains",
+            ):
+                if current is False or value is False:
+                    result[key] = False
+                elif current is True:
+                    result[key] = value
+                elif value is not True:
+                    result[key] = {"allOf": [current, value]}
+            else:
+                raise SchemaToGrammarError(
+                    pointer, f"allOf: conflicting values for {key!r} cannot be merged"
+                )
+        return result
+
+    def _intersect_types(self, first: object, second: object, pointer: str) -> list[str]:
+        def as_set(value: object) -> set[str]:
+            names = set(value if isinstance(value, list) else [value])
+            return names | {"integer"} if "number" in names else names
+
+        common = as_set(first) & as_set(second)
+        if "number" in common:
+            common.discard("integer")
+        if not common:
+            raise SchemaToGrammarError(
+                pointer,
+                f"allOf: types {json.dumps(first)} and {json.dumps(second)} exclude each other",
+            )
+        return [kind for kind in JSON_TYPES if kind in common]
+
+    def _any_of(self, schema: dict[str, Any], pointer: str, hint: str) -> Expr:
+        if "anyOf" in schema and "oneOf" in schema:
+            raise SchemaToGrammarError(
+                pointer, "anyOf and oneOf in the same schema are not supported; nest them in allOf"
+            )
+        keyword = "anyOf" if "anyOf" in schema else "oneOf"
+        branches = schema[keyword]
+        if not isinstance(branches, list) or not branches:
+            raise SchemaToGrammarError(
+                f"{pointer}/{keyword}", f"{keyword} must be a non-empty array"
+            )
+        base = {key: value for key, value in schema.items() if key != keyword}
+        constrained = any(key not in ANNOTATIONS for key in base)
+        options: list[Expr] = []
+        for index, branch in enumerate(branches):
+            if branch is False:
+                continue
+            branch_pointer = f"{pointer}/{keyword}/{index}"
+            branch_schema = {"allOf": [base, branch]} if constrained else branch
+            options.append(self.convert(branch_schema, branch_pointer, f"{hint}-{index}"))
+        if not options:
+            raise SchemaToGrammarError(f"{pointer}/{keyword}", f"every {keyword} branch is false")
+        return choice(*options)
+
+
+def schema_to_gbnf(schema: object) -> str:
+    """GBNF text for llama-server's ``grammar`` field; raises ``SchemaToGrammarError``.
+
+    ``schema`` is the parsed JSON Schema (a dict or a boolean).
+    """
+    converter = _Converter(schema)
+    rules = converter.convert_root()
+    try:
+        check_grammar(rules)
+    except GrammarError as error:
+        raise SchemaToGrammarError(
+            "#", f"the schema leads to an unusable grammar: {error}"
+        ) from error
+    return render_grammar(rules)

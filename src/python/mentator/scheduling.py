@@ -1,0 +1,106 @@
+"""The fair, bounded queue in front of the engine's slots.
+
+`slots` requests run at once (llama-server's `--parallel`, batched continuously); the rest wait in
+arrival order. At most `limit` may wait: one more is refused at once (`QueueFull` → HTTP 503)
+instead of piling up. A request's deadline (`durationMsec`) also bounds its wait (`QueueTimeout`
+→ 400 "cancelled by timeout"). A waiter that goes away (client disconnect = task cancelled)
+leaves the line without taking or leaking a slot; a slot handed to a waiter at the very moment
+it was cancelled is passed on to the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+
+class QueueFull(Exception):  # noqa: N818 - the name is the API contract
+    """Too many requests already wait; the message is meant for the client."""
+
+
+class QueueTimeout(Exception):  # noqa: N818 - the name is the API contract
+    """The request's deadline passed while it waited for a slot."""
+
+
+class RequestQueue:
+    """FIFO admission to `slots` concurrent runs with at most `limit` waiters.
+
+    Deadlines are instants of `clock` (default `time.monotonic`, the clock asyncio uses).
+    """
+
+    def __init__(
+        self, slots: int, limit: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        if limit < 0:
+            raise ValueError(f"limit must be 0 or more, got {limit}")
+        self.slots = slots
+        self.limit = limit
+        self._clock = clock
+        self._running = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def waiting(self) -> int:
+        """Requests waiting for a slot (not counting the running ones)."""
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    def running(self) -> int:
+        return self._running
+
+    @asynccontextmanager
+    async def slot(self, deadline: float | None = None) -> AsyncIterator[int]:
+        """Hold one slot for the body; yields the milliseconds spent waiting for it."""
+        started = self._clock()
+        await self._enter(deadline)
+        try:
+            yield max(0, round((self._clock() - started) * 1000))
+        finally:
+            self._leave()
+
+    async def _enter(self, deadline: float | None) -> None:
+        if self._running < self.slots and self.waiting() == 0:
+            self._running += 1
+            return
+        if self.waiting() >= self.limit:
+            raise QueueFull(
+                f"server busy: {self._running} requests running and {self.waiting()} waiting "
+                f"(queueLimit {self.limit}); retry later"
+            )
+        remaining = None if deadline is None else deadline - self._clock()
+        if remaining is not None and remaining <= 0:
+            raise QueueTimeout("cancelled by timeout")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), remaining)
+        except BaseException as error:
+            granted = waiter.done() and not waiter.cancelled()
+            if not waiter.done():
+                waiter.cancel()
+            self._discard(waiter)
+            if granted:
+                # The slot arrived together with the timeout/cancellation: pass it on.
+                self._leave()
+            if isinstance(error, TimeoutError):
+                raise QueueTimeout("cancelled by timeout") from None
+            raise
+        # The slot was handed over by `_leave` (the running count already includes it).
+
+    def _discard(self, waiter: asyncio.Future[None]) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+
+    def _leave(self) -> None:
+        """Hand the slot to the oldest live waiter, or free it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the running count stays: the slot changes hands
+                return
+        self._running -= 1

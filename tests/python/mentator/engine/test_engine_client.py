@@ -1,0 +1,215 @@
+"""EngineClient: request mapping, response parsing and error typing (httpx mock transport)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from mentator.engine.client import EngineClient, logit_bias, sampling_params
+from mentator.engine.errors import EngineConnectionError, EngineError, EngineRequestError
+
+JSON_DEFAULTS: dict[str, Any] = {
+    "temperature": 0,
+    "topP": 0.1,
+    "topK": 10,
+    "minP": 0,
+    "maxTokens": 4096,
+    "repeatPenalty": 1,
+    "repeatPenaltyNum": 0,
+    "presencePenalty": 0,
+    "frequencyPenalty": 0,
+    "mirostat": 2,
+    "mirostatTau": 5,
+    "mirostatEta": 0.1,
+    "penalizeNewline": False,
+    "stopSequences": ["###"],
+    "trimWhitespace": True,
+    "tokenBias": {"Hello": 2.5, "42": -1, "never": False},
+    "evaluationPriority": 5,
+    "contextShiftSize": 0,
+    "disableContextShift": False,
+    "seed": 7,
+}
+
+
+def test_sampling_params_map_every_supported_option() -> None:
+    assert sampling_params(JSON_DEFAULTS) == {
+        "temperature": 0,
+        "top_p": 0.1,
+        "top_k": 10,
+        "min_p": 0,
+        "max_tokens": 4096,
+        "repeat_penalty": 1,
+        "repeat_last_n": 0,
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "mirostat": 2,
+        "mirostat_tau": 5,
+        "mirostat_eta": 0.1,
+        "seed": 7,
+        "stop": ["###"],
+        "logit_bias": [["Hello", 2.5], ["42", -1], ["never", False]],
+    }
+
+
+def test_empty_stops_and_bias_are_not_sent() -> None:
+    assert sampling_params({"stopSequences": [], "tokenBias": {}}) == {}
+
+
+def test_logit_bias_drops_values_the_engine_cannot_take() -> None:
+    assert logit_bias({"a": float("-inf"), "b": float("nan"), "c": "x", "d": True, "e": 1}) == [
+        ["a", False],
+        ["e", 1],
+    ]
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def client_with(handler: Handler) -> EngineClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return EngineClient("http://engine", http=http)
+
+
+def test_complete_sends_messages_grammar_and_reads_the_answer() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/chat/completions"
+        seen.append(json.loads(request.content))
+        return httpx.Response(
+            200,
+            json={
+                "choices": [
+                    {
+                        "finish_reason": "length",
+                        "message": {"content": '{"a":1}', "reasoning_content": "hmm"},
+                    }
+                ],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 4},
+                "timings": {"predicted_ms": 3.5},
+            },
+        )
+
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    result = asyncio.run(
+        client_with(handler).complete(messages, {"temperature": 0.5}, grammar='root ::= "x"')
+    )
+    assert result.text == '{"a":1}' and result.reasoning == "hmm"
+    assert result.finish_reason == "length"
+    assert (result.prompt_tokens, result.completion_tokens) == (11, 4)
+    assert result.timings == {"predicted_ms": 3.5}
+    assert seen == [
+        {
+            "messages": messages,
+            "temperature": 0.5,
+            "n_probs": 0,
+            "cache_prompt": True,
+            "stream": False,
+            "grammar": 'root ::= "x"',
+        }
+    ]
+
+
+def test_grammar_and_schema_together_are_refused() -> None:
+    client = client_with(lambda request: httpx.Response(200))
+    with pytest.raises(ValueError, match="either a grammar or a json_schema"):
+        asyncio.run(client.complete([], grammar="g", json_schema={}))
+
+
+def test_engine_error_status_and_message_are_kept() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            400,
+            json={
+                "error": {"code": 400, "message": "the request exceeds the available context size"}
+            },
+        )
+
+    with pytest.raises(EngineRequestError) as caught:
+        asyncio.run(client_with(handler).complete([{"role": "user", "content": "x"}]))
+    assert caught.value.status == 400
+    assert str(caught.value) == "the request exceeds the available context size"
+
+
+def test_connection_failure_is_an_engine_connection_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    with pytest.raises(EngineConnectionError, match="connection lost during completion"):
+        asyncio.run(client_with(handler).complete([{"role": "user", "content": "x"}]))
+
+
+def test_stream_yields_deltas_until_done() -> None:
+    events = [
+        {"choices": [{"delta": {"reasoning_content": "th"}, "finish_reason": None}]},
+        {"choices": [{"delta": {"content": "Hel"}, "finish_reason": None}]},
+        {"choices": [{"delta": {"content": "lo"}, "finish_reason": None}]},
+        {"choices": [{"delta": {}, "finish_reason": "stop"}], "usage": {"completion_tokens": 2}},
+    ]
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + ": ping\n\ndata: [DONE]\n\n"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent = json.loads(request.content)
+        assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+        return httpx.Response(200, text=body, headers={"Content-Type": "text/event-stream"})
+
+    async def collect() -> list[Any]:
+        return [d async for d in client_with(handler).stream([{"role": "user", "content": "x"}])]
+
+    deltas = asyncio.run(collect())
+    assert "".join(d.text for d in deltas) == "Hello"
+    assert deltas[0].reasoning == "th"
+    assert deltas[-1].finish_reason == "stop" and deltas[-1].usage == {"completion_tokens": 2}
+
+
+def test_stream_error_event_raises() -> None:
+    body = 'data: {"error": {"code": 500, "message": "decode failed"}}\n\n'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=body)
+
+    async def collect() -> None:
+        async for _ in client_with(handler).stream([{"role": "user", "content": "x"}]):
+            pass
+
+    with pytest.raises(EngineRequestError, match="decode failed") as caught:
+        asyncio.run(collect())
+    assert caught.value.status == 500
+
+
+@pytest.mark.parametrize(
+    ("answer", "vector"),
+    [
+        ([{"index": 0, "embedding": [[0.5, 1.5]]}], [0.5, 1.5]),  # pooled
+        ([{"index": 0, "embedding": [[1, 2], [3, 4], [5, 6]]}], [5.0, 6.0]),  # per token: last
+        ({"embedding": [7, 8]}, [7.0, 8.0]),  # a flat vector
+    ],
+)
+def test_embed_takes_the_pooled_or_last_token_vector(answer: Any, vector: list[float]) -> None:
+    sent: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json=answer)
+
+    assert asyncio.run(client_with(handler).embed("hello")) == vector
+    assert sent == [{"content": "hello", "embd_normalize": -1}]
+
+
+def test_embed_of_empty_text_is_empty_without_a_request() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request expected")
+
+    assert asyncio.run(client_with(handler).embed("")) == []
+
+
+def test_unexpected_embedding_shape_is_an_engine_error() -> None:
+    client = client_with(lambda request: httpx.Response(200, json={"nope": 1}))
+    with pytest.raises(EngineError, match="unexpected embedding"):
+        asyncio.run(client.embed("x"))

@@ -1,0 +1,196 @@
+"""The engine layer against the REAL llama-server (MENTATOR_ENGINE_DIR) and SmolLM2
+(MENTATOR_TEST_MODEL). The `engine_dir` / `test_model` fixtures (tests/python/mentator/conftest.py)
+skip these tests when either is missing locally and fail them in CI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mentator.engine.errors import EngineExitedError
+from mentator.engine.manager import EngineManager
+from mentator.hardware.probes import ProbeEnv
+from mentator.hardware.selection import BackendChoice, select_backend
+
+pytestmark = pytest.mark.integration
+
+CPU = BackendChoice(backend="cpu", reason="test")
+GREEDY = {"temperature": 0, "topK": 1, "maxTokens": 24, "seed": 1}
+SMOLLM2_135M_WIDTH = 576  # n_embd of SmolLM2-135M
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    path: Path
+    size_kb: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine_dir: Path
+    parallel: int = 2
+    threads: int | None = 2
+
+
+class Logger:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def error(self, pipe: str, message: str, extra: str | None = None) -> None:
+        self.lines.append(("error", message))
+
+    def debug(self, pipe: str, message: str, extra: str | None = None) -> None:
+        self.lines.append(("debug", message))
+
+    def trace(self, pipe: str, message: str, extra: str | None = None) -> None:
+        self.lines.append(("trace", message))
+
+
+def model_of(path: Path) -> Model:
+    return Model(path.name, path, math.ceil(path.stat().st_size / 1024))
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": text},
+    ]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_detection_on_this_machine_reports_the_cpu_variant(engine_dir: Path) -> None:
+    env = ProbeEnv.from_environ({"PATH": os.environ.get("PATH", "")}, engine_dir=engine_dir)
+    choice = select_backend(env)
+    if choice.backend == "cpu":
+        assert choice.cpu_variant, choice.reason  # parsed from ggml's "loaded CPU backend" line
+
+
+def test_completion_grammar_embedding_and_stream(engine_dir: Path, test_model: Path) -> None:
+    logger = Logger()
+
+    async def scenario() -> None:
+        manager = EngineManager(Settings(engine_dir), CPU, logger, start_timeout_s=120)
+        model = model_of(test_model)
+        async with manager.use(model, None, 1024) as (handle, status):
+            assert status == "load"
+            result = await handle.complete(user("What is the capital of France?"), GREEDY)
+            assert result.text.strip()
+            assert result.finish_reason in {"stop", "length"}
+            assert result.prompt_tokens > 0 and 0 < result.completion_tokens <= 24
+            assert result.timings.get("predicted_n") == result.completion_tokens
+
+            constrained = await handle.complete(
+                user("Is the sky blue? Answer yes or no."), GREEDY, grammar='root ::= "yes" | "no"'
+            )
+            assert constrained.text in {"yes", "no"}
+
+            shaped = await handle.complete(
+                user("Give a digit."),
+                {**GREEDY, "maxTokens": 32},
+                grammar='root ::= "{\\"digit\\": " [0-9] "}"',
+            )
+            assert set(json.loads(shaped.text)) == {"digit"}
+
+            streamed = [d async for d in handle.stream(user("Say hello."), GREEDY)]
+            assert "".join(d.text for d in streamed).strip()
+            assert streamed[-1].finish_reason in {"stop", "length"} or any(
+                d.finish_reason for d in streamed
+            )
+
+        # Embedding right after a completion with a contextSize: same child, no reload.
+        async with manager.use(model, None, 1024) as (handle, status):
+            assert status == "exists"
+            vector = await handle.embed("The quick brown fox")
+            assert len(vector) == SMOLLM2_135M_WIDTH
+            assert all(math.isfinite(x) for x in vector)
+            assert abs(math.sqrt(sum(x * x for x in vector)) - 1.0) > 1e-3  # not normalised
+            assert await handle.embed("") == []
+        await manager.shutdown()
+
+    run(scenario())
+    assert any(
+        "load model to memory" in message for level, message in logger.lines if level == "debug"
+    )
+    assert any(
+        "loaded CPU backend" in message for level, message in logger.lines if level == "trace"
+    )
+
+
+def test_closing_the_request_stops_the_generation(engine_dir: Path, test_model: Path) -> None:
+    async def scenario() -> None:
+        manager = EngineManager(
+            Settings(engine_dir, parallel=1), CPU, Logger(), start_timeout_s=120
+        )
+        async with manager.use(model_of(test_model), None, 2048) as (handle, _):
+            long_job = asyncio.create_task(
+                handle.complete(
+                    user("Write a very long story about a dragon."),
+                    {"temperature": 0.8, "maxTokens": 1500, "seed": 3},
+                )
+            )
+            await asyncio.sleep(1.0)
+            long_job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await long_job
+            # The only slot must be idle again well before 1500 tokens could be generated.
+            async with httpx.AsyncClient(base_url=handle.client.base_url) as http:
+                deadline = time.monotonic() + 5
+                while True:
+                    slots = (await http.get("/slots")).json()
+                    if not any(slot.get("is_processing") for slot in slots):
+                        break
+                    assert time.monotonic() < deadline, slots
+                    await asyncio.sleep(0.1)
+            quick = await handle.complete(user("Hi"), {**GREEDY, "maxTokens": 4})
+            assert quick.completion_tokens <= 4
+        await manager.shutdown()
+
+    run(scenario())
+
+
+def test_kill_mid_request_gives_an_engine_error_and_the_next_acquire_restarts(
+    engine_dir: Path, test_model: Path
+) -> None:
+    async def scenario() -> None:
+        manager = EngineManager(
+            Settings(engine_dir, parallel=1), CPU, Logger(), start_timeout_s=120
+        )
+        model = model_of(test_model)
+        handle, _ = await manager.acquire(model, None, 2048)
+        job = asyncio.create_task(
+            handle.complete(
+                user("Write a long essay about the sea."), {"maxTokens": 2000, "seed": 5}
+            )
+        )
+        await asyncio.sleep(1.0)
+        pid = handle.process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(
+            EngineExitedError, match=r"engine process exited unexpectedly \(code -9\)"
+        ):
+            await job
+        handle.release()
+        again, status = await manager.acquire(model, None, 2048)
+        try:
+            assert status == "load"
+            assert (await again.complete(user("Hi"), {**GREEDY, "maxTokens": 4})).text
+        finally:
+            again.release()
+            await manager.shutdown()
+
+    run(scenario())

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites (fakes, a child-process service runner)."""

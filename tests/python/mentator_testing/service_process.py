@@ -1,0 +1,133 @@
+"""Start the real service as a child process (`python -m mentator --conf-use FILE`) for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningService:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    model_dir: Path
+    db_file: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def engine_children(self) -> list[int]:
+        """PIDs of the llama-server processes this service started."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)
+                comm = stat.read_text().split("(", 1)[1].split(")", 1)[0]
+                ppid = int(fields[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == self.process.pid and comm.startswith("llama-server"):
+                pids.append(int(stat.parent.name))
+        return pids
+
+
+def write_config(
+    tmp: Path,
+    *,
+    engine_dir: Path,
+    model: Path,
+    port: int,
+    parallel: int = 4,
+    extra: dict[str, object] | None = None,
+) -> tuple[Path, Path, Path]:
+    model_dir = tmp / "models"
+    model_dir.mkdir()
+    # A symlink, as users keep models elsewhere: the port follows links (the original did not).
+    (model_dir / model.name).symlink_to(model)
+    db_file = tmp / "db" / "mentator.db"
+    config = {
+        "port": port,
+        "host": "127.0.0.1",
+        "modelDir": str(model_dir),
+        "dbFile": str(db_file),
+        "engineDir": str(engine_dir),
+        "parallel": parallel,
+        "queueLimit": 16,
+        "defaultOptions": {"maxTokens": 256},
+        "log": {"level": "debug", "liveDay": 30, "savePrompt": True},
+        **(extra or {}),
+    }
+    path = tmp / "mentator.conf.jsonc"
+    path.write_text("// integration test config\n" + json.dumps(config, indent=4))
+    return path, model_dir, db_file
+
+
+@contextmanager
+def running_service(
+    tmp: Path,
+    *,
+    engine_dir: Path,
+    model: Path,
+    parallel: int = 4,
+    extra: dict[str, object] | None = None,
+) -> Iterator[RunningService]:
+    port = free_port()
+    config, model_dir, db_file = write_config(
+        tmp, engine_dir=engine_dir, model=model, port=port, parallel=parallel, extra=extra
+    )
+    log_path = tmp / "service.log"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env.pop("MENTATOR_ENGINE_DIR", None)  # the config names it
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mentator", "--conf-use", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
+        )
+    service = RunningService(f"http://127.0.0.1:{port}", process, log_path, model_dir, db_file)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"service exited with {process.returncode}:\n{service.log_text()}"
+                )
+            try:
+                if httpx.get(f"{service.base_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"service not ready in 60 s:\n{service.log_text()}")
+            time.sleep(0.2)
+        yield service
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        # No llama-server may outlive the service.
+        leftovers = service.engine_children()
+        assert not leftovers, f"llama-server children left behind: {leftovers}"
