@@ -62,7 +62,7 @@ def build_argv(
     argv = [
         str(binary),
         "--model",
-        str(spec.model_path),
+        str(spec.model_path.absolute()),  # the child runs in the engine folder
         "--host",
         host,
         "--port",
@@ -172,7 +172,7 @@ class LlamaServerProcess:
 
     async def start(self, timeout_s: float) -> None:
         """Spawn the child and wait until it serves; `EngineStartError` with its output if not."""
-        binary = self.layout.require_server()
+        binary = self.layout.require_server().absolute()
         deadline = time.monotonic() + timeout_s
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             self.port = free_port(self.host)
@@ -205,7 +205,7 @@ class LlamaServerProcess:
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
                 # ggml also searches the working directory for backends: use the engine's own.
-                cwd=str(self.layout.root),
+                cwd=str(binary.parent),
                 preexec_fn=_die_with_parent,
             )
         except OSError as error:

@@ -340,7 +340,9 @@ def list_engine_devices(env: ProbeEnv, backend: Backend) -> EngineDevices:
     if not binary.is_file():
         return EngineDevices([], None, f"{binary} not found", "")
     child_env = child_environment(env.environ, layout.child_env(backend, env.environ))
-    run = run_tool([str(binary), "--list-devices"], timeout_s=env.timeout_s, env=child_env)
+    # -v first (arguments act in order and --list-devices exits): without it the release build
+    # keeps ggml's "loaded CPU backend from ..." line to itself.
+    run = run_tool([str(binary), "-v", "--list-devices"], timeout_s=env.timeout_s, env=child_env)
     output = f"{run.stderr}\n{run.stdout}"
     return EngineDevices(
         parse_device_list(run.stdout), parse_cpu_variant(output), run.problem, tail(run.stderr)

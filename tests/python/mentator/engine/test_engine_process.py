@@ -250,3 +250,24 @@ def test_child_dies_with_a_killed_service(
             parent.kill()
         if child_pid and not _gone_or_zombie(child_pid):
             os.kill(child_pid, signal.SIGKILL)  # never leave a fake server behind
+
+
+def test_relative_engine_and_model_paths_work(
+    fake_engine: Path,
+    make_model: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    recorded_launches: Callable[[], Any],
+) -> None:
+    model = make_model("a.gguf")
+    monkeypatch.chdir(fake_engine.parent)  # the child itself runs in the engine folder
+    layout = EngineLayout(Path(fake_engine.name))
+    spec = LaunchSpec(model.path.relative_to(fake_engine.parent))
+
+    async def scenario() -> None:
+        process = LlamaServerProcess(layout, spec, CPU)
+        await process.start(timeout_s=20)
+        await process.stop()
+
+    run(scenario())
+    (launch,) = recorded_launches()
+    assert launch["argv"][launch["argv"].index("--model") + 1] == str(model.path)

@@ -125,36 +125,47 @@ def test_completion_grammar_embedding_and_stream(engine_dir: Path, test_model: P
     assert any(
         "load model to memory" in message for level, message in logger.lines if level == "debug"
     )
-    assert any(
-        "loaded CPU backend" in message for level, message in logger.lines if level == "trace"
-    )
+    assert any("model loaded" in message for level, message in logger.lines if level == "trace")
+
+
+def _decode_calls(metrics_text: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith("llamacpp:n_decode_total"):
+            return float(line.split()[-1])
+    raise AssertionError(f"no llamacpp:n_decode_total in /metrics: {metrics_text[:300]}")
 
 
 def test_closing_the_request_stops_the_generation(engine_dir: Path, test_model: Path) -> None:
+    max_tokens = 6000  # with ignore_eos the model would generate all of them (one decode each)
+
     async def scenario() -> None:
         manager = EngineManager(
             Settings(engine_dir, parallel=1), CPU, Logger(), start_timeout_s=120
         )
-        async with manager.use(model_of(test_model), None, 2048) as (handle, _):
+        async with manager.use(model_of(test_model), None, 8192) as (handle, _):
             long_job = asyncio.create_task(
                 handle.complete(
                     user("Write a very long story about a dragon."),
-                    {"temperature": 0.8, "maxTokens": 1500, "seed": 3},
+                    {"temperature": 0.8, "maxTokens": max_tokens, "seed": 3},
+                    extra={"ignore_eos": True},
                 )
             )
             await asyncio.sleep(1.0)
             long_job.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await long_job
-            # The only slot must be idle again well before 1500 tokens could be generated.
             async with httpx.AsyncClient(base_url=handle.client.base_url) as http:
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 10
                 while True:
                     slots = (await http.get("/slots")).json()
                     if not any(slot.get("is_processing") for slot in slots):
                         break
                     assert time.monotonic() < deadline, slots
                     await asyncio.sleep(0.1)
+                decoded = _decode_calls((await http.get("/metrics")).text)
+                await asyncio.sleep(1.0)
+                assert _decode_calls((await http.get("/metrics")).text) == decoded  # stopped
+                assert decoded < max_tokens  # stopped early, not at the end
             quick = await handle.complete(user("Hi"), {**GREEDY, "maxTokens": 4})
             assert quick.completion_tokens <= 4
         await manager.shutdown()

@@ -94,7 +94,7 @@ class FakeMachine:
                 )
         body = (
             'cpu="$(dirname "$0")/libggml-cpu-haswell.so"\n'
-            'echo "load_backend: loaded CPU backend from $cpu" >&2\n'
+            '[ "$1" = "-v" ] && echo "load_backend: loaded CPU backend from $cpu" >&2\n'
             'echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >&2\n'
             'echo "Available devices:"\n'
             'case "$GGML_BACKEND_PATH" in\n'
