@@ -66,8 +66,7 @@ def _elapsed_until(start: float, probe: Callable[[], bool], what: str) -> float:
     raise SystemExit(f"gave up after {WAIT_S:.0f}s waiting for {what}")
 
 
-def startup(client: docker.DockerClient) -> None:
-    image = f"{Flavour.CPU.repository}:latest"
+def startup(client: docker.DockerClient, image: str) -> None:
     data = Path(tempfile.mkdtemp(prefix="mentator-bench-data-"))
     http = httpx.Client(base_url=URL, timeout=5)
     start = time.monotonic()
@@ -131,11 +130,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-rebuild", action="store_true", help="skip the rebuild timing")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timing")
+    parser.add_argument(
+        "--image",
+        default=f"{Flavour.CPU.repository}:latest",
+        help="image for the start-up timing (default: %(default)s)",
+    )
     args = parser.parse_args()
     client = docker.from_env(timeout=120)
     sizes(client)
     if not args.no_startup:
-        startup(client)
+        startup(client, args.image)
     if not args.no_rebuild:
         rebuild(repo_root_from(Path.cwd()))
 

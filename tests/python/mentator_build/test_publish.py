@@ -10,6 +10,7 @@ from mentator_build.publish import (
     _push_stream_error,
     destination,
     publish_requested,
+    push_image,
 )
 
 
@@ -62,3 +63,10 @@ def test_errors_inside_the_push_stream_are_found() -> None:
         {"errorDetail": {"message": "denied"}, "error": "denied"},
     ]
     assert _push_stream_error(failed) == ("denied", None)
+
+
+def test_invalid_tag_is_refused_before_anything_is_pushed() -> None:
+    # push_image checks the tags before it touches the client or the image
+    where = Destination("127.0.0.1:5000", None)
+    with pytest.raises(PublishError, match=r"not valid Docker tags: 1\.2\.0\+local"):
+        push_image(None, None, "x", ["latest", "1.2.0+local"], where)  # type: ignore[arg-type]

@@ -146,6 +146,23 @@ class Service:
 
         return wait_for("the container to exit", probe, timeout_s, self.log_block)
 
+    def listens_on_all_interfaces(self, port: int = SERVICE_PORT) -> bool:
+        """Is `port` bound to 0.0.0.0 (or ::) inside the container? `docker run -p` needs it.
+
+        Read from /proc/net/tcp{,6} in the container: no traffic beyond 127.0.0.1 is needed.
+        """
+        wanted = f"{port:04X}"
+        output = self.container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"]).output
+        text = output.decode("ascii", "replace") if isinstance(output, bytes) else ""
+        for line in text.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 4 or fields[3] != "0A":  # 0A = LISTEN
+                continue
+            address, _, local_port = fields[1].rpartition(":")
+            if local_port == wanted and set(address) == {"0"}:
+                return True
+        return False
+
     def restart(self, timeout_s: int = 30) -> None:
         self.container.restart(timeout=timeout_s)
 
@@ -225,9 +242,9 @@ def ask_colour(service: Service, model: str) -> dict[str, Any]:
             "format": {"useGrammar": True, "jsonSchema": COLOUR_SCHEMA},
         },
     )
-    assert response.status_code == 200, (
-        f"{response.status_code} {response.text}\n{service.log_block()}"
-    )
+    assert (
+        response.status_code == 200
+    ), f"{response.status_code} {response.text}\n{service.log_block()}"
     body = response.json()
     jsonschema.validate(body["result"]["data"], COLOUR_SCHEMA)
     return dict(body)

@@ -69,6 +69,10 @@ def test_first_start_creates_config_seeds_model_and_answers(
 ) -> None:
     version = service.wait_http()
     assert version["version"] == os.environ["MENTATOR_VERSION"]
+    # docker mode must accept connections from outside the container (`-p 19777:19777`)
+    assert (
+        service.listens_on_all_interfaces()
+    ), f"port 19777 is not bound to 0.0.0.0 in docker mode\n{service.log_block()}"
 
     config = data_dir / CONFIG_NAME
     assert config.is_file(), f"no {config} after the first start\n{service.log_block()}"
@@ -112,12 +116,12 @@ def test_restart_keeps_config_models_and_database(
     assert "not empty: default models not copied" in service.logs()
 
     # the rows written before the restart are still there
-    rows = service.get_json(f"/log/core/byid?afterId={snapshot.last_log_id - 1}&limit=-1")["logs"]
+    rows = service.get_json(f"/log/core/byid?afterId={snapshot.last_log_id - 1}&limit=200")["logs"]
     before = [row for row in rows if int(row["id"]) == snapshot.last_log_id]
     assert before and before[0]["message"] == snapshot.last_log_message
-    assert any(int(row["id"]) > snapshot.last_log_id for row in rows), (
-        "nothing logged after restart"
-    )
+    assert any(
+        int(row["id"]) > snapshot.last_log_id for row in rows
+    ), "nothing logged after restart"
 
     ask_colour(service, snapshot.model_name)
 

@@ -94,7 +94,10 @@ def running_service(
         tmp, engine_dir=engine_dir, model=model, port=port, parallel=parallel, extra=extra
     )
     log_path = tmp / "service.log"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    # Absolute: under Pants sys.path holds sandbox-relative entries and the child runs elsewhere.
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(str(Path(p).resolve()) for p in sys.path if p)
+    )
     env.pop("MENTATOR_ENGINE_DIR", None)  # the config names it
     with log_path.open("wb") as log:
         process = subprocess.Popen(

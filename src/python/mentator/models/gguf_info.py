@@ -3,8 +3,9 @@
 Only the key/value header at the start of the file is read. ``gguf.GGUFReader`` (llama.cpp's
 reader) would give the same values, but it builds a numpy view for every element of every
 metadata array — the tokenizer vocabulary alone is 50k-250k strings — and took 3-5 s for a 135M
-model in our measurements. Walking the header ourselves, with the value-type table and magic
-number taken from the ``gguf`` package, costs milliseconds and reads only the header pages.
+model in our measurements, and pulls numpy into the image. Walking the header ourselves (the
+format constants are in ``gguf_format``) costs milliseconds and reads only the header pages; the
+tests check the result against ``gguf.GGUFReader`` on a real model.
 
 Results are cached by ``(path, size, mtime)`` so the periodic rescan does not re-read unchanged
 files (the original re-read every file, sometimes whole files, every minute).
@@ -19,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gguf import GGUF_MAGIC, GGUFValueType
+from mentator.models.gguf_format import GGUF_MAGIC, GGUFValueType
 
 # Byte sizes of the fixed-width value types (GGUF spec; STRING and ARRAY are variable).
 _SCALAR_FORMATS: dict[int, str] = {

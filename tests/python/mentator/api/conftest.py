@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
+from mentator.api.app import create_app
+from mentator.config.settings import Settings
+from mentator.service import Services
 from mentator_testing.fake_engine import (
     FakeEngine,
     LogReader,
@@ -18,10 +22,6 @@ from mentator_testing.fake_engine import (
     read_chat_log,
     read_core_log,
 )
-
-from mentator.api.app import create_app
-from mentator.config.settings import Settings
-from mentator.service import Services
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from mentator_testing.service_process import RunningService, running_service
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 
 import httpx
+
 from mentator_testing.service_process import RunningService
 
 

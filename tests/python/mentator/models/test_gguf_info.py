@@ -10,7 +10,11 @@ from gguf import GGUFReader
 
 from mentator.models.gguf_info import GgufError, GgufInfoCache, parse_gguf_info, read_gguf_info
 
-REAL_MODEL = Path(__file__).resolve().parents[4] / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# ./pants sets MENTATOR_TEST_MODEL to the repository's copy (build-support/test-prereqs.sh).
+REAL_MODEL = Path(
+    os.environ.get("MENTATOR_TEST_MODEL")
+    or Path(__file__).resolve().parents[4] / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+)
 THINK = "{% for m in messages %}<think>{{ m['content'] }}</think>{% endfor %}"
 
 MakeGguf = Callable[..., Path]
@@ -124,3 +128,14 @@ def test_real_model_matches_llama_cpp_reader() -> None:
     assert info.context_length == reader.fields[f"{arch}.context_length"].contents()
     template = reader.fields["tokenizer.chat_template"].contents()
     assert info.is_reasoning == ("<think>" in template or "</think>" in template)
+
+
+def test_format_constants_match_the_gguf_package() -> None:
+    import gguf
+
+    from mentator.models import gguf_format
+
+    assert gguf_format.GGUF_MAGIC == gguf.GGUF_MAGIC
+    assert {m.name: m.value for m in gguf_format.GGUFValueType} == {
+        m.name: m.value for m in gguf.GGUFValueType
+    }
