@@ -7,6 +7,8 @@
 # Usage: build-support/engine-export.sh [DEST]   (DEST defaults to <repo>/.engine/cpu)
 # Env:   DOCKER        docker client (default: /usr/bin/docker when present, else docker on PATH)
 #        BUILD_JOBS    parallel compile jobs inside the build (default: all cores)
+#        ENGINE_TARGET the export stage (default engine-cpu-export; the CPU benchmark uses
+#                      engine-cpu-native-export)
 #        BUILD_NICE    niceness of the compilers inside the build (default 0)
 #        CA_BUNDLE     CA bundle passed to pip as a BuildKit secret (default: the system bundle
 #                      when it exists; never copied into an image)
@@ -46,7 +48,7 @@ sha256="$(read_pin LLAMA_CPP_PYTHON_SHA256)"
 build_args=(
   --network host
   --file "${repo_root}/docker/Dockerfile"
-  --target engine-cpu-export
+  --target "${ENGINE_TARGET:-engine-cpu-export}"
   --build-arg "LLAMA_CPP_PYTHON_VERSION=${version}"
   --build-arg "LLAMA_CPP_PYTHON_SHA256=${sha256}"
   --output "type=local,dest=${dest}.tmp"
