@@ -133,23 +133,37 @@ def main() -> int:
             "options": options,
         }
         httpx.post(f"{base}/prompt", json=body, timeout=600).raise_for_status()  # loads the model
-        direct_port = free_port()
-        direct_argv = with_port(child_argv(service.pid), direct_port)
-        direct = subprocess.Popen(
-            direct_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy()
+        engine_argv = child_argv(service.pid)
+        print(
+            f"model {model.name}; engine {engine}; {args.max_tokens} max tokens; "
+            f"{args.requests} request(s) per client; llama-server --parallel {args.parallel}"
         )
-        dbase = f"http://127.0.0.1:{direct_port}"
-        wait_http(f"{dbase}/health")
+        print(f"engine argv: {' '.join(engine_argv[1:])}")
 
-        def count_tokens(text: str) -> int:
-            got = httpx.post(f"{dbase}/tokenize", json={"content": text}, timeout=60).json()
-            return len(got["tokens"])
+        # 1. Through the service. /prompt reports no token count: keep the texts and count
+        #    them with the engine's tokenizer afterwards.
+        texts: list[str] = []
 
         def ask_service(http: httpx.Client) -> int:
             reply = http.post(f"{base}/prompt", json=body)
             reply.raise_for_status()
-            return count_tokens(reply.json()["result"]["data"])
+            texts.append(reply.json()["result"]["data"])
+            return 0
 
+        service_runs = measure(Side("service /prompt", ask_service), args.requests, texts)
+        # 2. Only one llama-server alive at a time: on a small machine an idle engine's OpenMP
+        #    threads spinning beside a busy one would skew the comparison.
+        stop(service)
+        service = None  # type: ignore[assignment]
+        direct_port = free_port()
+        direct = subprocess.Popen(
+            with_port(engine_argv, direct_port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=os.environ.copy(),
+        )
+        dbase = f"http://127.0.0.1:{direct_port}"
+        wait_http(f"{dbase}/health")
         direct_body = {
             "messages": [
                 {"role": "system", "content": SYSTEM},
@@ -165,20 +179,22 @@ def main() -> int:
             reply.raise_for_status()
             return int(reply.json()["usage"]["completion_tokens"])
 
-        sides = [Side("service /prompt", ask_service), Side("llama-server direct", ask_direct)]
-        print(
-            f"model {model.name}; engine {engine}; {args.max_tokens} max tokens; "
-            f"{args.requests} request(s) per client; llama-server --parallel {args.parallel}"
-        )
-        print(f"engine argv: {' '.join(direct_argv[1:])}")
+        direct_runs = measure(Side("llama-server direct", ask_direct), args.requests, [])
+
+        def count_tokens(text: str) -> int:
+            got = httpx.post(f"{dbase}/tokenize", json={"content": text}, timeout=60).json()
+            return len(got["tokens"])
+
+        # Texts of each service run, in order: warm-up + 1-client run, warm-up + 4-client run.
+        for clients, (seconds, n_texts) in service_runs.items():
+            tokens = sum(count_tokens(t) for t in texts[n_texts[0] : n_texts[1]])
+            service_runs[clients] = (seconds, (tokens, 0))
         results: dict[tuple[str, int], float] = {}
-        for clients in (1, 4):
-            for side in sides:
-                side.ask(httpx.Client(timeout=600))  # warm the prompt cache on both
-                tokens, seconds = run_clients(side, clients, args.requests)
-                results[(side.name, clients)] = tokens / seconds
+        for name, runs in (("service /prompt", service_runs), ("llama-server direct", direct_runs)):
+            for clients, (seconds, (tokens, _)) in runs.items():
+                results[(name, clients)] = tokens / seconds
                 print(
-                    f"{clients} client(s)  {side.name:22s} {tokens:6d} tokens in {seconds:7.2f} s"
+                    f"{clients} client(s)  {name:22s} {tokens:6d} tokens in {seconds:7.2f} s"
                     f" = {tokens / seconds:7.2f} tokens/s"
                 )
         for clients in (1, 4):
@@ -190,11 +206,31 @@ def main() -> int:
     finally:
         for proc in (direct, service):
             if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure(
+    side: Side, requests: int, texts: list[str]
+) -> dict[int, tuple[float, tuple[int, int]]]:
+    """For 1 and 4 clients: (seconds, (tokens, 0)) — or, for the service, (seconds, (first
+    text index, end text index)) so the texts can be counted once the service is gone."""
+    runs: dict[int, tuple[float, tuple[int, int]]] = {}
+    for clients in (1, 4):
+        with httpx.Client(timeout=600) as http:
+            side.ask(http)  # warm the prompt cache
+        first = len(texts)
+        tokens, seconds = run_clients(side, clients, requests)
+        runs[clients] = (seconds, (first, len(texts)) if texts else (tokens, 0))
+    return runs
 
 
 if __name__ == "__main__":
