@@ -16,12 +16,15 @@ if [[ ! -x "$NATIVE/llama-bench" ]]; then
   ENGINE_TARGET=engine-cpu-native-export "$ROOT/build-support/engine-export.sh" "$NATIVE"
 fi
 
-run() { # $1 label, $2 engine dir → prints the llama-bench table, sets TG/PP (tokens/s)
+run() { # $1 label, $2 engine dir → prints one line, sets PP/TG (tokens/s of prompt / generation)
   local out
-  out="$("$2/llama-bench" -m "$MODEL" -p 128 -n 64 -r 3 -t "$THREADS" -o csv 2>/dev/null)"
-  PP="$(printf '%s\n' "$out" | awk -F, 'NR>1 && $0 ~ /,128,0,/ {gsub(/"/,""); print $(NF-1)}' | head -1)"
-  TG="$(printf '%s\n' "$out" | awk -F, 'NR>1 && $0 ~ /,0,64,/ {gsub(/"/,""); print $(NF-1)}' | head -1)"
-  printf '%-28s prompt %8s t/s   generation %8s t/s\n' "$1" "$PP" "$TG"
+  out="$("$2/llama-bench" -m "$MODEL" -p 128 -n 64 -r 3 -t "$THREADS" -o csv 2>/dev/null | tr -d '"')"
+  read -r PP TG < <(printf '%s\n' "$out" | awk -F, '
+    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $col["n_prompt"] > 0 { pp = $col["avg_ts"] }
+    $col["n_gen"] > 0 { tg = $col["avg_ts"] }
+    END { print pp, tg }')
+  printf '%-28s prompt %8.2f t/s   generation %8.2f t/s\n' "$1" "$PP" "$TG"
 }
 
 echo "model: $MODEL, threads: $THREADS, CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"

@@ -76,4 +76,6 @@ rm -rf "${dest}"
 mkdir -p "$(dirname "${dest}")"
 mv "${dest}.tmp" "${dest}"
 echo "engine-export: done in $(($(date +%s) - start)) s; $(du -sh "${dest}" | cut -f1) in ${dest}"
-"${dest}/llama-server" --version 2>&1 | sed 's/^/engine-export: /' || true
+if [[ -x "${dest}/llama-server" ]]; then
+  "${dest}/llama-server" --version 2>&1 | sed 's/^/engine-export: /' || true
+fi
