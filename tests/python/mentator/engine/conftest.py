@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import stat
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from mentator_testing.recording_logger import RecordingLogger
 
 FAKE_SERVER_SOURCE = r"""
 import json, os, signal, sys, time, threading
@@ -161,28 +162,6 @@ def make_model(tmp_path: Path) -> Callable[..., FakeModel]:
         return FakeModel(name, path, size_kb)
 
     return make
-
-
-class RecordingLogger:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, str]] = []
-        self._lock = threading.Lock()
-
-    def _add(self, level: str, pipe: str, message: str) -> None:
-        with self._lock:
-            self.lines.append((level, pipe, message))
-
-    def error(self, pipe: str, message: str, extra: str | None = None) -> None:
-        self._add("error", pipe, message)
-
-    def debug(self, pipe: str, message: str, extra: str | None = None) -> None:
-        self._add("debug", pipe, message)
-
-    def trace(self, pipe: str, message: str, extra: str | None = None) -> None:
-        self._add("trace", pipe, message)
-
-    def messages(self, level: str) -> list[str]:
-        return [message for lvl, _pipe, message in self.lines if lvl == level]
 
 
 @pytest.fixture

@@ -7,27 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mentator.models.registry import LOG_PIPE, ModelRegistry
+from mentator_testing.recording_logger import RecordingLogger
 
 MakeGguf = Callable[..., Path]
-
-
-class RecordingLogger:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, str]] = []
-        self._lock = threading.Lock()
-
-    def _add(self, level: str, pipe: str, message: str) -> None:
-        with self._lock:
-            self.lines.append((level, pipe, message))
-
-    def error(self, pipe: str, message: str, extra: str | None = None) -> None:
-        self._add("error", pipe, message)
-
-    def debug(self, pipe: str, message: str, extra: str | None = None) -> None:
-        self._add("debug", pipe, message)
-
-    def trace(self, pipe: str, message: str, extra: str | None = None) -> None:
-        self._add("trace", pipe, message)
 
 
 def test_rescan_reports_and_logs_added_and_removed(tmp_path: Path, make_gguf: MakeGguf) -> None:
