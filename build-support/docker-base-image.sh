@@ -15,21 +15,9 @@ set -euo pipefail
 image="${1:-debian:bookworm-slim}"
 suite="bookworm"
 
-if [[ -n "${DOCKER:-}" ]]; then
-  docker_cli="${DOCKER}"
-elif [[ -x /usr/bin/docker ]]; then
-  docker_cli=/usr/bin/docker
-else
-  docker_cli="$(command -v docker || true)"
-fi
-if [[ -z "${docker_cli}" ]]; then
-  echo "docker-base-image: no docker client found; install Docker or set DOCKER=/path/to/docker" >&2
-  exit 1
-fi
-if ! "${docker_cli}" info >/dev/null 2>&1; then
-  echo "docker-base-image: the Docker daemon is not reachable ('${docker_cli} info' failed); start dockerd" >&2
-  exit 1
-fi
+# shellcheck source=build-support/docker-client.sh
+source "$(dirname "${BASH_SOURCE[0]}")/docker-client.sh"
+docker_cli="$(docker_client docker-base-image)" || exit 1
 
 if "${docker_cli}" image inspect "${image}" >/dev/null 2>&1; then
   echo "docker-base-image: ${image} is present; nothing to do."

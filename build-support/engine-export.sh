@@ -18,17 +18,9 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="${1:-${repo_root}/.engine/cpu}"
 pin_file="${repo_root}/3rdparty/llama.cpp/pin.py"
 
-if [[ -n "${DOCKER:-}" ]]; then
-  docker_cli="${DOCKER}"
-elif [[ -x /usr/bin/docker ]]; then
-  docker_cli=/usr/bin/docker
-else
-  docker_cli="$(command -v docker || true)"
-fi
-if [[ -z "${docker_cli}" ]] || ! "${docker_cli}" info >/dev/null 2>&1; then
-  echo "engine-export: Docker is not available (client '${docker_cli:-none}' or its daemon); install/start Docker" >&2
-  exit 1
-fi
+# shellcheck source=build-support/docker-client.sh
+source "${repo_root}/build-support/docker-client.sh"
+docker_cli="$(docker_client engine-export)" || exit 1
 
 # read_pin NAME → the value of the line `NAME = "value"` in pin.py
 read_pin() {
