@@ -10,31 +10,7 @@ from mentator.promptfile import (
     parse_option_value,
     parse_prompt_file,
 )
-
-VERIFIED_INPUT = """ignored preamble
-$$begin
-$$llm
-model=abc.gguf
-gpulayer=5
-$$options
-temperature=0.5
-topK=abc
-$$system
-S
-$$user
-U line
-$$jsonresponse
-{"type":"string"}
-$$segment=mentator-llm-service
-{"useGrammar":false}
-$$end
-trailing text"""
-
-VERIFIED_OUTPUT = (
-    '[{"llm":{"model":"abc.gguf","gpulayer":5},"options":{"temperature":0.5},"system":"S",'
-    '"user":"U line","jsonresponse":"{\\"type\\":\\"string\\"}",'
-    '"segment":{"mentator-llm-service":"{\\"useGrammar\\":false}"}}]'
-)
+from mentator_testing.spec_examples import PROMPT_FILE, PROMPT_FILE_JSON
 
 
 def compact(value: object) -> str:
@@ -42,11 +18,11 @@ def compact(value: object) -> str:
 
 
 def test_verified_example_from_the_original() -> None:
-    assert compact(parse_prompt_file(VERIFIED_INPUT)) == VERIFIED_OUTPUT
+    assert compact(parse_prompt_file(PROMPT_FILE)) == PROMPT_FILE_JSON
 
 
 def test_verified_example_formats_back_to_the_same_text_and_round_trips() -> None:
-    prompts = parse_prompt_file(VERIFIED_INPUT)
+    prompts = parse_prompt_file(PROMPT_FILE)
     text = format_prompt_file(prompts)
     assert text == "\n".join(
         [

@@ -7,25 +7,7 @@ import json
 from fastapi.testclient import TestClient
 
 from mentator.config.options import CORE_DEFAULTS, JSON_DEFAULTS
-
-PROMPT_FILE = """ignored text
-$$begin
-$$llm
-model=abc.gguf
-gpulayer=5
-$$options
-temperature=0.5
-topK=abc
-$$system
-S
-$$user
-U line
-$$jsonresponse
-{"type":"string"}
-$$segment=mentator-llm-service
-{"useGrammar":false}
-$$end
-"""
+from mentator_testing.spec_examples import PROMPT_FILE
 
 
 def test_check_jsonresponse_ok_and_bad(client: TestClient) -> None:
