@@ -1,11 +1,17 @@
-"""Benchmark (prints, never asserts): tokens/s of `/prompt` through the service vs the same
-llama-server called directly, same model, prompt and sampling; then the aggregate tokens/s with 1
-and 4 concurrent clients, through the service and direct.
+"""Benchmark (prints, never asserts): what the service costs on top of its engine.
 
-The direct llama-server is started with exactly the argv of the service's own child (read from
-/proc), on another port, so both sides run the same engine build with the same flags.
+Tokens/s of `/prompt` through the service vs the same llama-server called directly (same model,
+prompt, sampling and argv), with 1, 4 and 16 concurrent clients; then the streaming time to first
+token (`/v1/chat/completions`, `stream: true`) through the service and direct, whose difference is
+what the service adds.
 
-    ./pants run bench/service_vs_direct.py -- [--requests 3] [--max-tokens 128]
+A small machine is noisy, so the measurement runs in rounds: each round starts the service,
+measures it, stops it, then starts llama-server alone with the argv the service gave its child
+(read from /proc) and measures that — only one engine is ever alive, so neither side competes
+with an idle engine's spinning threads. The printed numbers are medians over the rounds.
+
+    ./pants run bench/service_vs_direct.py -- [--rounds 3] [--requests 2] [--max-tokens 128]
+                                               [--clients 1,4,16] [--ttft-requests 15]
 Uses MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL (./pants sets both to the repository's copies).
 """
 
@@ -17,17 +23,20 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 PROMPT = "Write a detailed story about a lighthouse keeper and a storm."
 SYSTEM = "You are a helpful assistant."
+SERVICE, DIRECT = "service /prompt", "llama-server direct"
 
 
 def free_port() -> int:
@@ -67,148 +76,6 @@ def with_port(argv: list[str], port: int) -> list[str]:
     return out
 
 
-class Side:
-    """One way of asking: returns the number of generated tokens of one request."""
-
-    def __init__(self, name: str, ask: Callable[[httpx.Client], int]) -> None:
-        self.name, self.ask = name, ask
-
-
-def run_clients(side: Side, clients: int, requests: int) -> tuple[int, float]:
-    def one_client() -> int:
-        with httpx.Client(timeout=600) as http:
-            return sum(side.ask(http) for _ in range(requests))
-
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        tokens = sum(pool.map(lambda _: one_client(), range(clients)))
-    return tokens, time.perf_counter() - started
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3, help="requests per client")
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--parallel", type=int, default=4, help="llama-server slots")
-    args = parser.parse_args()
-    engine = Path(os.environ["MENTATOR_ENGINE_DIR"])
-    model = Path(os.environ["MENTATOR_TEST_MODEL"])
-
-    tmp = Path(tempfile.mkdtemp(prefix="mentator-bench-"))
-    (tmp / "models").mkdir()
-    (tmp / "models" / model.name).symlink_to(model)
-    port = free_port()
-    config = {
-        "port": port,
-        "host": "127.0.0.1",
-        "modelDir": str(tmp / "models"),
-        "dbFile": str(tmp / "bench.db"),
-        "engineDir": str(engine),
-        "parallel": args.parallel,
-        "queueLimit": 64,
-        "defaultOptions": {},
-        "log": {"level": "error", "liveDay": 1, "savePrompt": False},
-    }
-    (tmp / "conf.jsonc").write_text(json.dumps(config))
-    # Absolute: under Pants sys.path holds sandbox-relative entries and the child runs elsewhere.
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(str(Path(p).resolve()) for p in sys.path if p)
-    )
-    log = (tmp / "service.log").open("wb")
-    service = subprocess.Popen(
-        [sys.executable, "-m", "mentator", "--conf-use", str(tmp / "conf.jsonc")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    direct: subprocess.Popen[bytes] | None = None
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/health")
-        options = {"maxTokens": args.max_tokens, "temperature": 0, "topK": 1}
-        body = {
-            "model": model.name,
-            "durationMsec": 600_000,
-            "message": {"system": SYSTEM, "user": PROMPT},
-            "options": options,
-        }
-        httpx.post(f"{base}/prompt", json=body, timeout=600).raise_for_status()  # loads the model
-        engine_argv = child_argv(service.pid)
-        print(
-            f"model {model.name}; engine {engine}; {args.max_tokens} max tokens; "
-            f"{args.requests} request(s) per client; llama-server --parallel {args.parallel}"
-        )
-        print(f"engine argv: {' '.join(engine_argv[1:])}")
-
-        # 1. Through the service. /prompt reports no token count: keep the texts and count
-        #    them with the engine's tokenizer afterwards.
-        texts: list[str] = []
-
-        def ask_service(http: httpx.Client) -> int:
-            reply = http.post(f"{base}/prompt", json=body)
-            reply.raise_for_status()
-            texts.append(reply.json()["result"]["data"])
-            return 0
-
-        service_runs = measure(Side("service /prompt", ask_service), args.requests, texts)
-        # 2. Only one llama-server alive at a time: on a small machine an idle engine's OpenMP
-        #    threads spinning beside a busy one would skew the comparison.
-        stop(service)
-        service = None  # type: ignore[assignment]
-        direct_port = free_port()
-        direct = subprocess.Popen(
-            with_port(engine_argv, direct_port),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=os.environ.copy(),
-        )
-        dbase = f"http://127.0.0.1:{direct_port}"
-        wait_http(f"{dbase}/health")
-        direct_body = {
-            "messages": [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": PROMPT},
-            ],
-            "max_tokens": args.max_tokens,
-            "temperature": 0,
-            "top_k": 1,
-        }
-
-        def ask_direct(http: httpx.Client) -> int:
-            reply = http.post(f"{dbase}/v1/chat/completions", json=direct_body)
-            reply.raise_for_status()
-            return int(reply.json()["usage"]["completion_tokens"])
-
-        direct_runs = measure(Side("llama-server direct", ask_direct), args.requests, [])
-
-        def count_tokens(text: str) -> int:
-            got = httpx.post(f"{dbase}/tokenize", json={"content": text}, timeout=60).json()
-            return len(got["tokens"])
-
-        # Texts of each service run, in order: warm-up + 1-client run, warm-up + 4-client run.
-        for clients, (seconds, n_texts) in service_runs.items():
-            tokens = sum(count_tokens(t) for t in texts[n_texts[0] : n_texts[1]])
-            service_runs[clients] = (seconds, (tokens, 0))
-        results: dict[tuple[str, int], float] = {}
-        for name, runs in (("service /prompt", service_runs), ("llama-server direct", direct_runs)):
-            for clients, (seconds, (tokens, _)) in runs.items():
-                results[(name, clients)] = tokens / seconds
-                print(
-                    f"{clients} client(s)  {name:22s} {tokens:6d} tokens in {seconds:7.2f} s"
-                    f" = {tokens / seconds:7.2f} tokens/s"
-                )
-        for clients in (1, 4):
-            ratio = (
-                results[("service /prompt", clients)] / results[("llama-server direct", clients)]
-            )
-            print(f"ratio service/direct, {clients} client(s): {ratio:.3f}")
-        return 0
-    finally:
-        for proc in (direct, service):
-            if proc is not None:
-                stop(proc)
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -218,19 +85,239 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def measure(
-    side: Side, requests: int, texts: list[str]
-) -> dict[int, tuple[float, tuple[int, int]]]:
-    """For 1 and 4 clients: (seconds, (tokens, 0)) — or, for the service, (seconds, (first
-    text index, end text index)) so the texts can be counted once the service is gone."""
-    runs: dict[int, tuple[float, tuple[int, int]]] = {}
-    for clients in (1, 4):
+def run_clients(ask: Callable[[httpx.Client], None], clients: int, requests: int) -> float:
+    """Seconds for ``clients`` threads to make ``requests`` requests each."""
+
+    def one_client() -> None:
         with httpx.Client(timeout=600) as http:
-            side.ask(http)  # warm the prompt cache
-        first = len(texts)
-        tokens, seconds = run_clients(side, clients, requests)
-        runs[clients] = (seconds, (first, len(texts)) if texts else (tokens, 0))
-    return runs
+            for _ in range(requests):
+                ask(http)
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda _: one_client(), range(clients)))
+    return time.perf_counter() - started
+
+
+def first_token_ms(http: httpx.Client, url: str, body: dict[str, object]) -> float:
+    """Milliseconds from sending a streamed completion to the first event carrying text (an
+    opening event with only the role does not count), then the rest of the stream is read.
+
+    The connection is closed after each stream, as the service does towards its engine: this
+    llama-server build stops when a connection is reused after a streamed answer."""
+    started = time.perf_counter()
+    first: float | None = None
+    with http.stream(
+        "POST", url, json={**body, "stream": True}, headers={"Connection": "close"}
+    ) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines():
+            if first is not None or not line.startswith("data:") or "[DONE]" in line:
+                continue
+            choices = json.loads(line[5:]).get("choices") or [{}]
+            if (choices[0].get("delta") or {}).get("content"):
+                first = (time.perf_counter() - started) * 1000
+    if first is None:
+        raise SystemExit(f"{url} streamed no text")
+    return first
+
+
+def median_ttft(url: str, body: dict[str, object], requests: int) -> float:
+    with httpx.Client(timeout=600) as http:
+        first_token_ms(http, url, body)  # warm the prompt cache
+        return statistics.median(first_token_ms(http, url, body) for _ in range(requests))
+
+
+@dataclass
+class Results:
+    """Per side: tokens/s per client count and TTFT, one value per round."""
+
+    rate: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    ttft: dict[str, list[float]] = field(default_factory=dict)
+
+    def add_rate(self, side: str, clients: int, tokens: int, seconds: float) -> None:
+        self.rate.setdefault((side, clients), []).append(tokens / seconds)
+        print(f"  {clients:2d} client(s)  {side:20s} {tokens:6d} tokens in {seconds:7.2f} s")
+
+    def add_ttft(self, side: str, ms: float) -> None:
+        self.ttft.setdefault(side, []).append(ms)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.clients = [int(part) for part in args.clients.split(",") if part.strip()]
+        self.engine = Path(os.environ["MENTATOR_ENGINE_DIR"])
+        self.model = Path(os.environ["MENTATOR_TEST_MODEL"])
+        self.tmp = Path(tempfile.mkdtemp(prefix="mentator-bench-"))
+        (self.tmp / "models").mkdir()
+        (self.tmp / "models" / self.model.name).symlink_to(self.model)
+        self.chat_body: dict[str, object] = {
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": PROMPT},
+            ],
+            "max_tokens": args.max_tokens,
+            "temperature": 0,
+            "top_k": 1,
+        }
+        self.results = Results()
+        self.engine_argv: list[str] = []
+        # The last service round: (clients, seconds, first text, end text) per run, the texts,
+        # the TTFT median. Its tokens are counted by the direct engine's tokenizer.
+        self.pending: tuple[list[tuple[int, float, int, int]], list[str], float] = ([], [], 0.0)
+
+    def start_service(self) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        config = {
+            "port": port,
+            "host": "127.0.0.1",
+            "modelDir": str(self.tmp / "models"),
+            "dbFile": str(self.tmp / "bench.db"),
+            "engineDir": str(self.engine),
+            "parallel": self.args.parallel,
+            "queueLimit": 64,
+            "defaultOptions": {},
+            "log": {"level": "error", "liveDay": 1, "savePrompt": False},
+        }
+        (self.tmp / "conf.jsonc").write_text(json.dumps(config))
+        # Absolute: under Pants sys.path holds sandbox-relative entries; the child runs elsewhere.
+        path = os.pathsep.join(str(Path(p).resolve()) for p in sys.path if p)
+        service = subprocess.Popen(
+            [sys.executable, "-m", "mentator", "--conf-use", str(self.tmp / "conf.jsonc")],
+            stdout=(self.tmp / "service.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONPATH=path),
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/health")
+        return service, base
+
+    def service_round(self) -> None:
+        """Measure the service; keep the texts it generated (counted later with the engine's
+        tokenizer: /prompt reports no token count)."""
+        service, base = self.start_service()
+        try:
+            body = {
+                "model": self.model.name,
+                "durationMsec": 600_000,
+                "message": {"system": SYSTEM, "user": PROMPT},
+                "options": {"maxTokens": self.args.max_tokens, "temperature": 0, "topK": 1},
+            }
+            httpx.post(f"{base}/prompt", json=body, timeout=600).raise_for_status()  # loads
+            self.engine_argv = child_argv(service.pid)
+            texts: list[str] = []
+
+            def ask(http: httpx.Client) -> None:
+                reply = http.post(f"{base}/prompt", json=body)
+                reply.raise_for_status()
+                texts.append(reply.json()["result"]["data"])
+
+            runs: list[tuple[int, float, int, int]] = []
+            for clients in self.clients:
+                first = len(texts)
+                seconds = run_clients(ask, clients, self.args.requests)
+                runs.append((clients, seconds, first, len(texts)))
+            ttft = median_ttft(
+                f"{base}/v1/chat/completions",
+                {**self.chat_body, "model": self.model.name, "max_tokens": 16},
+                self.args.ttft_requests,
+            )
+        finally:
+            stop(service)
+        self.pending = (runs, texts, ttft)
+
+    def direct_round(self) -> None:
+        port = free_port()
+        direct = subprocess.Popen(
+            with_port(self.engine_argv, port),
+            stdout=(self.tmp / "direct.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{base}/health")
+
+            def count(text: str) -> int:
+                got = httpx.post(f"{base}/tokenize", json={"content": text}, timeout=60).json()
+                return len(got["tokens"])
+
+            runs, texts, service_ttft = self.pending
+            for clients, seconds, first, end in runs:
+                tokens = sum(count(text) for text in texts[first:end])
+                self.results.add_rate(SERVICE, clients, tokens, seconds)
+            self.results.add_ttft(SERVICE, service_ttft)
+            counted: list[int] = []
+
+            def ask(http: httpx.Client) -> None:
+                reply = http.post(f"{base}/v1/chat/completions", json=self.chat_body)
+                reply.raise_for_status()
+                counted.append(int(reply.json()["usage"]["completion_tokens"]))
+
+            with httpx.Client(timeout=600) as http:
+                ask(http)  # warm the prompt cache, as the service's model load did
+            for clients in self.clients:
+                counted.clear()
+                seconds = run_clients(ask, clients, self.args.requests)
+                self.results.add_rate(DIRECT, clients, sum(counted), seconds)
+            ttft = median_ttft(
+                f"{base}/v1/chat/completions",
+                {**self.chat_body, "max_tokens": 16},
+                self.args.ttft_requests,
+            )
+            self.results.add_ttft(DIRECT, ttft)
+        finally:
+            stop(direct)
+
+    def report(self) -> None:
+        rounds = self.args.rounds
+        print(f"\nmedians over {rounds} round(s):")
+        for clients in self.clients:
+            service = statistics.median(self.results.rate[(SERVICE, clients)])
+            direct = statistics.median(self.results.rate[(DIRECT, clients)])
+            print(
+                f"{clients:2d} client(s): service {service:7.2f} tokens/s, direct {direct:7.2f}"
+                f" tokens/s, ratio service/direct {service / direct:.3f}"
+            )
+        service_ttft = statistics.median(self.results.ttft[SERVICE])
+        direct_ttft = statistics.median(self.results.ttft[DIRECT])
+        print(
+            f"time to first streamed token (median of {self.args.ttft_requests} per round):"
+            f" service {service_ttft:.1f} ms, direct {direct_ttft:.1f} ms,"
+            f" added by the service {service_ttft - direct_ttft:+.1f} ms"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="service+direct rounds (median)")
+    parser.add_argument("--requests", type=int, default=2, help="requests per client")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--parallel", type=int, default=4, help="llama-server slots")
+    parser.add_argument("--clients", default="1,4,16", help="concurrent clients, comma-separated")
+    parser.add_argument(
+        "--ttft-requests", type=int, default=15, help="streamed requests per TTFT median"
+    )
+    bench = Bench(parser.parse_args())
+    args = bench.args
+    print(
+        f"model {bench.model.name}; engine {bench.engine}; {args.max_tokens} max tokens;"
+        f" {args.requests} request(s) per client; llama-server --parallel {args.parallel};"
+        f" {args.rounds} round(s)",
+        flush=True,
+    )
+    try:
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}:", flush=True)
+            bench.service_round()
+            if round_no == 1:
+                print(f"  engine argv: {' '.join(bench.engine_argv[1:])}", flush=True)
+            bench.direct_round()
+    except BaseException:
+        print(f"benchmark failed; the service's and llama-server's logs are in {bench.tmp}")
+        raise
+    bench.report()
+    return 0
 
 
 if __name__ == "__main__":
