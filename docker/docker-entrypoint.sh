@@ -1,6 +1,6 @@
 #!/bin/sh
-# docker-entrypoint.sh — prepares the data volume, detects the GPU, then runs Mentator LLM
-# Service as an unprivileged user.
+# docker-entrypoint.sh — prepares the data volume, detects the GPU (once, with the service's own
+# algorithm), then runs Mentator LLM Service as an unprivileged user.
 #
 # Steps (the owner's brief, docs in docs/engine.md and the README's Docker section):
 #   1. choose the user to run as: PUID/PGID, else the owner of the data folder when it is not
@@ -8,11 +8,12 @@
 #   2. make sure data/ and data/models/ exist and are writable by that user (if not: print the
 #      fix and exit 78, EX_CONFIG; no crash-loop of stack traces);
 #   3. copy the default models into data/models/ when that folder is empty (never overwrite);
-#   4. detect the GPU: NVIDIA (nvidia-smi works) → AMD (rocm-smi works, or /dev/kfd and /dev/dri
-#      exist) → CPU; export LLAMA_CUDA=1 / LLAMA_HIPBLAS=1 and log the choice;
-#   5. log the service's own decision (`python -m mentator --detect-hardware`, which also sees
-#      which engine backends are installed and loadable);
-#   6. exec the service with --conf-docker as that user (tini stays PID 1).
+#   4. detect the hardware with the service's own decision (`python -m mentator --detect-hardware`:
+#      CUDA → ROCm → Vulkan → CPU, checking the driver, the engine's backend libraries and what
+#      llama-server itself can load), log it with the reason for every tier skipped, export
+#      LLAMA_CUDA=1 / LLAMA_HIPBLAS=1 to match, and hand the decision to the service
+#      (MENTATOR_BACKEND_DECISION) so it does not probe again;
+#   5. exec the service with --conf-docker as that user (tini stays PID 1).
 #
 # Arguments: none → the service; arguments starting with "-" → `python -m mentator ARGS`
 # (e.g. --version); anything else → that command, run as the same user.
@@ -21,9 +22,8 @@
 #   PUID, PGID                 user/group ids to run as (0 = stay root)
 #   MENTATOR_ROOT              install root (default /opt/mentator-llm-service)
 #   MENTATOR_PYTHON            the service's python (default $MENTATOR_ROOT/app/venv/bin/python)
-#   MENTATOR_NVIDIA_SMI        nvidia-smi to probe with (default: nvidia-smi on PATH)
-#   MENTATOR_ROCM_SMI          rocm-smi to probe with (default: rocm-smi on PATH)
-#   MENTATOR_DEV_ROOT          where to look for kfd and dri (default /dev)
+#   MENTATOR_DEV_ROOT          where to look for kfd and dri (default /dev; the service's probes
+#                              read it too, with MENTATOR_SYS_ROOT, MENTATOR_NVIDIA_SMI, ...)
 #   MENTATOR_SKIP_PRIVDROP=1   do not change user even when root (tests)
 set -eu
 
@@ -33,8 +33,6 @@ models_dir="${data_dir}/models"
 default_models_dir="${root}/default-models"
 conf_file="${data_dir}/mentator-llm-service.conf.jsonc"
 python="${MENTATOR_PYTHON:-${root}/app/venv/bin/python}"
-nvidia_smi="${MENTATOR_NVIDIA_SMI:-nvidia-smi}"
-rocm_smi="${MENTATOR_ROCM_SMI:-rocm-smi}"
 dev_root="${MENTATOR_DEV_ROOT:-/dev}"
 default_uid=10001
 default_gid=10001
@@ -143,35 +141,23 @@ else
   log "${models_dir} is not empty: default models not copied"
 fi
 
-# --- 4. GPU detection -------------------------------------------------------------------------
-backend="cpu"
-reason="no NVIDIA or AMD GPU found"
-if command -v "${nvidia_smi}" >/dev/null 2>&1 && gpus="$("${nvidia_smi}" --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)" && [ -n "${gpus}" ]; then
-  backend="cuda"
-  reason="nvidia-smi lists $(printf '%s\n' "${gpus}" | wc -l | tr -d ' ') GPU(s)"
-  printf '%s\n' "${gpus}" | while IFS= read -r gpu; do log "NVIDIA GPU: ${gpu}"; done
-  export LLAMA_CUDA=1
-elif command -v "${rocm_smi}" >/dev/null 2>&1 && "${rocm_smi}" >/dev/null 2>&1; then
-  backend="rocm"
-  reason="rocm-smi runs"
-  export LLAMA_HIPBLAS=1
-elif [ -e "${dev_root}/kfd" ] && [ -d "${dev_root}/dri" ]; then
-  backend="rocm"
-  reason="${dev_root}/kfd and ${dev_root}/dri are present"
-  export LLAMA_HIPBLAS=1
+# --- 4. hardware: the service's decision, made once -------------------------------------------
+# One algorithm (the service's): this script only logs the decision and passes it on.
+explained="$(mktemp)"
+if [ -x "${python}" ] && decision="$(as_user "${python}" -m mentator --detect-hardware --explain 2>"${explained}")"; then
+  while IFS= read -r line; do log "${line}"; done <"${explained}"
+  export MENTATOR_BACKEND_DECISION="${decision}"
+  case "$(printf '%s' "${decision}" | sed -n 's/^{"backend": *"\([a-z0-9]*\)".*/\1/p')" in
+    cuda*) export LLAMA_CUDA=1 ;;
+    rocm) export LLAMA_HIPBLAS=1 ;;
+  esac
+else
+  log "WARNING: '${python} -m mentator --detect-hardware' failed; the service detects the hardware at start"
+  while IFS= read -r line; do log "  ${line}"; done <"${explained}"
 fi
-log "Selected backend: ${backend} (${reason})"
+rm -f "${explained}"
 
-# --- 5. the service's own decision (it also checks which engine backends can load) -------------
-if [ -x "${python}" ]; then
-  if decision="$(as_user "${python}" -m mentator --detect-hardware 2>/dev/null)"; then
-    log "service hardware decision: ${decision}"
-  else
-    log "WARNING: '${python} -m mentator --detect-hardware' failed; the service decides again at start"
-  fi
-fi
-
-# --- 6. run -----------------------------------------------------------------------------------
+# --- 5. run -----------------------------------------------------------------------------------
 if [ "$#" -eq 0 ]; then
   set -- "${python}" -m mentator --conf-docker "${conf_file}"
 else

@@ -17,13 +17,10 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from mentator.config.settings import LogLevel
-from mentator.storage.chatlog import ChatLogStore
 from mentator.storage.corelog import CoreLogStore, truncate_extra
 from mentator.storage.database import StorageError
 
 _RANK: dict[str, int] = {"error": 0, "debug": 1, "trace": 2}
-DAY_MS = 24 * 60 * 60 * 1000
-RETENTION_INTERVAL_S = 60 * 60
 DB_PIPE = "DB"
 
 
@@ -47,17 +44,12 @@ class AppLogger:
         stream_out: TextIO,
         stream_err: TextIO,
         clock: Callable[[], int] = wall_clock_ms,
-        *,
-        chat_store: ChatLogStore | None = None,
-        live_day: int = 30,
     ) -> None:
         self._store = store
-        self._chat_store = chat_store
         self._level = level
         self._out = stream_out
         self._err = stream_err
         self._clock = clock
-        self._live_day = live_day
         self._console_lock = threading.Lock()
         self._reported_errors: set[str] = set()
 
@@ -113,27 +105,3 @@ class AppLogger:
         if self._reported_errors:
             with self._console_lock:
                 self._reported_errors.clear()
-
-    def run_retention(self, now_ms: int | None = None) -> tuple[int, int]:
-        """Delete core and chat log rows older than liveDay days; return (core, chat) counts.
-
-        The service calls this at start and then hourly. Failures are reported like write
-        failures; the next run tries again.
-        """
-        cutoff = (self._clock() if now_ms is None else now_ms) - self._live_day * DAY_MS
-        removed_core = removed_chat = 0
-        try:
-            if self._store is not None:
-                removed_core = self._store.purge_older_than(cutoff)
-            if self._chat_store is not None:
-                removed_chat = self._chat_store.purge_older_than(cutoff)
-        except StorageError as err:
-            self._report_storage_error(str(err))
-            return removed_core, removed_chat
-        if removed_core or removed_chat:
-            self.debug(
-                DB_PIPE,
-                f"retention: deleted {removed_core} core log and {removed_chat} chat log records"
-                f" older than {self._live_day} days",
-            )
-        return removed_core, removed_chat

@@ -80,7 +80,7 @@ def _run(settings: Settings, stderr: TextIO) -> int:
     for warning in settings.warnings:
         stderr.write(f"WARNING: {warning}\n")
     try:
-        from mentator.service import run_service
+        from mentator.server import run_service
     except ImportError as err:
         stderr.write(f"ERROR: the service cannot start, a module is missing: {err}\n")
         return EXIT_CONFIG

@@ -1,4 +1,4 @@
-"""AppLogger: console format, levels, database rows, database failures, retention."""
+"""AppLogger: console format, levels, database rows, database failures."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mentator.applog import DAY_MS, AppLogger, iso_utc
-from mentator.storage.chatlog import ChatLogStore
+from mentator.applog import AppLogger, iso_utc
 from mentator.storage.corelog import CoreLogStore
 from mentator.storage.database import Database
 
@@ -105,21 +104,3 @@ def test_without_store_logs_to_console_only() -> None:
     logger.debug("APP", "x")
     logger.error("APP", "y")
     assert "x" in out.getvalue() and "y" in err.getvalue()
-    assert logger.run_retention(T0) == (0, 0)
-
-
-def test_retention_deletes_old_core_and_chat_rows(db: Database) -> None:
-    core, chat = CoreLogStore(db), ChatLogStore(db)
-    now = T0
-    core.write(now - 3 * DAY_MS - 1, "P", "debug", "old", "e")
-    core.write(now - 3 * DAY_MS + 1, "P", "debug", "young", None)
-    chat.write(now - 4 * DAY_MS, 500, 1, 1, "{}", "{}", None)
-    chat.write(now - DAY_MS, 500, 1, 1, "{}", "{}", None)
-    logger, out, _ = make(core, chat_store=chat, live_day=3)
-    assert logger.run_retention(now) == (1, 1)
-    assert [row["message"] for row in core.after_id(0, 10)][-1] == "young"
-    assert len(chat.after_id(0, 10)) == 1
-    assert (
-        "retention: deleted 1 core log and 1 chat log records older than 3 days" in out.getvalue()
-    )
-    assert logger.run_retention(now) == (0, 0)

@@ -17,16 +17,16 @@ from mentator.version import VERSION
 
 @pytest.fixture
 def fake_service(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    """Stands in for mentator.service (another module's job) and records what it was given."""
+    """Stands in for mentator.server (another module's job) and records what it was given."""
     started: list[Settings] = []
-    module = types.ModuleType("mentator.service")
+    module = types.ModuleType("mentator.server")
 
     def run_service(settings: Settings) -> int:
         started.append(settings)
         return 7
 
     module.run_service = run_service  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mentator.service", module)
+    monkeypatch.setitem(sys.modules, "mentator.server", module)
     return started
 
 
@@ -120,7 +120,7 @@ def test_conf_docker_bad_config_exits_1(
 def test_missing_service_module_is_reported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "mentator.service", None)
+    monkeypatch.setitem(sys.modules, "mentator.server", None)
     assert main(["--conf-docker", str(tmp_path / "c.jsonc")]) == 1
     assert "the service cannot start" in capsys.readouterr().err
 

@@ -1,4 +1,4 @@
-"""A fake engine manager and real Services around it, for the HTTP-layer tests: real SQLite,
+"""A fake engine manager and real ServiceContext around it, for the HTTP-layer tests: real SQLite,
 real model folder, real queue, and an engine that answers what each test scripts."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mentator.backends.choice import BackendChoice
 from mentator.config.options import JSON_DEFAULTS
 from mentator.config.settings import LogSettings, Settings
+from mentator.context import ServiceContext
 from mentator.engine.client import CompletionDelta, CompletionResult
 from mentator.engine.errors import EngineError
-from mentator.engine.manager import LoadedModel, ModelLike
-from mentator.hardware.selection import BackendChoice
-from mentator.service import LoadStatus, Services, build_services
+from mentator.engine.ports import LoadedModel, LoadStatus, ModelLike
+from mentator.server import build_services
 
 MODEL_NAMES = ("alpha.gguf", "beta.gguf")
 
@@ -178,7 +179,7 @@ def build_settings(
     )
 
 
-def build_test_services(settings: Settings, engine: FakeEngine | None) -> Services:
+def build_test_services(settings: Settings, engine: FakeEngine | None) -> ServiceContext:
     services = build_services(settings, stream_out=io.StringIO(), stream_err=io.StringIO())
     services.registry.rescan()
     if engine is not None:
@@ -187,15 +188,15 @@ def build_test_services(settings: Settings, engine: FakeEngine | None) -> Servic
     return services
 
 
-def read_core_log(services: Services) -> list[dict[str, object]]:
+def read_core_log(services: ServiceContext) -> list[dict[str, object]]:
     assert services.corelog is not None
     return list(reversed(services.corelog.after_id(0, 200)))
 
 
-def read_chat_log(services: Services) -> list[dict[str, object]]:
+def read_chat_log(services: ServiceContext) -> list[dict[str, object]]:
     assert services.chatlog is not None
     return list(reversed(services.chatlog.after_id(0, 200)))
 
 
-ServicesFactory = Callable[..., Services]
-LogReader = Callable[[Services], list[dict[str, object]]]
+ServicesFactory = Callable[..., ServiceContext]
+LogReader = Callable[[ServiceContext], list[dict[str, object]]]

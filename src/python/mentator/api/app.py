@@ -1,15 +1,19 @@
-"""`create_app(services)`: the FastAPI application of the service.
+"""`create_app(context)`: the FastAPI application of the service — the route table, and every
+error answer in one place.
 
-Error answers, all in one place:
-* `ApiError` raised by body reading / request validation (and by the simple routes) → its status
-  with the ``{"duration":…,"error":…}`` envelope; logged like the original's global handler
-  (pipe ``API``, ``Error handler for <METHOD> <url>``, extra = JSON with message and status);
+* `ApiError` raised by body reading / request validation → its status; logged like the
+  original's global handler (pipe ``API``, ``Error handler for <METHOD> <url>``, extra = JSON with
+  message and status);
+* a use-case's `InferenceError` (already logged by the use-case) → its status;
 * no route → 404 ``Route GET:/nope not found``; wrong method → 405 ``Method DELETE not allowed
   on /prompt (allowed: POST)`` with an ``Allow`` header (the original answered 404 in Fastify's own
   shape; port.md: same envelope everywhere);
-* anything unexpected → 500 with the exception text, logged with its traceback;
-* under ``/v1/`` the same cases answer OpenAI's ``{"error":{…}}`` shape.
-The body size (1 MiB → 413) and content type (→ 415) rules live in `body.read_body`.
+* anything unexpected → 500 with the exception text, logged with its traceback.
+Each answer has the original's ``{"duration":…,"error":…}`` envelope, or OpenAI's
+``{"error":{…}}`` under ``/v1/`` (`errors.answer_for`). The body size (1 MiB → 413) and content
+type (→ 415) rules live in `body.read_body`.
+
+Adding a route: one module in `routes/` with its ``router``, and one line in `ROUTERS`.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mentator.api import (
+from mentator.api.deps import request_url
+from mentator.api.errors import ApiError, answer_for, error_body, is_openai, openai_error_body
+from mentator.api.metrics import ApiMetrics, MetricsMiddleware
+from mentator.api.routes import (
     check,
     docs,
     embedding,
@@ -34,35 +41,34 @@ from mentator.api import (
     prompt,
     state,
 )
-from mentator.api.deps import json_text, request_url
-from mentator.api.errors import ApiError, error_body, error_response
-from mentator.api.metrics import ApiMetrics, MetricsMiddleware
-from mentator.service import Services
+from mentator.context import ServiceContext
+from mentator.inference.errors import InferenceError
+from mentator.jsontext import json_text
+from mentator.logging_protocol import LoggerProtocol
 from mentator.version import VERSION
 
-
-def _is_openai(path: str) -> bool:
-    return path.startswith(openai.OPENAI_PREFIX)
-
-
-def _answer(request: Request, error: ApiError) -> Response:
-    if _is_openai(request.url.path):
-        return openai.openai_error_response(error)
-    return error_response(error)
-
-
-def _log_handled_error(request: Request, error: ApiError) -> None:
-    services: Services = request.app.state.services
-    extra = json_text({"message": error.message, "statusCode": error.status})
-    services.logger.error(
-        "API", f"Error handler for {request.method} {request_url(request)}", extra
-    )
+# The route table: one router per family of routes (`routes/<family>.py`).
+ROUTERS: tuple[APIRouter, ...] = (
+    prompt.router,
+    embedding.router,
+    check.router,
+    helper.router,
+    state.router,
+    logs.router,
+    openai.router,
+    metrics.router,
+    health.router,
+)
 
 
-async def _on_api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    _log_handled_error(request, exc)
-    return _answer(request, exc)
+async def _on_error(request: Request, exc: Exception) -> Response:
+    """The one handler of expected errors (see the module docstring)."""
+    if isinstance(exc, ApiError):
+        logger: LoggerProtocol = request.app.state.context.logger
+        extra = json_text({"message": exc.message, "statusCode": exc.status})
+        logger.error("API", f"Error handler for {request.method} {request_url(request)}", extra)
+    assert isinstance(exc, ApiError | InferenceError)
+    return answer_for(request.url.path, exc)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
@@ -74,16 +80,17 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
         message = f"Method {request.method} not allowed on {request.url.path} (allowed: {allowed})"
     else:
         message = str(exc.detail)
-    return _answer(request, ApiError(exc.status_code, message, headers=dict(exc.headers or {})))
+    error = ApiError(exc.status_code, message, headers=dict(exc.headers or {}))
+    return answer_for(request.url.path, error)
 
 
 class InternalErrorMiddleware:
     """Turns an unexpected exception into a 500 envelope (when nothing was sent yet) and logs it,
     instead of Starlette's plain-text "Internal Server Error"."""
 
-    def __init__(self, app: ASGIApp, services: Services) -> None:
+    def __init__(self, app: ASGIApp, logger: LoggerProtocol) -> None:
         self.app = app
-        self.services = services
+        self.logger = logger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,24 +109,19 @@ class InternalErrorMiddleware:
         except Exception as exc:
             path = scope.get("path", "")
             text = f"{type(exc).__name__}: {exc}"
-            self.services.logger.error(
+            self.logger.error(
                 "API",
                 f"unexpected error on {scope.get('method', '')} {path}",
                 "".join(traceback.format_exception(exc)),
             )
             if started:
                 raise
-            if _is_openai(path):
-                response: Response = JSONResponse(
-                    openai.openai_error_body(500, text), status_code=500
-                )
-            else:
-                response = JSONResponse(error_body(text), status_code=500)
-            await response(scope, receive, send)
+            body = openai_error_body(500, text) if is_openai(path) else error_body(text)
+            await JSONResponse(body, status_code=500)(scope, receive, send)
 
 
-def create_app(services: Services) -> FastAPI:
-    """The application over ``services`` (tests pass fakes; the service passes the real ones)."""
+def create_app(context: ServiceContext) -> FastAPI:
+    """The application over ``context`` (tests pass fakes; the server passes the real parts)."""
     app = FastAPI(
         title=docs.TITLE,
         description=docs.DESCRIPTION,
@@ -132,24 +134,18 @@ def create_app(services: Services) -> FastAPI:
     )
     # Swagger UI 4 (the bundled one) renders OpenAPI 3.0 documents.
     app.openapi_version = docs.OPENAPI_VERSION
-    app.state.services = services
+    app.state.context = context
     app.state.metrics = ApiMetrics()
-    handlers: dict[Any, Any] = {ApiError: _on_api_error, StarletteHTTPException: _on_http_error}
+    handlers: dict[Any, Any] = {
+        ApiError: _on_error,
+        InferenceError: _on_error,
+        StarletteHTTPException: _on_http_error,
+    }
     for exc_class, handler in handlers.items():
         app.add_exception_handler(exc_class, handler)
-    for router in (
-        prompt.router,
-        embedding.router,
-        check.router,
-        helper.router,
-        state.router,
-        logs.router,
-        openai.router,
-        metrics.router,
-        health.router,
-    ):
+    for router in ROUTERS:
         app.include_router(router)
     docs.mount_docs(app)
-    app.add_middleware(InternalErrorMiddleware, services=services)
+    app.add_middleware(InternalErrorMiddleware, logger=context.logger)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -1,25 +1,90 @@
-"""What route handlers get injected, and the small request facts every log line needs.
+"""What route handlers get injected — each route asks for the parts it uses, nothing more — and
+the small request facts every log line needs.
 
-The `Services` container lives on ``app.state`` (set once by `app.create_app`); handlers receive
-it through FastAPI's dependency injection, never through a module global.
+The `ServiceContext` lives on ``app.state`` (set once by `app.create_app`); the dependencies
+below hand out its parts and build the use-cases over them, never through a module global.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-from mentator.service import Services
+from mentator.api.errors import ApiError
+from mentator.config.settings import Settings
+from mentator.context import ServiceContext
+from mentator.engine.ports import EngineManagerPort
+from mentator.inference.completion import Completions
+from mentator.inference.embedding import Embeddings
+from mentator.inference.requests import Caller
+from mentator.logging_protocol import LoggerProtocol
+from mentator.models.registry import ModelRegistry
+from mentator.scheduling import RequestQueue
+from mentator.storage.chatlog import ChatLogStore
+from mentator.storage.corelog import CoreLogStore
+
+NO_DATABASE = "the database is not available: {why}"
 
 
-def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def get_context(request: Request) -> ServiceContext:
+    context: ServiceContext = request.app.state.context
+    return context
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+def get_settings(context: ContextDep) -> Settings:
+    return context.settings
+
+
+def get_logger(context: ContextDep) -> LoggerProtocol:
+    return context.logger
+
+
+def get_registry(context: ContextDep) -> ModelRegistry:
+    return context.registry
+
+
+def get_queue(context: ContextDep) -> RequestQueue:
+    return context.queue
+
+
+def get_engine(context: ContextDep) -> EngineManagerPort | None:
+    """The engine manager, or None while the service is starting."""
+    return context.engine
+
+
+def get_corelog(context: ContextDep) -> CoreLogStore:
+    if context.corelog is None:
+        raise ApiError(500, NO_DATABASE.format(why=context.db_error or "not opened"))
+    return context.corelog
+
+
+def get_chatlog(context: ContextDep) -> ChatLogStore:
+    if context.chatlog is None:
+        raise ApiError(500, NO_DATABASE.format(why=context.db_error or "not opened"))
+    return context.chatlog
+
+
+def get_completions(context: ContextDep) -> Completions:
+    return Completions(
+        engine=context.engine,
+        models=context.registry,
+        queue=context.queue,
+        default_options=context.settings.default_options,
+        logger=context.logger,
+        chatlog=context.chatlog,
+        save_prompt=context.settings.log.save_prompt,
+        clock_ms=context.clock_ms,
+    )
+
+
+def get_embeddings(context: ContextDep) -> Embeddings:
+    return Embeddings(
+        engine=context.engine, models=context.registry, queue=context.queue, logger=context.logger
+    )
 
 
 def client_ip(request: Request) -> str:
@@ -42,6 +107,31 @@ def api_message(request: Request) -> str:
     return f"[from {client_ip(request)}] {request_url(request)}"
 
 
-def json_text(value: Any) -> str:
-    """Compact JSON as JavaScript's ``JSON.stringify`` writes it (logs, chat log, SSE)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+async def _wait_for_disconnect(request: Request) -> None:
+    # After the body was read, the next ASGI message is `http.disconnect`, which servers send
+    # when the client goes away (or after the response is complete — we never get there).
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def get_caller(request: Request) -> Caller:
+    """Who asks (for the use-cases' log lines) and how to notice that they left."""
+    return Caller(
+        pipe=api_pipe(request),
+        message=api_message(request),
+        left=lambda: _wait_for_disconnect(request),
+    )
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+LoggerDep = Annotated[LoggerProtocol, Depends(get_logger)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+QueueDep = Annotated[RequestQueue, Depends(get_queue)]
+EngineDep = Annotated[EngineManagerPort | None, Depends(get_engine)]
+CoreLogDep = Annotated[CoreLogStore, Depends(get_corelog)]
+ChatLogDep = Annotated[ChatLogStore, Depends(get_chatlog)]
+CompletionsDep = Annotated[Completions, Depends(get_completions)]
+EmbeddingsDep = Annotated[Embeddings, Depends(get_embeddings)]
+CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one app instance, and the ``/metrics`` route.
+"""Prometheus metrics of one app instance (the route is `routes/metrics.py`).
 
 Each app owns its `CollectorRegistry` (no process-global default registry), so two apps in one
 test process never share counters. Request counts are labelled by the route *template*
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mentator.api.deps import ServicesDep
-from mentator.service import Services
+from mentator.context import ServiceContext
 
 _SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -80,15 +77,15 @@ class ApiMetrics:
         if tokens:
             self.tokens_generated.labels(route).inc(tokens)
 
-    def render(self, services: Services) -> bytes:
-        """Refresh the live gauges from ``services`` and return the exposition text."""
-        self.queue_waiting.set(services.queue.waiting())
-        self.queue_running.set(services.queue.running())
-        self.models_available.set(len(services.registry.models()))
+    def render(self, context: ServiceContext) -> bytes:
+        """Refresh the live gauges from ``context`` and return the exposition text."""
+        self.queue_waiting.set(context.queue.waiting())
+        self.queue_running.set(context.queue.running())
+        self.models_available.set(len(context.registry.models()))
         self.model_loaded.clear()
-        loaded = services.engine.current() if services.engine is not None else None
+        loaded = context.engine.current() if context.engine is not None else None
         if loaded is not None:
-            backend = services.current_backend()
+            backend = context.current_backend()
             self.model_loaded.labels(loaded.name, backend.backend if backend else "unknown").set(1)
         return generate_latest(self.registry)
 
@@ -127,12 +124,3 @@ def get_metrics(request: Request) -> ApiMetrics:
 
 
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
-
-router = APIRouter(tags=["monitoring"])
-
-
-@router.get(
-    "/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response
-)
-async def metrics_route(services: ServicesDep, metrics: MetricsDep) -> Response:
-    return Response(metrics.render(services), media_type=CONTENT_TYPE_LATEST)

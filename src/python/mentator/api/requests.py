@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
+
 from mentator.api.coerce import JsonSchema, RequestValidationError, validate
 from mentator.api.errors import ApiError
 from mentator.config.options import OPTION_SPECS, OptionSpec
+from mentator.inference.requests import EmbeddingRequest, PromptFormat, PromptRequest
 
 
 def _option_schema(spec: OptionSpec) -> JsonSchema:
@@ -192,28 +195,6 @@ def _without_null_options(body: Any) -> Any:
     return body
 
 
-@dataclass(frozen=True)
-class PromptFormat:
-    use_grammar: bool
-    json_schema: Any
-
-
-@dataclass(frozen=True)
-class PromptRequest:
-    """A validated /prompt body; ``body`` is the coerced JSON (what the chat log stores)."""
-
-    body: dict[str, Any]
-    model: str
-    gpulayer: float | None
-    context_size: int | None
-    system: str | None
-    user: str
-    duration_msec: float
-    options: dict[str, Any] | None
-    format: PromptFormat | None
-    tool_server: list[str] | None
-
-
 def parse_prompt(raw: Any) -> PromptRequest:
     body: dict[str, Any] = check(PROMPT_SCHEMA, _without_null_options(raw))
     message: dict[str, Any] = body["message"]
@@ -234,18 +215,10 @@ def parse_prompt(raw: Any) -> PromptRequest:
     )
 
 
-@dataclass(frozen=True)
-class EmbeddingRequest:
-    body: dict[str, Any]
-    model: str
-    gpulayer: float | None
-    message: str
-
-
 def parse_embedding(raw: Any) -> EmbeddingRequest:
     body: dict[str, Any] = check(EMBEDDING_SCHEMA, raw)
     return EmbeddingRequest(
-        body=body, model=body["model"], gpulayer=body.get("gpulayer"), message=body["message"]
+        model=body["model"], texts=[body["message"]], gpulayer=body.get("gpulayer")
     )
 
 
@@ -253,6 +226,16 @@ def parse_embedding(raw: Any) -> EmbeddingRequest:
 class LogPage:
     after_id: int
     limit: int
+
+
+def log_page_query(request: Request) -> LogPage:
+    """The ``afterId``/``limit`` query of the byid routes (a FastAPI dependency)."""
+    return parse_log_page(request.query_params)
+
+
+def log_date_query(request: Request) -> LogDate:
+    """The ``date``/``hour`` query of the bydate routes (a FastAPI dependency)."""
+    return parse_log_date(request.query_params)
 
 
 def parse_log_page(query: Mapping[str, str]) -> LogPage:

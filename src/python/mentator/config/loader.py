@@ -16,52 +16,22 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mentator.backends.layout import resolve_engine_dir
 from mentator.config.jsonc import JsoncError, NewMember, insert_members, parse_jsonc
-from mentator.config.options import JSON_DEFAULTS, SPECS_BY_KEY, option_problem, parse_options
-from mentator.config.settings import (
-    DEFAULT_HOST,
-    DEFAULT_PARALLEL,
-    DEFAULT_PORT,
-    DEFAULT_QUEUE_LIMIT,
-    LogLevel,
-    LogSettings,
-    Settings,
-)
-from mentator.config.template import (
-    DEFAULT_LIVE_DAY,
-    DEFAULT_LOG_LEVEL,
-    ENGINE_DIR_ENV,
+from mentator.config.keys import (
+    CONFIG_KEYS,
+    DOCKER_DATA_ROOT,
+    DOCKER_FILE_KEYS,
+    KEYS_BY_NAME,
+    LOG_KEYS,
     LOG_LEVELS,
-    PARALLEL_RANGE,
-    QUEUE_LIMIT_RANGE,
-    THREADS_RANGE,
-    docker_members,
-    docker_template_text,
-    write_template,
+    ConfigKey,
 )
+from mentator.config.options import JSON_DEFAULTS, SPECS_BY_KEY, option_problem, parse_options
+from mentator.config.settings import LogSettings, Settings
+from mentator.config.template import docker_members, docker_template_text, write_template
 
-DOCKER_DATA_ROOT = Path("/opt/mentator-llm-service/data")
-DOCKER_PORT = DEFAULT_PORT
-DOCKER_DB_FILE_NAME = "mentator-llm-service.db"
-
-_USE_KEYS = frozenset(
-    {
-        "port",
-        "host",
-        "modelDir",
-        "dbFile",
-        "toolDir",
-        "toolEnvDir",
-        "engineDir",
-        "parallel",
-        "queueLimit",
-        "threads",
-        "defaultOptions",
-        "log",
-    }
-)
-_DOCKER_KEYS = frozenset({"parallel", "queueLimit", "threads", "defaultOptions", "log"})
-_LOG_KEYS = ("level", "liveDay", "savePrompt")
+_LOG_KEY_NAMES = tuple(row.key for row in LOG_KEYS)
 
 
 class ConfigError(Exception):
@@ -154,47 +124,38 @@ class _Checks:
                 self.problem(f"defaultOptions.{key}{sub_path}", f"{spec.expected()}{item}", value)
         return parse_options(given, fill=True, defaults=JSON_DEFAULTS)
 
+    def value(self, data: Mapping[str, object], row: ConfigKey, prefix: str = "") -> object:
+        """The checked value of ``row`` in ``data`` (None when absent, null or invalid)."""
+        full_key = prefix + row.key
+        raw = data.get(row.key)
+        if raw is None:
+            return None
+        if row.kind == "integer":
+            assert row.minimum is not None and row.maximum is not None
+            return self.integer(data, row.key, full_key, row.minimum, row.maximum)
+        if row.kind in ("string", "path"):
+            return self.string(data, row.key, full_key)
+        if row.kind in ("options", "log"):
+            return self.section(data, row.key)
+        if row.kind == "boolean" and isinstance(raw, bool):
+            return raw
+        if row.kind == "level" and raw in LOG_LEVELS:
+            return raw
+        self.problem(full_key, row.expected(), raw)
+        return None
+
     def log(self, raw: dict[str, object] | None, *, required: bool) -> LogSettings:
         section = raw or {}
         if required and raw is not None:
-            hints = {
-                "level": '"error", "debug" or "trace"',
-                "liveDay": "days, 1..365",
-                "savePrompt": "true or false",
-            }
-            for key in _LOG_KEYS:
-                if section.get(key) is None:
-                    self.missing(f"log.{key}", hints[key])
-        self.unknown_keys(section, _LOG_KEYS, "log.")
-        level: LogLevel = DEFAULT_LOG_LEVEL
-        raw_level = section.get("level")
-        if raw_level is not None:
-            if raw_level == "error" or raw_level == "debug" or raw_level == "trace":
-                level = raw_level
-            else:
-                self.problem(
-                    "log.level", " or ".join(f'"{name}"' for name in LOG_LEVELS), raw_level
-                )
-        live_day = self.integer(section, "liveDay", "log.liveDay", 1, 365)
-        save_prompt = section.get("savePrompt")
-        if save_prompt is not None and not isinstance(save_prompt, bool):
-            self.problem("log.savePrompt", "true or false", save_prompt)
-            save_prompt = None
-        return LogSettings(
-            level=level,
-            live_day=live_day if live_day is not None else DEFAULT_LIVE_DAY,
-            save_prompt=bool(save_prompt),
-        )
-
-    def tunables(self, data: Mapping[str, object]) -> tuple[int, int, int | None]:
-        parallel = self.integer(data, "parallel", "parallel", *PARALLEL_RANGE)
-        queue_limit = self.integer(data, "queueLimit", "queueLimit", *QUEUE_LIMIT_RANGE)
-        threads = self.integer(data, "threads", "threads", *THREADS_RANGE)
-        return (
-            parallel if parallel is not None else DEFAULT_PARALLEL,
-            queue_limit if queue_limit is not None else DEFAULT_QUEUE_LIMIT,
-            threads,
-        )
+            for row in LOG_KEYS:
+                if row.required and section.get(row.key) is None:
+                    self.missing(f"log.{row.key}", row.required_hint)
+        self.unknown_keys(section, _LOG_KEY_NAMES, "log.")
+        fields: dict[str, object] = {}
+        for row in LOG_KEYS:
+            value = self.value(section, row, "log.")
+            fields[row.field] = row.default if value is None else value
+        return LogSettings(**fields)  # type: ignore[arg-type]
 
     def raise_if_any(self) -> None:
         if self.problems:
@@ -232,13 +193,6 @@ def _read_object(path: Path) -> tuple[str, dict[str, object]]:
     return text, data
 
 
-def _engine_dir(configured: str | None, environ: Mapping[str, str], cwd: Path) -> Path | None:
-    from_env = environ.get(ENGINE_DIR_ENV, "").strip()
-    if from_env:
-        return _absolute(from_env)
-    return cwd / configured if configured else None
-
-
 def generate_template(directory: Path) -> Path:
     """`--conf-gen`: write the complete commented template into `directory`; return its path."""
     target = _absolute(directory)
@@ -249,6 +203,24 @@ def generate_template(directory: Path) -> Path:
             target,
             [f"cannot write the template here: {err.strerror or err}; pick a writable folder"],
         ) from None
+
+
+def _fields(
+    checks: _Checks, data: Mapping[str, object], rows: Sequence[ConfigKey], *, strict: bool
+) -> dict[str, object]:
+    """Settings field → checked value (the row's default when absent) for ``rows``; ``strict``
+    (--conf-use) requires the required keys of sections too."""
+    fields: dict[str, object] = {}
+    for row in rows:
+        if row.kind == "options":
+            fields[row.field] = checks.options(checks.section(data, row.key))
+        elif row.kind == "log":
+            section = checks.section(data, row.key)
+            fields[row.field] = checks.log(section, required=strict and row.required)
+        else:
+            value = checks.value(data, row)
+            fields[row.field] = row.default if value is None else value
+    return fields
 
 
 def load_use(
@@ -263,62 +235,28 @@ def load_use(
     base = _absolute(cwd or Path.cwd())
     _, data = _read_object(config_file)
     checks = _Checks(config_file)
-
-    required_hints = {
-        "port": "the HTTP port, e.g. 19777",
-        "modelDir": 'the folder with *.gguf models, e.g. "path/to/models"',
-        "dbFile": 'the SQLite log file, e.g. "path/to/mentator-llm-service.db"',
-        "defaultOptions": "an object of generation options, {} for the defaults",
-        "log": '{"level": "debug", "liveDay": 30, "savePrompt": false}',
-    }
-    for key, hint in required_hints.items():
-        if data.get(key) is None:
-            checks.missing(key, hint)
-    checks.unknown_keys(data, _USE_KEYS, "")
-
-    port = checks.integer(data, "port", "port", 1, 65535)
-    host = checks.string(data, "host", "host")
-    model_dir = checks.string(data, "modelDir", "modelDir")
-    db_file = checks.string(data, "dbFile", "dbFile")
-    tool_dir = checks.string(data, "toolDir", "toolDir")
-    tool_env_dir = checks.string(data, "toolEnvDir", "toolEnvDir")
-    engine_dir = checks.string(data, "engineDir", "engineDir")
-    parallel, queue_limit, threads = checks.tunables(data)
-    options = checks.options(checks.section(data, "defaultOptions"))
-    log = checks.log(checks.section(data, "log"), required=True)
+    for row in CONFIG_KEYS:
+        if row.required and data.get(row.key) is None:
+            checks.missing(row.key, row.required_hint)
+    checks.unknown_keys(data, frozenset(KEYS_BY_NAME), "")
+    fields = _fields(checks, data, CONFIG_KEYS, strict=True)
     checks.raise_if_any()
-    assert model_dir is not None and db_file is not None and port is not None
-
+    for row in CONFIG_KEYS:
+        if row.kind == "path" and fields[row.field] is not None and row.key != "engineDir":
+            fields[row.field] = base / str(fields[row.field])
+    engine = fields["engine_dir"]
+    fields["engine_dir"] = resolve_engine_dir(str(engine) if engine else None, env, base)
     return Settings(
-        port=port,
-        host=host or DEFAULT_HOST,
-        model_dir=base / model_dir,
-        db_file=base / db_file,
-        tool_dir=base / tool_dir if tool_dir else None,
-        tool_env_dir=base / tool_env_dir if tool_env_dir else None,
-        default_options=options,
-        log=log,
-        engine_dir=_engine_dir(engine_dir, env, base),
-        parallel=parallel,
-        queue_limit=queue_limit,
-        threads=threads,
+        **fields,  # type: ignore[arg-type]
         config_file=config_file,
         mode="use",
         warnings=tuple(checks.warnings),
     )
 
 
-def _docker_forced(data_root: Path) -> dict[str, str]:
-    """Keys the image fixes, with the value used (for the warning text)."""
-    return {
-        "port": str(DOCKER_PORT),
-        "host": DEFAULT_HOST,
-        "modelDir": str(data_root / "models"),
-        "dbFile": str(data_root / DOCKER_DB_FILE_NAME),
-        "toolDir": str(data_root / "tools"),
-        "toolEnvDir": str(data_root / "toolsenv"),
-        "engineDir": f"the {ENGINE_DIR_ENV} environment variable",
-    }
+def _docker_forced(data_root: Path, environ: Mapping[str, str]) -> dict[ConfigKey, object]:
+    """The keys the image fixes, with their values."""
+    return {row: row.forced(data_root, environ) for row in CONFIG_KEYS if row.forced is not None}
 
 
 def _missing_members(data: Mapping[str, object]) -> list[tuple[tuple[str, ...], list[NewMember]]]:
@@ -381,17 +319,20 @@ def load_docker(
     text, data = _read_object(config_file)
     checks = _Checks(config_file)
 
-    forced = _docker_forced(data_root)
-    for key in data:
-        if key in forced:
+    forced = _docker_forced(data_root, env)
+    for row, value in forced.items():
+        if row.key in data:
             checks.warn(
-                f'key "{key}" has no effect in docker mode: the image fixes it to {forced[key]};'
-                " remove it"
+                f'key "{row.key}" has no effect in docker mode: the image fixes it to'
+                f" {row.forced_note or value}; remove it"
             )
-    checks.unknown_keys({k: v for k, v in data.items() if k not in forced}, _DOCKER_KEYS, "")
-    parallel, queue_limit, threads = checks.tunables(data)
-    options = checks.options(checks.section(data, "defaultOptions"))
-    log = checks.log(checks.section(data, "log"), required=False)
+    forced_keys = {row.key for row in forced}
+    checks.unknown_keys(
+        {k: v for k, v in data.items() if k not in forced_keys},
+        tuple(row.key for row in DOCKER_FILE_KEYS),
+        "",
+    )
+    fields = _fields(checks, data, DOCKER_FILE_KEYS, strict=False)
     checks.raise_if_any()
 
     edited = text
@@ -407,20 +348,9 @@ def load_docker(
         else:
             _write_or_explain(config_file, edited, "add the missing keys to the docker config file")
 
-    from_env = env.get(ENGINE_DIR_ENV, "").strip()
+    fields.update({row.field: value for row, value in forced.items()})
     return Settings(
-        port=DOCKER_PORT,
-        host=DEFAULT_HOST,
-        model_dir=data_root / "models",
-        db_file=data_root / DOCKER_DB_FILE_NAME,
-        tool_dir=data_root / "tools",
-        tool_env_dir=data_root / "toolsenv",
-        default_options=options,
-        log=log,
-        engine_dir=_absolute(from_env) if from_env else None,
-        parallel=parallel,
-        queue_limit=queue_limit,
-        threads=threads,
+        **fields,  # type: ignore[arg-type]
         config_file=config_file,
         mode="docker",
         warnings=tuple(checks.warnings),

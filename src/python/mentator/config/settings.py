@@ -1,4 +1,7 @@
-"""What the rest of the program reads from the configuration (built by `config.loader`)."""
+"""What the rest of the program reads from the configuration (built by `config.loader`).
+
+One field per row of `config.keys.CONFIG_KEYS` (its ``field``), plus where the values came from.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,6 @@ from typing import Literal
 
 LogLevel = Literal["error", "debug", "trace"]
 ConfigMode = Literal["use", "docker"]
-
-DEFAULT_PORT = 19777
-DEFAULT_HOST = "0.0.0.0"
-DEFAULT_PARALLEL = 4
-DEFAULT_QUEUE_LIMIT = 64
 
 
 @dataclass(frozen=True)

@@ -228,8 +228,11 @@ class EngineClient:
             messages, options, grammar=grammar, json_schema=json_schema, extra=extra, stream=True
         )
         try:
+            # A fresh connection per stream: llama-server (Debian build 11669) stops its task loop
+            # when a kept-alive connection is reused after a streamed answer; closing it after
+            # the stream avoids that (measured: 40 streams in a row without it dying).
             async with self._http.stream(
-                "POST", self._url("/v1/chat/completions"), json=body
+                "POST", self._url("/v1/chat/completions"), json=body, headers=_CLOSE_AFTER
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
@@ -272,6 +275,7 @@ class EngineClient:
 
 
 _DONE: Any = object()
+_CLOSE_AFTER = {"Connection": "close"}
 
 
 def _parse_event(line: str) -> Any:

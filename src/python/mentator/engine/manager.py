@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -27,21 +26,22 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from mentator.backends.choice import BackendChoice
+from mentator.backends.layout import NOT_CONFIGURED, EngineLayout
 from mentator.engine.client import CompletionDelta, CompletionResult, EngineClient, Message
 from mentator.engine.errors import (
     EngineConnectionError,
     EngineError,
     EngineExitedError,
+    EngineNotFoundError,
     EngineStartError,
 )
-from mentator.engine.layout import EngineLayout, resolve_engine_dir
+from mentator.engine.ports import LoadedModel, LoadStatus, ModelLike
 from mentator.engine.process import LaunchSpec, LlamaServerProcess
-from mentator.hardware.selection import BackendChoice
 from mentator.logging_protocol import LoggerProtocol
 
-LoadStatus = Literal["load", "exists"]
 APP_PIPE = "APP"
 ENGINE_PIPE = "ENGINE"
 DEFAULT_START_TIMEOUT_S = 600.0  # a large model from a slow disk takes minutes
@@ -58,19 +58,6 @@ class EngineSettings(Protocol):
 
     @property
     def threads(self) -> int | None: ...
-
-
-class ModelLike(Protocol):
-    """What the manager reads from `models.discovery.ModelInfo`."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def path(self) -> Path: ...
-
-    @property
-    def size_kb(self) -> int: ...
 
 
 class EngineProcess(Protocol):
@@ -98,29 +85,6 @@ class EngineProcess(Protocol):
 
 
 ProcessFactory = Callable[[LaunchSpec, BackendChoice], EngineProcess]
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """The /state `currentModel`."""
-
-    name: str
-    size_mb: int
-    load_timestamp: int  # ms since the epoch, when the load started
-    gpulayer: float | None
-    context_size: int | None
-
-    def to_json(self) -> dict[str, object]:
-        result: dict[str, object] = {
-            "name": self.name,
-            "sizeMb": self.size_mb,
-            "loadTimestamp": self.load_timestamp,
-        }
-        if self.gpulayer is not None:
-            result["gpulayer"] = self.gpulayer
-        if self.context_size is not None:
-            result["contextSize"] = self.context_size
-        return result
 
 
 @dataclass
@@ -287,9 +251,12 @@ class EngineManager:
     # --- residency ----------------------------------------------------------------------------
 
     def _default_factory(self, spec: LaunchSpec, choice: BackendChoice) -> EngineProcess:
-        root = resolve_engine_dir(self._settings.engine_dir, self._environ or os.environ)
+        # The folder was resolved once, by the config loader (backends.layout's one rule).
+        root = self._settings.engine_dir
+        if root is None:
+            raise EngineNotFoundError(NOT_CONFIGURED)
         return LlamaServerProcess(
-            EngineLayout(root),
+            EngineLayout(Path(root)),
             spec,
             choice,
             line_sink=lambda line: self._logger.trace(ENGINE_PIPE, line),

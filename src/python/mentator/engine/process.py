@@ -24,10 +24,9 @@ from pathlib import Path
 
 import httpx
 
-from mentator.engine.errors import EngineStartError
-from mentator.engine.layout import EngineLayout
-from mentator.hardware.probes import child_environment
-from mentator.hardware.selection import BackendChoice
+from mentator.backends.choice import BackendChoice
+from mentator.backends.layout import EngineFolderError, EngineLayout, child_environment
+from mentator.engine.errors import EngineNotFoundError, EngineStartError
 
 LineSink = Callable[[str], None]
 
@@ -172,7 +171,10 @@ class LlamaServerProcess:
 
     async def start(self, timeout_s: float) -> None:
         """Spawn the child and wait until it serves; `EngineStartError` with its output if not."""
-        binary = self.layout.require_server().absolute()
+        try:
+            binary = self.layout.require_server().absolute()
+        except EngineFolderError as error:
+            raise EngineNotFoundError(str(error)) from error
         deadline = time.monotonic() + timeout_s
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             self.port = free_port(self.host)

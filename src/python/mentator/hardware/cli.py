@@ -1,4 +1,6 @@
-"""`--detect-hardware`: print the backend choice as one JSON line (read by docker-entrypoint.sh)."""
+"""`--detect-hardware`: print the backend decision as one JSON line on stdout (what
+docker-entrypoint.sh hands to the service, `handoff.py`) and, with ``--explain``, the same in
+words on stderr: the backend and why, then every tier skipped and why."""
 
 from __future__ import annotations
 
@@ -9,8 +11,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mentator.backends.choice import BackendChoice
 from mentator.hardware.probes import ProbeEnv
 from mentator.hardware.selection import select_backend
+
+
+def explain(choice: BackendChoice) -> list[str]:
+    """The decision in words, one line each (the entrypoint logs them)."""
+    variant = f", CPU variant {choice.cpu_variant}" if choice.cpu_variant else ""
+    lines = [f"Selected backend: {choice.backend} ({choice.reason}{variant})"]
+    lines += [f"  {tier} skipped: {why}" for tier, why in choice.skipped.items()]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,11 +36,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="engine folder (default: $MENTATOR_ENGINE_DIR)",
     )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="also write the decision and the reason for every skipped tier to stderr",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     env = ProbeEnv.from_environ(os.environ, engine_dir=args.engine_dir)
     choice = select_backend(env)
     sys.stdout.write(json.dumps(choice.to_json(), ensure_ascii=False) + "\n")
     sys.stdout.flush()
+    if args.explain:
+        sys.stderr.write("".join(line + "\n" for line in explain(choice)))
     return 0
 
 

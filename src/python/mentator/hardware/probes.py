@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mentator.engine.layout import ENGINE_DIR_ENV, Backend, EngineLayout
+from mentator.backends.choice import GpuDevice
+from mentator.backends.layout import EngineLayout, child_environment, resolve_engine_dir
 
 DEFAULT_TIMEOUT_S = 10.0
 _TAIL_CHARS = 600
@@ -42,7 +43,8 @@ class ProbeEnv:
         def pick(name: str, default: str) -> str:
             return environ.get(name, "").strip() or default
 
-        engine = engine_dir or Path(pick(ENGINE_DIR_ENV, "."))
+        # An explicit folder (the --engine-dir flag, the service's resolved one), else the rule.
+        engine = engine_dir or resolve_engine_dir(None, environ) or Path()
         timeout_text = pick("MENTATOR_PROBE_TIMEOUT_S", str(DEFAULT_TIMEOUT_S))
         try:
             timeout_s = float(timeout_text)
@@ -61,16 +63,6 @@ class ProbeEnv:
     @property
     def layout(self) -> EngineLayout:
         return EngineLayout(self.engine_dir)
-
-
-@dataclass(frozen=True)
-class GpuDevice:
-    name: str
-    total_mb: int | None
-    used_mb: int | None
-
-    def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "totalMb": self.total_mb, "usedMb": self.used_mb}
 
 
 @dataclass(frozen=True)
@@ -289,9 +281,6 @@ _DEVICE_LINE = re.compile(r"^\s+(\S+?):\s+(.*?)\s+\((\d+)\s+MiB,\s+(\d+)\s+MiB f
 # ggml's registry: "load_backend: loaded CPU backend from /engine/libggml-cpu-haswell.so"
 _CPU_BACKEND_LINE = re.compile(r"loaded CPU backend from \S*?libggml-cpu-?([A-Za-z0-9_]*)\.so")
 
-# The device-name prefix each backend registers (ggml-cuda, ggml-hip, ggml-vulkan).
-DEVICE_PREFIX: dict[Backend, str] = {"cuda": "CUDA", "rocm": "ROCm", "vulkan": "Vulkan"}
-
 
 @dataclass(frozen=True)
 class EngineDevice:
@@ -333,7 +322,7 @@ def parse_device_list(stdout: str) -> list[EngineDevice]:
     return devices
 
 
-def list_engine_devices(env: ProbeEnv, backend: Backend) -> EngineDevices:
+def list_engine_devices(env: ProbeEnv, backend: str) -> EngineDevices:
     """Run `llama-server --list-devices` with the environment a child on `backend` would get."""
     layout = env.layout
     binary = layout.server_binary
@@ -347,20 +336,3 @@ def list_engine_devices(env: ProbeEnv, backend: Backend) -> EngineDevices:
     return EngineDevices(
         parse_device_list(run.stdout), parse_cpu_variant(output), run.problem, tail(run.stderr)
     )
-
-
-# Variables that would silently change a child's behaviour behind our back.
-_STRIPPED_PREFIXES = ("LLAMA_ARG_",)
-_STRIPPED_NAMES = frozenset({"GGML_BACKEND_PATH", "LLAMA_API_KEY"})
-
-
-def child_environment(base: Mapping[str, str], backend_env: Mapping[str, str]) -> dict[str, str]:
-    """The environment of an engine child: the parent's, minus what could steer llama-server
-    (GGML_BACKEND_PATH, LLAMA_ARG_*), plus what the chosen backend needs."""
-    env = {
-        key: value
-        for key, value in base.items()
-        if key not in _STRIPPED_NAMES and not key.startswith(_STRIPPED_PREFIXES)
-    }
-    env.update(backend_env)
-    return env

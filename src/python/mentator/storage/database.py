@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mentator.storage.health import StorageHealth
+
 
 class StorageError(Exception):
     """A database operation failed; the message says which one and why."""
@@ -74,10 +76,14 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class Database:
-    """The open database file. Thread-safe: every use goes through `session()` and its lock."""
+    """The open database file. Thread-safe: every use goes through `session()` and its lock.
 
-    def __init__(self, path: Path) -> None:
+    Every unit of work is reported to ``health`` (a failure, or a success that clears it).
+    """
+
+    def __init__(self, path: Path, health: StorageHealth | None = None) -> None:
         self.path = path
+        self.health = health or StorageHealth()
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,16 +137,21 @@ class Database:
             try:
                 self._conn.execute("BEGIN")
             except sqlite3.Error as err:
-                raise StorageError(f"database error on {action}: {err}") from None
+                raise self._failed(f"database error on {action}: {err}") from None
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
             except sqlite3.Error as err:
                 self._rollback()
-                raise StorageError(f"database error on {action}: {err}") from None
+                raise self._failed(f"database error on {action}: {err}") from None
             except BaseException:
                 self._rollback()
                 raise
+        self.health.db_succeeded()
+
+    def _failed(self, message: str) -> StorageError:
+        self.health.db_failed(message)
+        return StorageError(message)
 
     def _rollback(self) -> None:
         try:

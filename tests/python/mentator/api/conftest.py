@@ -1,5 +1,6 @@
-"""Fixtures of the HTTP-layer tests: real Services with a fake engine manager, so every route can
-be driven without llama-server (the real engine is exercised by the integration tests)."""
+"""Fixtures of the HTTP-layer tests: a real ServiceContext with a fake engine manager, so every
+route can be driven without llama-server (the real engine is exercised by the integration
+tests)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from mentator.api.app import create_app
 from mentator.config.settings import Settings
-from mentator.service import Services
+from mentator.context import ServiceContext
 from mentator_testing.fake_engine import (
     FakeEngine,
     LogReader,
@@ -35,7 +36,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def services(settings: Settings, engine: FakeEngine) -> Iterator[Services]:
+def services(settings: Settings, engine: FakeEngine) -> Iterator[ServiceContext]:
     services = build_test_services(settings, engine)
     yield services
     if services.database is not None:
@@ -43,7 +44,7 @@ def services(settings: Settings, engine: FakeEngine) -> Iterator[Services]:
 
 
 @pytest.fixture
-def client(services: Services) -> Iterator[TestClient]:
+def client(services: ServiceContext) -> Iterator[TestClient]:
     with TestClient(create_app(services), raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -51,9 +52,9 @@ def client(services: Services) -> Iterator[TestClient]:
 @pytest.fixture
 def make_services(tmp_path: Path) -> Iterator[ServicesFactory]:
     """``make_services(engine_or_None, **settings_overrides)`` in a fresh folder each call."""
-    made: list[Services] = []
+    made: list[ServiceContext] = []
 
-    def factory(engine: FakeEngine | None, **overrides: Any) -> Services:
+    def factory(engine: FakeEngine | None, **overrides: Any) -> ServiceContext:
         folder = tmp_path / f"services-{len(made)}"
         services = build_test_services(build_settings(folder, **overrides), engine)
         made.append(services)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from fastapi.testclient import TestClient
 
-from mentator.service import Services
+from mentator.context import ServiceContext
 
 if TYPE_CHECKING:
     from mentator_testing.fake_engine import LogReader
@@ -58,7 +58,7 @@ def test_required_properties_are_reported_in_dto_order(client: TestClient) -> No
 
 
 def test_validation_error_is_logged_like_the_global_handler(
-    client: TestClient, services: Services, core_log: LogReader
+    client: TestClient, services: ServiceContext, core_log: LogReader
 ) -> None:
     client.post("/prompt", json={})
     entry = core_log(services)[-1]
@@ -168,7 +168,7 @@ def test_querystring_required(client: TestClient) -> None:
 
 def test_unexpected_exception_is_a_500_envelope(
     client: TestClient,
-    services: Services,
+    services: ServiceContext,
     monkeypatch: pytest.MonkeyPatch,
     core_log: LogReader,
 ) -> None:

@@ -8,7 +8,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from mentator.api.app import create_app
-from mentator.service import Services
+from mentator.context import ServiceContext
 from mentator.storage.database import StorageError
 from mentator.version import VERSION
 
@@ -61,7 +61,7 @@ def test_health_starting(make_services: ServicesFactory) -> None:
     assert response.json()["waitingFor"] == ["engine backend selection"]
 
 
-def test_health_degraded(client: TestClient, services: Services, engine: FakeEngine) -> None:
+def test_health_degraded(client: TestClient, services: ServiceContext, engine: FakeEngine) -> None:
     for path in services.settings.model_dir.iterdir():
         path.unlink()
     services.registry.rescan()

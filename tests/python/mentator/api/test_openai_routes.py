@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from fastapi.testclient import TestClient
 
+from mentator.context import ServiceContext
 from mentator.engine.errors import EngineRequestError
-from mentator.service import Services
 
 if TYPE_CHECKING:
     from mentator_testing.fake_engine import FakeEngine
@@ -85,7 +85,7 @@ def test_response_format_becomes_a_grammar(client: TestClient, engine: FakeEngin
     assert engine.calls[1].grammar and engine.calls[1].grammar != engine.calls[0].grammar
 
 
-def test_streaming(client: TestClient, engine: FakeEngine, services: Services) -> None:
+def test_streaming(client: TestClient, engine: FakeEngine, services: ServiceContext) -> None:
     engine.stream_pieces = ["Hel", "lo"]
     with client.stream(
         "POST",

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from fastapi.testclient import TestClient
 
 from mentator.api.app import create_app
-from mentator.api.prompt import DEFAULT_SYSTEM_PROMPT
 from mentator.config.options import JSON_DEFAULTS
+from mentator.context import ServiceContext
 from mentator.engine.errors import EngineRequestError, EngineStartError
-from mentator.service import Services
+from mentator.inference.completion import DEFAULT_SYSTEM_PROMPT
 
 if TYPE_CHECKING:
     from mentator_testing.fake_engine import FakeEngine, LogReader, ServicesFactory
@@ -85,7 +85,7 @@ def test_contextsize_and_gpulayer_reach_the_engine(client: TestClient, engine: F
 
 
 def test_unknown_model_is_400_and_stored(
-    client: TestClient, services: Services, engine: FakeEngine, chat_log: LogReader
+    client: TestClient, services: ServiceContext, engine: FakeEngine, chat_log: LogReader
 ) -> None:
     response = client.post("/prompt", json=body(model="nope"))
     assert response.status_code == 400
@@ -100,7 +100,7 @@ def test_unknown_model_is_400_and_stored(
 
 
 def test_success_not_stored_without_save_prompt(
-    client: TestClient, services: Services, chat_log: LogReader, core_log: LogReader
+    client: TestClient, services: ServiceContext, chat_log: LogReader, core_log: LogReader
 ) -> None:
     assert client.post("/prompt", json=body()).status_code == 200
     assert chat_log(services) == []
@@ -135,7 +135,7 @@ def test_success_stored_with_save_prompt(
 
 def test_json_parse_error_keeps_answer_raw(
     client: TestClient,
-    services: Services,
+    services: ServiceContext,
     engine: FakeEngine,
     chat_log: LogReader,
     core_log: LogReader,
@@ -161,7 +161,7 @@ def test_schema_validation_error(client: TestClient, engine: FakeEngine) -> None
 
 
 def test_grammar_error_fails_before_queueing(
-    client: TestClient, engine: FakeEngine, services: Services, chat_log: LogReader
+    client: TestClient, engine: FakeEngine, services: ServiceContext, chat_log: LogReader
 ) -> None:
     bad = {"type": "string", "pattern": "(?<=x)y"}  # lookbehind: no grammar can follow it
     response = client.post("/prompt", json=body(format={"useGrammar": True, "jsonSchema": bad}))
@@ -200,7 +200,7 @@ def test_load_failure_is_500(client: TestClient, engine: FakeEngine) -> None:
 
 
 def test_engine_error_is_500(
-    client: TestClient, engine: FakeEngine, services: Services, chat_log: LogReader
+    client: TestClient, engine: FakeEngine, services: ServiceContext, chat_log: LogReader
 ) -> None:
     engine.replies = [EngineRequestError("context overflow", status=400)]
     response = client.post("/prompt", json=body())
@@ -210,7 +210,9 @@ def test_engine_error_is_500(
     assert chat_log(services)[0]["code"] == 500
 
 
-def test_generation_timeout(client: TestClient, engine: FakeEngine, services: Services) -> None:
+def test_generation_timeout(
+    client: TestClient, engine: FakeEngine, services: ServiceContext
+) -> None:
     engine.delay_s = 1.0
     response = client.post("/prompt", json=body(durationMsec=50))
     assert response.status_code == 400

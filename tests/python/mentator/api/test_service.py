@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import httpx
 
 from mentator.config.settings import Settings
+from mentator.context import ServiceContext
 from mentator.engine.manager import EngineManager
 from mentator.hardware.probes import ProbeEnv
-from mentator.service import Services, build_services, initialize_services, serve
+from mentator.server import build_services, initialize_services, serve
 
 if TYPE_CHECKING:
     from mentator_testing.fake_engine import FakeEngine, LogReader
@@ -84,7 +85,7 @@ def test_serve_listens_reports_health_and_stops_cleanly(
     settings = replace(settings, port=_free_port())
     services = build_services(settings, stream_out=io.StringIO(), stream_err=io.StringIO())
 
-    def initialize(target: Services) -> None:
+    def initialize(target: ServiceContext) -> None:
         target.registry.rescan()
         target.backend = engine.choice
         target.engine = engine

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 from fastapi.testclient import TestClient
 
+from mentator.backends.choice import BackendChoice, GpuDevice
+from mentator.context import ServiceContext
 from mentator.engine.errors import EngineRequestError
-from mentator.hardware.probes import GpuDevice
-from mentator.hardware.selection import BackendChoice
-from mentator.service import Services
 from mentator.version import VERSION
 
 if TYPE_CHECKING:
@@ -40,13 +39,13 @@ def test_models_in_scan_order(client: TestClient) -> None:
     assert "layerCount" not in models[0]  # not a real GGUF header: unknown is omitted
 
 
-def test_models_rescan_on_demand(client: TestClient, services: Services) -> None:
+def test_models_rescan_on_demand(client: TestClient, services: ServiceContext) -> None:
     (services.settings.model_dir / "gamma.gguf").write_bytes(b"x")
     assert len(client.get("/state/models").json()["models"]) == 2
     assert len(client.get("/state/models?rescan=1").json()["models"]) == 3
 
 
-def test_state_shape_before_any_load(client: TestClient, services: Services) -> None:
+def test_state_shape_before_any_load(client: TestClient, services: ServiceContext) -> None:
     state = client.get("/state").json()
     assert state["serverStartTimestamp"] == services.started_ms
     assert isinstance(state["serverUptimeSeconds"], int)
@@ -97,7 +96,7 @@ def test_state_reports_loaded_model_and_gpu_backend(client: TestClient, engine: 
     assert state["stats1h"]["failed"] == 0
 
 
-def test_core_log_paging_walks_every_row(client: TestClient, services: Services) -> None:
+def test_core_log_paging_walks_every_row(client: TestClient, services: ServiceContext) -> None:
     for index in range(5):
         services.logger.debug("TEST", f"line {index}")
     assert services.corelog is not None
@@ -128,7 +127,7 @@ def test_log_paging_needs_integers(client: TestClient) -> None:
 
 
 def test_chat_log_byid_and_delete(
-    client: TestClient, services: Services, chat_log: LogReader
+    client: TestClient, services: ServiceContext, chat_log: LogReader
 ) -> None:
     for _ in range(3):
         client.post(
@@ -159,7 +158,7 @@ def test_chat_log_byid_and_delete(
     assert [row["message"] for row in logged] == ["deleted 3 chat log records"]
 
 
-def test_bydate_files(client: TestClient, services: Services) -> None:
+def test_bydate_files(client: TestClient, services: ServiceContext) -> None:
     services.logger.error("TEST", "boom", "detail line")
     client.post("/prompt", json={"model": "missing", "message": {"user": "x"}, "durationMsec": 100})
     today = datetime.fromtimestamp(time.time()).strftime("%Y%m%d")
@@ -180,16 +179,16 @@ def test_bydate_bad_date_is_400(client: TestClient) -> None:
     assert client.get("/log/core/bydate?date=20260101&hour=25").status_code == 400
 
 
-def test_log_routes_without_database(client: TestClient, services: Services) -> None:
+def test_log_routes_without_database(client: TestClient, services: ServiceContext) -> None:
     services.corelog = None
-    services.db_error = "disk gone"
+    services.health.unavailable("disk gone")
     response = client.get("/log/core/byid")
     assert response.status_code == 500
     assert response.json()["error"] == "the database is not available: disk gone"
 
 
 def test_embedding(
-    client: TestClient, engine: FakeEngine, services: Services, chat_log: LogReader
+    client: TestClient, engine: FakeEngine, services: ServiceContext, chat_log: LogReader
 ) -> None:
     response = client.post("/embedding", json={"model": "alpha", "message": "abcd"})
     assert response.status_code == 200

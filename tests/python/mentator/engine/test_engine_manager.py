@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from mentator.backends.choice import BackendChoice
+from mentator.backends.layout import EngineLayout
 from mentator.engine.errors import EngineError, EngineExitedError, EngineStartError
-from mentator.engine.layout import EngineLayout
 from mentator.engine.manager import EngineManager
-from mentator.hardware.selection import BackendChoice
 
 CPU = BackendChoice(backend="cpu", reason="test")
 

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from mentator.backends.choice import BackendChoice
+from mentator.backends.layout import EngineLayout
 from mentator.engine.errors import EngineNotFoundError, EngineStartError
-from mentator.engine.layout import EngineLayout
 from mentator.engine.process import LaunchSpec, LlamaServerProcess, build_argv
-from mentator.hardware.selection import BackendChoice
 
 CPU = BackendChoice(backend="cpu", reason="test")
 
@@ -211,9 +211,9 @@ def test_child_dies_with_a_killed_service(
         f"""
         import asyncio, sys
         from pathlib import Path
-        from mentator.engine.layout import EngineLayout
+        from mentator.backends.layout import EngineLayout
         from mentator.engine.process import LaunchSpec, LlamaServerProcess
-        from mentator.hardware.selection import BackendChoice
+        from mentator.backends.choice import BackendChoice
 
         async def main():
             process = LlamaServerProcess(

@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from mentator.backends.choice import BackendChoice
 from mentator.engine.errors import EngineExitedError
 from mentator.engine.manager import EngineManager
 from mentator.hardware.probes import ProbeEnv
-from mentator.hardware.selection import BackendChoice, select_backend
+from mentator.hardware.selection import select_backend
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mentator.hardware.selection import BackendChoice, select_backend
+from mentator.backends.choice import BackendChoice
+from mentator.hardware.selection import select_backend
 
 
 def test_nvidia_present_and_working_picks_cuda(machine: Any) -> None:

@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse
 
 from mentator.api.body import read_body
 from mentator.api.coerce import RequestValidationError, validate
-from mentator.api.deps import ServicesDep, api_message, api_pipe
+from mentator.api.deps import LoggerDep, api_message, api_pipe
 from mentator.api.requests import OPTIONS_CHECK_SCHEMA, OPTIONS_SCHEMA, SCHEMA_CHECK_SCHEMA, check
 from mentator.api.schemas import CHECK_RESULT_SCHEMA, json_body_doc, json_response_doc
 from mentator.config.options import JSON_DEFAULTS, parse_options
-from mentator.grammar.gbnf import SchemaToGrammarError, schema_to_gbnf
-from mentator.validation import check_schema
+from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
+from mentator.schema.validation import check_schema
 
 router = APIRouter(prefix="/check", tags=["validation"])
 
@@ -85,9 +85,9 @@ def check_options(options: Any) -> dict[str, Any]:
     summary="Check that a JSON Schema can validate answers",
     openapi_extra={**json_body_doc(SCHEMA_CHECK_SCHEMA), **json_response_doc(CHECK_RESULT_SCHEMA)},
 )
-async def check_jsonresponse(request: Request, services: ServicesDep) -> JSONResponse:
+async def check_jsonresponse(request: Request, logger: LoggerDep) -> JSONResponse:
     body = check(SCHEMA_CHECK_SCHEMA, await read_body(request))
-    services.logger.trace(api_pipe(request), api_message(request))
+    logger.trace(api_pipe(request), api_message(request))
     return JSONResponse({"error": check_schema(body["schema"])})
 
 
@@ -96,9 +96,9 @@ async def check_jsonresponse(request: Request, services: ServicesDep) -> JSONRes
     summary="Check a JSON Schema and its conversion to a decoding grammar",
     openapi_extra={**json_body_doc(SCHEMA_CHECK_SCHEMA), **json_response_doc(_GBNF_RESULT_SCHEMA)},
 )
-async def check_gbnf(request: Request, services: ServicesDep) -> JSONResponse:
+async def check_gbnf(request: Request, logger: LoggerDep) -> JSONResponse:
     body = check(SCHEMA_CHECK_SCHEMA, await read_body(request))
-    services.logger.trace(api_pipe(request), api_message(request))
+    logger.trace(api_pipe(request), api_message(request))
     return JSONResponse(gbnf_check(body["schema"]))
 
 
@@ -110,7 +110,7 @@ async def check_gbnf(request: Request, services: ServicesDep) -> JSONResponse:
         **json_response_doc(_OPTIONS_RESULT_SCHEMA),
     },
 )
-async def check_options_route(request: Request, services: ServicesDep) -> JSONResponse:
+async def check_options_route(request: Request, logger: LoggerDep) -> JSONResponse:
     body = check(OPTIONS_CHECK_SCHEMA, await read_body(request))
-    services.logger.trace(api_pipe(request), api_message(request))
+    logger.trace(api_pipe(request), api_message(request))
     return JSONResponse(check_options(body["options"]))

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from mentator.grammar.gbnf import schema_to_gbnf
-from mentator.grammar.pattern import PatternError, json_encoded, pattern_to_expr
+from mentator.schema.gbnf import schema_to_gbnf
+from mentator.schema.pattern import PatternError, json_encoded, pattern_to_expr
 
 GrammarFactory = Callable[[str], Any]
 

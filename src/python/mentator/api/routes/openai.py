@@ -18,8 +18,7 @@ import base64
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,27 +28,25 @@ from starlette.background import BackgroundTask
 
 from mentator.api.body import read_body
 from mentator.api.coerce import JsonSchema
-from mentator.api.deps import ServicesDep, api_message, api_pipe, json_text
-from mentator.api.errors import ApiError
-from mentator.api.metrics import MetricsDep
-from mentator.api.pipeline import (
-    ClientDisconnected,
-    Timing,
-    engine_slot,
-    find_model,
-    require_engine,
-    unless_disconnected,
+from mentator.api.deps import (
+    CallerDep,
+    CompletionsDep,
+    ContextDep,
+    EmbeddingsDep,
+    RegistryDep,
 )
+from mentator.api.errors import ApiError, openai_error_body
+from mentator.api.metrics import MetricsDep
 from mentator.api.requests import check
 from mentator.api.schemas import json_body_doc
-from mentator.config.options import JSON_DEFAULTS, merge_options, parse_options
-from mentator.engine.errors import EngineError
-from mentator.grammar.gbnf import SchemaToGrammarError, schema_to_gbnf
-from mentator.service import EngineHandlePort, Services
+from mentator.engine.client import CompletionResult, Message
+from mentator.inference.completion import ChatStream
+from mentator.inference.errors import InferenceError
+from mentator.inference.requests import ChatRequest, EmbeddingRequest
+from mentator.inference.timing import Duration
+from mentator.jsontext import json_text
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-OPENAI_PREFIX = "/v1/"
 
 _MESSAGE_SCHEMA: JsonSchema = {
     "type": "object",
@@ -117,23 +114,6 @@ _OPTION_FIELDS = {
 }
 
 
-def error_type(status: int) -> str:
-    return "invalid_request_error" if status < 500 else "server_error"
-
-
-def openai_error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type(status), "param": None, "code": code}}
-
-
-def openai_error_response(error: ApiError) -> JSONResponse:
-    code = "model_not_found" if error.message.startswith("Model not found") else None
-    return JSONResponse(
-        openai_error_body(error.status, error.message, code),
-        status_code=error.status,
-        headers=error.headers or None,
-    )
-
-
 def _content_text(content: Any) -> str:
     if content is None:
         return ""
@@ -149,8 +129,8 @@ def _content_text(content: Any) -> str:
     raise ApiError(400, "body/messages: content must be a string, an array of text parts, or null")
 
 
-def chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
-    messages = [
+def chat_messages(body: dict[str, Any]) -> list[Message]:
+    messages: list[Message] = [
         {"role": str(message["role"]), "content": _content_text(message.get("content"))}
         for message in body["messages"]
     ]
@@ -159,7 +139,8 @@ def chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
     return messages
 
 
-def chat_options(services: Services, body: dict[str, Any]) -> dict[str, object]:
+def chat_options(body: dict[str, Any]) -> dict[str, object]:
+    """The request's OpenAI sampling fields under our option names (only those given)."""
     given: dict[str, object] = {
         ours: body[theirs]
         for theirs, ours in _OPTION_FIELDS.items()
@@ -172,56 +153,48 @@ def chat_options(services: Services, body: dict[str, Any]) -> dict[str, object]:
         given["stopSequences"] = stop
     elif stop is not None:
         raise ApiError(400, "body/stop must be a string or an array of strings")
-    merged = merge_options(services.settings.default_options, given)
-    return parse_options(merged, fill=True, defaults=JSON_DEFAULTS)
+    return given
 
 
-def chat_grammar(body: dict[str, Any]) -> str | None:
+def chat_schema(body: dict[str, Any]) -> Any | None:
+    """The JSON Schema ``response_format`` asks for (None: free text)."""
     response_format = body.get("response_format")
     if not response_format or response_format.get("type") == "text":
         return None
     if response_format["type"] == "json_object":
-        schema: Any = {"type": "object"}
-    else:
-        spec = response_format.get("json_schema")
-        if not isinstance(spec, dict) or "schema" not in spec:
-            raise ApiError(
-                400, "body/response_format/json_schema must have required property 'schema'"
-            )
-        schema = spec["schema"]
-    try:
-        return schema_to_gbnf(schema)
-    except SchemaToGrammarError as error:
-        raise ApiError(400, f"on create llama grammar: {error}") from error
+        return {"type": "object"}
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or "schema" not in spec:
+        raise ApiError(400, "body/response_format/json_schema must have required property 'schema'")
+    return spec["schema"]
 
 
 @dataclass(frozen=True)
 class _ChatCall:
+    """The OpenAI identity of one answer (id, creation time, model name)."""
+
     completion_id: str
     created: int
     model_name: str
-    messages: list[dict[str, str]]
-    options: dict[str, object]
-    grammar: str | None
 
 
-def _completion_json(
-    call: _ChatCall,
-    text: str,
-    reasoning: str | None,
-    finish: str | None,
-    prompt_tokens: int,
-    completion_tokens: int,
-) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    if reasoning:
-        message["reasoning_content"] = reasoning
+def _new_call(model_name: str) -> _ChatCall:
+    return _ChatCall(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model_name)
+
+
+def _completion_json(call: _ChatCall, result: CompletionResult) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning
+    prompt_tokens, completion_tokens = result.prompt_tokens, result.completion_tokens
     return {
         "id": call.completion_id,
         "object": "chat.completion",
         "created": call.created,
         "model": call.model_name,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish or "stop"}],
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}
+        ],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -245,35 +218,17 @@ def _chunk(
     return f"data: {json_text(chunk)}\n\n"
 
 
-class _StreamLease:
-    """The queue slot + engine handle held by one streamed answer; closed exactly once, by the
-    stream's end, its cancellation (client gone) or, if it never started, the response's
-    background task."""
-
-    def __init__(self, stack: AsyncExitStack, on_done: Callable[[int], None]) -> None:
-        self._stack = stack
-        self._on_done = on_done
-        self._closed = False
-
-    async def close(self, tokens: int = 0) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._stack.aclose()
-        self._on_done(tokens)
-
-
 async def _event_stream(
-    call: _ChatCall, handle: EngineHandlePort, lease: _StreamLease, include_usage: bool
+    call: _ChatCall, stream: ChatStream, include_usage: bool, tokens: list[int]
 ) -> AsyncIterator[str]:
-    """SSE lines of one completion (see `_StreamLease` for the release of its resources)."""
-    tokens = 0
+    """SSE lines of one completion; the stream (its slot) is closed at the end, on an error, or
+    when the client goes away (the generator is then closed)."""
     try:
         yield _chunk(call, {"role": "assistant", "content": ""}, None)
         finish: str | None = None
         usage: dict[str, Any] | None = None
         try:
-            async for delta in handle.stream(call.messages, call.options, grammar=call.grammar):
+            async for delta in stream.deltas():
                 if delta.text or delta.reasoning:
                     piece: dict[str, Any] = {}
                     if delta.text:
@@ -285,20 +240,28 @@ async def _event_stream(
                     finish = delta.finish_reason
                 if delta.usage:
                     usage = delta.usage
-        except EngineError as error:
+        except InferenceError as error:
             # The 200 status is already sent: the error travels as an event, like OpenAI does.
-            failure = openai_error_body(500, f"on get response text: {error.message}")
-            yield f"data: {json_text(failure)}\n\n"
+            yield f"data: {json_text(openai_error_body(error.code, error.message))}\n\n"
             yield "data: [DONE]\n\n"
             return
         yield _chunk(call, {}, finish or "stop")
         if usage is not None:
-            tokens = int(usage.get("completion_tokens") or 0)
+            tokens.append(int(usage.get("completion_tokens") or 0))
             if include_usage:
                 yield _chunk(call, {}, None, usage)
         yield "data: [DONE]\n\n"
     finally:
-        await lease.close(tokens)
+        await stream.close()
+
+
+def _chat_request(body: dict[str, Any]) -> ChatRequest:
+    return ChatRequest(
+        model=body["model"],
+        messages=chat_messages(body),
+        options=chat_options(body),
+        json_schema=chat_schema(body),
+    )
 
 
 @router.post(
@@ -306,78 +269,36 @@ async def _event_stream(
     summary="OpenAI-compatible chat completion",
     openapi_extra=json_body_doc(CHAT_SCHEMA),
 )
-async def chat_completions(request: Request, services: ServicesDep, metrics: MetricsDep) -> Any:
-    timing = Timing()
+async def chat_completions(
+    request: Request, completions: CompletionsDep, caller: CallerDep, metrics: MetricsDep
+) -> Any:
     body: dict[str, Any] = check(CHAT_SCHEMA, await read_body(request))
-    pipe, message = api_pipe(request), api_message(request)
-    try:
-        require_engine(services)
-        model = find_model(services, body["model"])
-        call = _ChatCall(
-            completion_id=f"chatcmpl-{uuid.uuid4().hex}",
-            created=int(time.time()),
-            model_name=model.name,
-            messages=chat_messages(body),
-            options=chat_options(services, body),
-            grammar=chat_grammar(body),
+    chat = _chat_request(body)
+    if body.get("stream"):
+        tokens: list[int] = []
+
+        def done(duration: Duration) -> None:
+            metrics.observe_completion(
+                "/v1/chat/completions", duration.prompt_msec, duration.queue_msec, sum(tokens)
+            )
+
+        stream = await completions.open_stream(chat, caller, done)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            _event_stream(_new_call(stream.model_name), stream, include_usage, tokens),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(stream.close),
         )
-        if body.get("stream"):
-            stack = AsyncExitStack()
-            handle, _status = await stack.enter_async_context(
-                engine_slot(services, model, None, None, None, timing)
-            )
-
-            def on_done(tokens: int) -> None:
-                duration = timing.duration()
-                metrics.observe_completion(
-                    "/v1/chat/completions", duration.prompt_msec, duration.queue_msec, tokens
-                )
-                services.logger.debug(
-                    pipe, message, json_text({"duration": duration.to_json(), "stream": True})
-                )
-
-            lease = _StreamLease(stack, on_done)
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(
-                _event_stream(call, handle, lease, include_usage),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-                background=BackgroundTask(lease.close),
-            )
-        result = await unless_disconnected(request, _complete(services, model, call, timing))
-    except ApiError as failure:
-        services.logger.error(pipe, message, failure.message)
-        return openai_error_response(failure)
-    except ClientDisconnected as gone:
-        services.logger.error(pipe, message, str(gone))
-        return JSONResponse(openai_error_body(499, str(gone)), status_code=499)
-    duration = timing.duration()
+    answer = await completions.chat(chat, caller)
+    duration = answer.duration
     metrics.observe_completion(
         "/v1/chat/completions",
         duration.prompt_msec,
         duration.queue_msec,
-        result["usage"]["completion_tokens"],
+        answer.result.completion_tokens,
     )
-    services.logger.debug(pipe, message, json_text({"duration": duration.to_json()}))
-    return JSONResponse(result)
-
-
-async def _complete(
-    services: Services, model: Any, call: _ChatCall, timing: Timing
-) -> dict[str, Any]:
-    async with engine_slot(services, model, None, None, None, timing) as (handle, _status):
-        try:
-            result = await handle.complete(call.messages, call.options, grammar=call.grammar)
-        except EngineError as error:
-            raise ApiError(500, f"on get response text: {error.message}") from error
-    return _completion_json(
-        call,
-        result.text,
-        result.reasoning,
-        result.finish_reason,
-        result.prompt_tokens,
-        result.completion_tokens,
-    )
+    return JSONResponse(_completion_json(_new_call(answer.model_name), answer.result))
 
 
 def _embedding_inputs(value: Any) -> list[str]:
@@ -394,74 +315,38 @@ def _encode(vector: list[float], encoding: str) -> Any:
     return vector
 
 
-async def _embed_all(
-    services: Services, model: Any, inputs: list[str], timing: Timing
-) -> list[list[float]]:
-    loaded = require_engine(services).current()
-    gpulayer, context_size = (
-        (loaded.gpulayer, loaded.context_size)
-        if loaded is not None and loaded.name == model.name
-        else (None, None)
-    )
-    vectors: list[list[float]] = []
-    async with engine_slot(services, model, gpulayer, context_size, None, timing) as (
-        handle,
-        _status,
-    ):
-        for text in inputs:
-            try:
-                vectors.append(await handle.embed(text))
-            except EngineError as error:
-                raise ApiError(500, error.message) from error
-    return vectors
-
-
 @router.post(
     "/embeddings",
     summary="OpenAI-compatible embeddings",
     openapi_extra=json_body_doc(EMBEDDINGS_SCHEMA),
 )
-async def embeddings(request: Request, services: ServicesDep) -> JSONResponse:
-    timing = Timing()
+async def embeddings(request: Request, embedder: EmbeddingsDep, caller: CallerDep) -> JSONResponse:
     body: dict[str, Any] = check(EMBEDDINGS_SCHEMA, await read_body(request))
-    pipe, message = api_pipe(request), api_message(request)
-    try:
-        require_engine(services)
-        model = find_model(services, body["model"])
-        inputs = _embedding_inputs(body["input"])
-        vectors = await unless_disconnected(request, _embed_all(services, model, inputs, timing))
-    except ApiError as failure:
-        services.logger.error(pipe, message, failure.message)
-        return openai_error_response(failure)
-    except ClientDisconnected as gone:
-        services.logger.error(pipe, message, str(gone))
-        return JSONResponse(openai_error_body(499, str(gone)), status_code=499)
+    inputs = _embedding_inputs(body["input"])
+    answer = await embedder.embed(EmbeddingRequest(model=body["model"], texts=inputs), caller)
     encoding = body.get("encoding_format", "float")
-    services.logger.debug(
-        pipe, message, json_text({"duration": timing.duration().to_json(), "inputs": len(inputs)})
-    )
     return JSONResponse(
         {
             "object": "list",
             "data": [
                 {"object": "embedding", "index": index, "embedding": _encode(vector, encoding)}
-                for index, vector in enumerate(vectors)
+                for index, vector in enumerate(answer.vectors)
             ],
-            "model": model.name,
+            "model": answer.model_name,
             "usage": {"prompt_tokens": 0, "total_tokens": 0},
         }
     )
 
 
 @router.get("/models", summary="OpenAI-compatible model list")
-async def models(services: ServicesDep) -> JSONResponse:
-    created = services.started_ms // 1000
+async def models(registry: RegistryDep, context: ContextDep) -> JSONResponse:
+    created = context.started_ms // 1000
     return JSONResponse(
         {
             "object": "list",
             "data": [
                 {"id": model.name, "object": "model", "created": created, "owned_by": "mentator"}
-                for model in services.registry.models()
+                for model in registry.models()
             ],
         }
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mentator.grammar.ir import (
+from mentator.schema.ir import (
     EMPTY,
     CharSet,
     Expr,

@@ -7,7 +7,7 @@ from typing import Any, cast
 import jsonschema
 import pytest
 
-from mentator.grammar.gbnf import SchemaToGrammarError, schema_to_gbnf
+from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 
 GrammarFactory = Callable[[str], Any]
 Verdict = Callable[[str, str], "bool | None"]

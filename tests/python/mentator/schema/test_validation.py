@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mentator.validation import (
+from mentator.schema.validation import (
     SchemaProblemError,
     check_schema,
     extract_json_text,

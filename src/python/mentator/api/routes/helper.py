@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from mentator.api.body import read_body
-from mentator.api.deps import ServicesDep, api_message, api_pipe
+from mentator.api.deps import LoggerDep, api_message, api_pipe
 from mentator.api.errors import ApiError
 from mentator.api.requests import PROMPT_FROM_STRING_SCHEMA, PROMPT_TO_STRING_SCHEMA, check
 from mentator.api.schemas import json_body_doc
@@ -43,9 +43,9 @@ def pretty_json(value: Any) -> str:
     summary="Parse prompt-file text into prompt objects",
     openapi_extra=json_body_doc(PROMPT_FROM_STRING_SCHEMA),
 )
-async def prompt_from_string(request: Request, services: ServicesDep) -> JSONResponse:
+async def prompt_from_string(request: Request, logger: LoggerDep) -> JSONResponse:
     body = check(PROMPT_FROM_STRING_SCHEMA, await read_body(request))
-    services.logger.trace(api_pipe(request), api_message(request))
+    logger.trace(api_pipe(request), api_message(request))
     try:
         prompts = parse_prompt_file(body["content"])
     except ValueError as error:
@@ -59,9 +59,9 @@ async def prompt_from_string(request: Request, services: ServicesDep) -> JSONRes
     response_class=PlainTextResponse,
     openapi_extra=json_body_doc(PROMPT_TO_STRING_SCHEMA),
 )
-async def prompt_to_string(request: Request, services: ServicesDep) -> PlainTextResponse:
+async def prompt_to_string(request: Request, logger: LoggerDep) -> PlainTextResponse:
     body = check(PROMPT_TO_STRING_SCHEMA, await read_body(request))
-    services.logger.trace(api_pipe(request), api_message(request))
+    logger.trace(api_pipe(request), api_message(request))
     try:
         text = format_prompt_file(body["prompts"])
     except PromptFormatError as error:
@@ -70,18 +70,18 @@ async def prompt_to_string(request: Request, services: ServicesDep) -> PlainText
 
 
 @router.get("/example/jsonresponse", summary="An example JSON Schema (as a string)")
-async def example_jsonresponse(request: Request, services: ServicesDep) -> JSONResponse:
-    services.logger.trace(api_pipe(request), api_message(request))
+async def example_jsonresponse(request: Request, logger: LoggerDep) -> JSONResponse:
+    logger.trace(api_pipe(request), api_message(request))
     return JSONResponse({"schema": pretty_json(EXAMPLE_SCHEMA)})
 
 
 @router.get("/example/options", summary="The core option defaults", response_class=Response)
-async def example_options(request: Request, services: ServicesDep) -> Response:
-    services.logger.trace(api_pipe(request), api_message(request))
+async def example_options(request: Request, logger: LoggerDep) -> Response:
+    logger.trace(api_pipe(request), api_message(request))
     return Response(pretty_json(dict(CORE_DEFAULTS)), media_type="application/json")
 
 
 @router.get("/example/optionsjson", summary="The JSON option defaults", response_class=Response)
-async def example_options_json(request: Request, services: ServicesDep) -> Response:
-    services.logger.trace(api_pipe(request), api_message(request))
+async def example_options_json(request: Request, logger: LoggerDep) -> Response:
+    logger.trace(api_pipe(request), api_message(request))
     return Response(pretty_json(dict(JSON_DEFAULTS)), media_type="application/json")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mentator.grammar.ir import (
+from mentator.schema.ir import (
     EMPTY,
     CharSet,
     GrammarError,

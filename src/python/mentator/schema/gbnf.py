@@ -6,7 +6,7 @@ than it generated with).
 
 What the grammar enforces and what it leaves to validation
 -----------------------------------------------------------
-The grammar steers generation; ``mentator.validation`` checks the parsed answer afterwards
+The grammar steers generation; ``mentator.schema.validation`` checks the parsed answer afterwards
 against the full schema. So a keyword the grammar cannot express is *ignored* when ignoring it
 only widens the accepted language (validation still catches violations), and *refused* with
 ``SchemaToGrammarError`` when ignoring it would make the grammar reject valid answers or the
@@ -19,7 +19,7 @@ schema cannot be followed at all.
 * arrays: ``items``, ``prefixItems`` (and draft-7 tuple ``items`` + ``additionalItems``),
   ``minItems``, ``maxItems``.
 * strings: ``enum``, ``const``, ``minLength``, ``maxLength``, ``format`` date, time, date-time,
-  uuid, email (simple form), ipv4; ``pattern`` in the subset of ``mentator.grammar.pattern``.
+  uuid, email (simple form), ipv4; ``pattern`` in the subset of ``mentator.schema.pattern``.
 * numbers/integers: JSON number syntax (bounded digit counts); ``minimum >= 0`` drops the minus
   sign, other bounds and ``multipleOf`` are left to validation.
 * ``boolean``, ``null``, ``enum``/``const`` of any JSON value, ``type`` lists, ``nullable: true``
@@ -49,7 +49,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from mentator.grammar.ir import (
+from mentator.schema.ir import (
     EMPTY,
     MAX_REPETITION,
     CharSet,
@@ -65,7 +65,7 @@ from mentator.grammar.ir import (
     repeat,
     seq,
 )
-from mentator.grammar.pattern import PatternError, pattern_to_expr
+from mentator.schema.pattern import PatternError, pattern_to_expr
 
 JSON_TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
 

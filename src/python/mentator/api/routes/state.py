@@ -10,15 +10,17 @@ working directory). ``/state/models`` only lists; ``?rescan=1`` rescans the fold
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mentator.api.deps import ServicesDep, api_message, api_pipe
+from mentator.api.deps import ContextDep, LoggerDep, RegistryDep, api_message, api_pipe
 from mentator.api.errors import ApiError
 from mentator.api.schemas import query_doc
-from mentator.service import Services, memory_usage
+from mentator.context import ServiceContext
+from mentator.memory import memory_usage
 from mentator.storage.database import StorageError
 from mentator.version import VERSION
 
@@ -38,8 +40,8 @@ EMPTY_STATS = {
 _TRUE_WORDS = ("1", "true", "yes", "y")
 
 
-def backend_json(services: Services) -> dict[str, Any] | None:
-    choice = services.current_backend()
+def backend_json(context: ServiceContext) -> dict[str, Any] | None:
+    choice = context.current_backend()
     if choice is None:
         return None
     return {
@@ -51,38 +53,38 @@ def backend_json(services: Services) -> dict[str, Any] | None:
     }
 
 
-def state_json(services: Services) -> dict[str, Any]:
-    now = services.clock_ms()
+def state_json(context: ServiceContext) -> dict[str, Any]:
+    """/state reads most parts of the service: it is the one route given the whole context."""
+    now = context.clock_ms()
     memory = memory_usage()
-    loaded = services.engine.current() if services.engine is not None else None
-    choice = services.current_backend()
+    loaded = context.engine.current() if context.engine is not None else None
+    choice = context.current_backend()
     state: dict[str, Any] = {
-        "serverStartTimestamp": services.started_ms,
-        "serverUptimeSeconds": max(0, (now - services.started_ms) // 1000),
+        "serverStartTimestamp": context.started_ms,
+        "serverUptimeSeconds": max(0, (now - context.started_ms) // 1000),
         "currentModel": loaded.to_json() if loaded is not None else None,
         "gpuInfo": choice.gpu_info() if choice is not None else None,
         "memoryUsageMb": memory.rss_mb,
         "memoryHeapMb": memory.heap_mb,
         "memoryExternalMb": memory.external_mb,
-        "queueSize": services.queue.waiting(),
-        "queueRunning": services.queue.running(),
-        "savePromptEnabled": services.settings.log.save_prompt,
+        "queueSize": context.queue.waiting(),
+        "queueRunning": context.queue.running(),
+        "savePromptEnabled": context.settings.log.save_prompt,
     }
     for key, window in STAT_WINDOWS:
         stats = dict(EMPTY_STATS)
-        if services.chatlog is not None:
-            try:
-                stats = services.chatlog.stats(now, window)
-            except StorageError as error:
-                services.health.db_failed(str(error), now)
+        if context.chatlog is not None:
+            # A failure is recorded by the database's health; the stats read as empty.
+            with contextlib.suppress(StorageError):
+                stats = context.chatlog.stats(now, window)
         state[key] = stats
-    state["backend"] = backend_json(services)
+    state["backend"] = backend_json(context)
     return state
 
 
 @router.get("", summary="Runtime state and request statistics")
-async def state_route(services: ServicesDep) -> JSONResponse:
-    return JSONResponse(await asyncio.to_thread(state_json, services))
+async def state_route(context: ContextDep) -> JSONResponse:
+    return JSONResponse(await asyncio.to_thread(state_json, context))
 
 
 @router.get("/version", summary="Service version")
@@ -102,11 +104,11 @@ async def version_route() -> JSONResponse:
         }
     ),
 )
-async def models_route(request: Request, services: ServicesDep) -> JSONResponse:
-    services.logger.trace(api_pipe(request), api_message(request))
+async def models_route(request: Request, registry: RegistryDep, logger: LoggerDep) -> JSONResponse:
+    logger.trace(api_pipe(request), api_message(request))
     if request.query_params.get("rescan", "").strip().lower() in _TRUE_WORDS:
         try:
-            await asyncio.to_thread(services.registry.rescan)
+            await asyncio.to_thread(registry.rescan)
         except OSError as error:
             raise ApiError(500, f"rescan failed: {error}") from error
-    return JSONResponse({"models": [model.to_api() for model in services.registry.models()]})
+    return JSONResponse({"models": [model.to_api() for model in registry.models()]})

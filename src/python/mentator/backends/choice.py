@@ -1,0 +1,99 @@
+"""The vocabulary shared by detection (`hardware/`) and the engine (`engine/`): a GPU device, and
+the backend choice with the reason for it and for every tier skipped above it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mentator.backends import catalog
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    name: str
+    total_mb: int | None
+    used_mb: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "totalMb": self.total_mb, "usedMb": self.used_mb}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GpuDevice:
+        return cls(
+            str(data["name"]), _int_or_none(data.get("totalMb")), _int_or_none(data.get("usedMb"))
+        )
+
+
+def _int_or_none(value: object) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """What the engine children run on, and why."""
+
+    backend: str  # a row name of `catalog.BACKENDS`
+    reason: str
+    # tier → why it was not used, for every tier above the chosen one (and a GPU tier that
+    # failed at model load time and fell back to the CPU).
+    skipped: dict[str, str] = field(default_factory=dict)
+    devices: list[GpuDevice] = field(default_factory=list)
+    cpu_variant: str | None = None
+    # Extra environment of every child: GGML_BACKEND_PATH, LD_LIBRARY_PATH (empty for the CPU).
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_gpu(self) -> bool:
+        return catalog.backend(self.backend).is_gpu
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "backend": self.backend,
+            "reason": self.reason,
+            "skipped": dict(self.skipped),
+            "devices": [device.to_json() for device in self.devices],
+            "cpuVariant": self.cpu_variant,
+            "env": dict(self.env),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BackendChoice:
+        """The inverse of `to_json`; `ValueError` when ``data`` is not such an object."""
+        try:
+            name = str(data["backend"])
+            if name not in catalog.BY_NAME:
+                raise ValueError(f"unknown backend {name!r}")
+            variant = data.get("cpuVariant")
+            return cls(
+                backend=name,
+                reason=str(data["reason"]),
+                skipped={str(k): str(v) for k, v in dict(data.get("skipped") or {}).items()},
+                devices=[GpuDevice.from_json(d) for d in data.get("devices") or []],
+                cpu_variant=str(variant) if variant is not None else None,
+                env={str(k): str(v) for k, v in dict(data.get("env") or {}).items()},
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not a backend choice: {error}") from error
+
+    def gpu_info(self) -> dict[str, object]:
+        """The /state `gpuInfo` object (VRAM fields are null on the CPU)."""
+        first = self.devices[0] if self.devices else None
+        return {
+            "type": self.backend,
+            "device": first.name if first else None,
+            "totalVramMb": first.total_mb if first else None,
+            "usedVramMb": first.used_mb if first else None,
+        }
+
+    def fallback_to_cpu(self, why: str) -> BackendChoice:
+        """The CPU choice after this GPU backend failed at run time; the reason is kept."""
+        return replace(
+            self,
+            backend=catalog.CPU.name,
+            reason=f"fell back to CPU: {why}",
+            skipped={**self.skipped, self.backend: why},
+            devices=[],
+            env={},
+        )

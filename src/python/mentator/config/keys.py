@@ -1,0 +1,238 @@
+"""The configuration keys: one row per key, and everything else is driven from this table.
+
+`loader.py` checks a file against the rows (type, range, required, docker-forced), `template.py`
+writes the commented templates from them (`--conf-gen`, the docker file), and `settings.Settings`
+has one field per row (``field``). Adding a key is one row here plus the `Settings` field and the
+README's config table. The generation options inside ``defaultOptions`` have their own table,
+`options.OPTION_SPECS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mentator.backends.layout import ENGINE_DIR_ENV, resolve_engine_dir
+from mentator.config.settings import LogLevel
+
+# integer: a whole number in [minimum, maximum]; string: a non-empty string; path: a non-empty
+# string naming a file or folder (relative = from the current directory); options: the
+# generation options object; log: the `log` section (`LOG_KEYS`); level: one of LOG_LEVELS;
+# boolean: true or false.
+KeyKind = Literal["integer", "string", "path", "options", "log", "level", "boolean"]
+# In --conf-docker mode a key is either read from the file ("file") or fixed by the image
+# ("forced": a value in the file only earns a warning).
+DockerRule = Literal["file", "forced"]
+
+LOG_LEVELS: tuple[LogLevel, ...] = ("error", "debug", "trace")
+DEFAULT_LOG_LEVEL: LogLevel = "debug"
+DEFAULT_LIVE_DAY = 30
+DOCKER_DATA_ROOT = Path("/opt/mentator-llm-service/data")
+DOCKER_DB_FILE_NAME = "mentator-llm-service.db"
+DEFAULT_PORT = 19777
+DEFAULT_HOST = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One configuration key.
+
+    ``default`` is the value when the key is absent or null; ``example`` is what the full
+    template shows (a placeholder for required paths); ``required`` keys must be present in a
+    ``--conf-use`` file (``required_hint`` says what to write). ``forced`` gives the value the
+    Docker image fixes, from the data folder and the environment (None: read from the file);
+    ``forced_note`` says it in words when the value alone would not.
+    """
+
+    key: str
+    field: str
+    kind: KeyKind
+    help: str
+    default: object = None
+    example: object = None
+    minimum: int | None = None
+    maximum: int | None = None
+    required: bool = False
+    required_hint: str = ""
+    forced: Callable[[Path, Mapping[str, str]], object] | None = None
+    forced_note: str | None = None
+
+    @property
+    def docker(self) -> DockerRule:
+        return "forced" if self.forced is not None else "file"
+
+    def expected(self) -> str:
+        """What a valid value looks like, phrased for error messages."""
+        if self.kind == "integer":
+            return f"an integer {self.minimum}..{self.maximum}"
+        if self.kind == "boolean":
+            return "true or false"
+        if self.kind == "level":
+            return " or ".join(f'"{name}"' for name in LOG_LEVELS)
+        if self.kind in ("options", "log"):
+            return "an object { ... }"
+        return "a non-empty string"
+
+    def template_value(self) -> object:
+        return self.example if self.example is not None else self.default
+
+
+def _range(low: int, high: int) -> str:
+    return f"an integer {low}..{high}"
+
+
+PARALLEL_RANGE = (1, 64)
+QUEUE_LIMIT_RANGE = (0, 100_000)
+THREADS_RANGE = (1, 1024)
+LIVE_DAY_RANGE = (1, 365)
+
+CONFIG_KEYS: tuple[ConfigKey, ...] = (
+    ConfigKey(
+        "port",
+        "port",
+        "integer",
+        f"HTTP port ({_range(1, 65535)})",
+        default=DEFAULT_PORT,
+        minimum=1,
+        maximum=65535,
+        required=True,
+        required_hint="the HTTP port, e.g. 19777",
+        forced=lambda _root, _env: DEFAULT_PORT,
+    ),
+    ConfigKey(
+        "host",
+        "host",
+        "string",
+        "address to listen on; 0.0.0.0 = every interface",
+        default=DEFAULT_HOST,
+        forced=lambda _root, _env: DEFAULT_HOST,
+    ),
+    ConfigKey(
+        "modelDir",
+        "model_dir",
+        "path",
+        "folder scanned recursively for *.gguf models"
+        " (relative paths start at the current directory)",
+        example="path/to/models",
+        required=True,
+        required_hint='the folder with *.gguf models, e.g. "path/to/models"',
+        forced=lambda root, _env: root / "models",
+    ),
+    ConfigKey(
+        "dbFile",
+        "db_file",
+        "path",
+        "SQLite file for logs (folders are created)",
+        example="path/to/mentator-llm-service.db",
+        required=True,
+        required_hint='the SQLite log file, e.g. "path/to/mentator-llm-service.db"',
+        forced=lambda root, _env: root / DOCKER_DB_FILE_NAME,
+    ),
+    ConfigKey(
+        "toolDir",
+        "tool_dir",
+        "path",
+        "folder with *.tool.txt server-side tools; null = no tools",
+        forced=lambda root, _env: root / "tools",
+    ),
+    ConfigKey(
+        "toolEnvDir",
+        "tool_env_dir",
+        "path",
+        "folder with *.toolenv.txt tool environments; null = none",
+        forced=lambda root, _env: root / "toolsenv",
+    ),
+    ConfigKey(
+        "engineDir",
+        "engine_dir",
+        "path",
+        "folder holding llama-server (cpu build in its root, cuda/, rocm/, vulkan/ beside);"
+        f" the environment variable {ENGINE_DIR_ENV} overrides it;"
+        " null = use only that variable",
+        # The image sets the variable; the file never names the engine.
+        forced=lambda _root, env: resolve_engine_dir(None, env),
+        forced_note=f"the {ENGINE_DIR_ENV} environment variable",
+    ),
+    ConfigKey(
+        "parallel",
+        "parallel",
+        "integer",
+        "requests llama-server runs at once (its slots;" f" {_range(*PARALLEL_RANGE)})",
+        default=4,
+        minimum=PARALLEL_RANGE[0],
+        maximum=PARALLEL_RANGE[1],
+    ),
+    ConfigKey(
+        "queueLimit",
+        "queue_limit",
+        "integer",
+        "requests that may wait for a slot; more get HTTP 503" f" ({_range(*QUEUE_LIMIT_RANGE)})",
+        default=64,
+        minimum=QUEUE_LIMIT_RANGE[0],
+        maximum=QUEUE_LIMIT_RANGE[1],
+    ),
+    ConfigKey(
+        "threads",
+        "threads",
+        "integer",
+        "CPU threads for llama-server; null = let llama-server decide"
+        f" ({_range(*THREADS_RANGE)})",
+        minimum=THREADS_RANGE[0],
+        maximum=THREADS_RANGE[1],
+    ),
+    ConfigKey(
+        "defaultOptions",
+        "default_options",
+        "options",
+        "generation options used when a request does not name them"
+        " (a request's options are merged over these)",
+        required=True,
+        required_hint="an object of generation options, {} for the defaults",
+    ),
+    ConfigKey(
+        "log",
+        "log",
+        "log",
+        "logging to the console and to the database",
+        required=True,
+        required_hint='{"level": "debug", "liveDay": 30, "savePrompt": false}',
+    ),
+)
+
+# The `log` section; all three are required in a --conf-use file that has the section.
+LOG_KEYS: tuple[ConfigKey, ...] = (
+    ConfigKey(
+        "level",
+        "level",
+        "level",
+        '"error" = errors only, "debug" = errors and debug, "trace" = everything',
+        default=DEFAULT_LOG_LEVEL,
+        required=True,
+        required_hint='"error", "debug" or "trace"',
+    ),
+    ConfigKey(
+        "liveDay",
+        "live_day",
+        "integer",
+        "days to keep core and chat log rows in the database (an integer 1..365)",
+        default=DEFAULT_LIVE_DAY,
+        minimum=LIVE_DAY_RANGE[0],
+        maximum=LIVE_DAY_RANGE[1],
+        required=True,
+        required_hint="days, 1..365",
+    ),
+    ConfigKey(
+        "savePrompt",
+        "save_prompt",
+        "boolean",
+        "also store successful /prompt exchanges in the chat log (errors are always stored)",
+        default=False,
+        required=True,
+        required_hint="true or false",
+    ),
+)
+
+KEYS_BY_NAME: dict[str, ConfigKey] = {row.key: row for row in CONFIG_KEYS}
+DOCKER_FILE_KEYS: tuple[ConfigKey, ...] = tuple(row for row in CONFIG_KEYS if row.forced is None)

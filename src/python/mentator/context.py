@@ -1,0 +1,58 @@
+"""What a request may use: the typed parts of one running service, built by `server.py` (the
+composition root) and handed to the HTTP layer, whose dependencies (`api/deps.py`) give each
+route only the parts it needs. No HTTP and no wiring here.
+
+``engine`` and ``backend`` are None until the startup finished (the service is "starting");
+``database``/``corelog``/``chatlog`` are None when the database could not be opened (``health``
+says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mentator.applog import wall_clock_ms
+from mentator.backends.choice import BackendChoice
+from mentator.config.settings import Settings
+from mentator.engine.ports import EngineManagerPort
+from mentator.logging_protocol import LoggerProtocol
+from mentator.models.registry import ModelRegistry
+from mentator.scheduling import RequestQueue
+from mentator.storage.chatlog import ChatLogStore
+from mentator.storage.corelog import CoreLogStore
+from mentator.storage.database import Database
+from mentator.storage.health import StorageHealth
+
+
+@dataclass
+class ServiceContext:
+    """The parts of one service (one per process, or per test)."""
+
+    settings: Settings
+    logger: LoggerProtocol
+    registry: ModelRegistry
+    queue: RequestQueue
+    health: StorageHealth = field(default_factory=StorageHealth)
+    database: Database | None = None
+    corelog: CoreLogStore | None = None
+    chatlog: ChatLogStore | None = None
+    backend: BackendChoice | None = None
+    engine: EngineManagerPort | None = None
+    started_ms: int = field(default_factory=wall_clock_ms)
+    clock_ms: Callable[[], int] = wall_clock_ms
+
+    @property
+    def ready(self) -> bool:
+        """The first model scan is done and the engine manager exists."""
+        return self.engine is not None and self.registry.scanned
+
+    @property
+    def db_error(self) -> str | None:
+        """Why the database could not be opened (None when it was)."""
+        return self.health.open_error
+
+    def current_backend(self) -> BackendChoice | None:
+        """The backend in use: the engine's (it may have fallen back to the CPU), else the
+        selection's."""
+        return self.engine.backend if self.engine is not None else self.backend

@@ -1,0 +1,375 @@
+"""Completions: the use-case behind ``POST /prompt`` and ``/v1/chat/completions``.
+
+Shared steps (reference §2.4; the ones before the queue fail fast even when the queue is busy):
+1. options: the request's keys over the config's ``defaultOptions``, then every key still missing
+   from the JSON defaults (port.md fix: no silent reset to the library's core defaults);
+2. grammar: a JSON Schema becomes GBNF with the converter ``/check/gbnf`` uses → 400
+   ``on create llama grammar: <err>``;
+3. model lookup → 400 ``Model not found: "<name>"``;
+4. queue slot + engine (``durationMsec`` bounds the wait and the generation, not a model load);
+5. generation → 500 ``on get response text: <err>`` when the engine fails.
+
+`/prompt` adds (`Completions.prompt`): a schema that can never validate anything → 400
+``on validate response: <err>`` before generating (the original found out afterwards, with a 500);
+the answer text (reasoning excluded, trimmed) is ``answerRaw``; without ``format`` it is the data,
+with it the first fenced block (or the whole text) is parsed as JSON (400
+``on convert response text to JSON: <err>``) and validated (400
+``JSON Schema validation failed: <path> <message>``). Every failure is logged and stored in the
+chat log; a success is stored when ``log.savePrompt`` is on. A caller that leaves cancels the
+generation (stored with code 499).
+
+``toolServer`` and ``tool`` are accepted and ignored: server-side tools are not implemented in
+this version, so ``usedTools`` never appears.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from mentator.config.options import JSON_DEFAULTS, merge_options, parse_options
+from mentator.engine.client import CompletionDelta, CompletionResult, Message
+from mentator.engine.errors import EngineError
+from mentator.engine.ports import EngineHandlePort, EngineManagerPort, LoadStatus
+from mentator.inference.envelope import error_envelope, success_envelope
+from mentator.inference.errors import AnswerRejected, EngineFailed, InferenceError, InvalidRequest
+from mentator.inference.requests import Caller, ChatRequest, PromptRequest
+from mentator.inference.slots import (
+    ModelFinder,
+    engine_slot,
+    find_model,
+    require_engine,
+    until_caller_leaves,
+    with_timeout,
+)
+from mentator.inference.timing import Duration, Timing
+from mentator.jsontext import json_text
+from mentator.logging_protocol import LoggerProtocol
+from mentator.models.discovery import ModelInfo
+from mentator.scheduling import RequestQueue
+from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
+from mentator.schema.validation import SchemaProblemError, parse_json_answer, validate_response
+from mentator.storage.chatlog import ChatLogStore
+from mentator.storage.database import StorageError
+
+# node-llama-cpp's built-in default, which the original used when `message.system` is absent.
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible.\n"
+    "If a question does not make any sense, or is not factually coherent, explain why instead of "
+    "answering something incorrectly. If you don't know the answer to a question, don't share "
+    "false information."
+)
+DB_PIPE = "DB"
+
+
+def js_truthy(value: Any) -> bool:
+    """JavaScript truthiness: ``{}`` and ``[]`` are true; ``0``, ``""``, ``null``, ``false`` not."""
+    if isinstance(value, (dict, list)):
+        return True
+    return bool(value)
+
+
+def generation_options(
+    defaults: Mapping[str, object], given: Mapping[str, Any] | None
+) -> dict[str, object]:
+    """Request options over config defaults, completed from the JSON defaults (step 1)."""
+    merged = merge_options(defaults, given)
+    return parse_options(merged, fill=True, defaults=JSON_DEFAULTS)
+
+
+def grammar_for(schema: Any) -> str:
+    """The decoding grammar of a JSON Schema (step 2)."""
+    try:
+        return schema_to_gbnf(schema)
+    except SchemaToGrammarError as error:
+        raise InvalidRequest(f"on create llama grammar: {error}") from error
+
+
+def prompt_grammar(request: PromptRequest) -> str | None:
+    fmt = request.format
+    if fmt is None or not fmt.use_grammar or not js_truthy(fmt.json_schema):
+        return None
+    return grammar_for(fmt.json_schema)
+
+
+def check_response_schema(request: PromptRequest) -> None:
+    """Fail before generating when the schema itself can never validate an answer."""
+    if request.format is None:
+        return
+    try:
+        validate_response(request.format.json_schema, None)
+    except SchemaProblemError as error:
+        raise InvalidRequest(f"on validate response: {error}") from error
+
+
+def answer_data(request: PromptRequest, text: str) -> Any:
+    if request.format is None:
+        return text
+    try:
+        data = parse_json_answer(text)
+    except ValueError as error:
+        raise AnswerRejected(f"on convert response text to JSON: {error}") from error
+    try:
+        problem = validate_response(request.format.json_schema, data)
+    except SchemaProblemError as error:
+        raise InvalidRequest(f"on validate response: {error}") from error
+    if problem is not None:
+        raise AnswerRejected(problem)
+    return data
+
+
+def prompt_messages(request: PromptRequest) -> list[Message]:
+    system = request.system if request.system is not None else DEFAULT_SYSTEM_PROMPT
+    return [{"role": "system", "content": system}, {"role": "user", "content": request.user}]
+
+
+def _engine_failed(error: EngineError) -> EngineFailed:
+    return EngineFailed(f"on get response text: {error.message}")
+
+
+@dataclass
+class _Exchange:
+    """What one /prompt call produced so far (for the answer, the log and the chat log)."""
+
+    timing: Timing
+    answer_raw: str | None = None
+    load_status: LoadStatus | None = None
+    tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class PromptAnswer:
+    """A /prompt success: ``body`` is the envelope to send (and what the chat log stored)."""
+
+    body: dict[str, Any]
+    duration: Duration
+    tokens: int | None
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    """A whole /v1 chat completion."""
+
+    model_name: str
+    result: CompletionResult
+    duration: Duration
+
+
+class ChatStream:
+    """A streamed /v1 chat completion that holds its queue slot and engine handle until
+    `close` (the end of the stream, its cancellation, or a stream that never started)."""
+
+    def __init__(
+        self,
+        model_name: str,
+        request: ChatRequest,
+        options: dict[str, object],
+        grammar: str | None,
+        handle: EngineHandlePort,
+        stack: AsyncExitStack,
+        on_close: Callable[[], None],
+    ) -> None:
+        self.model_name = model_name
+        self._request = request
+        self._options = options
+        self._grammar = grammar
+        self._handle = handle
+        self._stack = stack
+        self._on_close = on_close
+        self._closed = False
+
+    async def deltas(self) -> AsyncIterator[CompletionDelta]:
+        """The engine's pieces; an engine failure in the middle is `EngineFailed`."""
+        try:
+            async for delta in self._handle.stream(
+                self._request.messages, self._options, grammar=self._grammar
+            ):
+                yield delta
+        except EngineError as error:
+            raise _engine_failed(error) from error
+
+    async def close(self) -> None:
+        """Release the slot and the handle, log the request; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._stack.aclose()
+        self._on_close()
+
+
+class Completions:
+    """The completion use-cases over one service's parts (`engine` None = still starting)."""
+
+    def __init__(
+        self,
+        *,
+        engine: EngineManagerPort | None,
+        models: ModelFinder,
+        queue: RequestQueue,
+        default_options: Mapping[str, object],
+        logger: LoggerProtocol,
+        chatlog: ChatLogStore | None,
+        save_prompt: bool,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self._engine = engine
+        self._models = models
+        self._queue = queue
+        self._defaults = default_options
+        self._logger = logger
+        self._chatlog = chatlog
+        self._save_prompt = save_prompt
+        self._clock_ms = clock_ms
+
+    # --- /prompt ------------------------------------------------------------------------------
+
+    async def prompt(self, request: PromptRequest, caller: Caller) -> PromptAnswer:
+        exchange = _Exchange(timing=Timing())
+        work = self._generate(request, exchange)
+        try:
+            data = await until_caller_leaves(work, caller.left() if caller.left else None)
+        except InferenceError as failure:
+            failure.duration = exchange.timing.duration()
+            self._logger.error(caller.pipe, caller.message, failure.message)
+            body = error_envelope(failure.message, failure.duration)
+            self._store(failure.code, failure.duration, request, body, exchange.answer_raw)
+            raise
+        duration = exchange.timing.duration()
+        body = success_envelope({"loadModelStatus": exchange.load_status, "data": data}, duration)
+        self._logger.debug(
+            caller.pipe,
+            caller.message,
+            json_text({"duration": duration.to_json(), "loadModelStatus": exchange.load_status}),
+        )
+        if self._save_prompt:
+            self._store(200, duration, request, body, exchange.answer_raw)
+        return PromptAnswer(body, duration, exchange.tokens)
+
+    async def _generate(self, request: PromptRequest, exchange: _Exchange) -> Any:
+        engine = require_engine(self._engine)
+        options = generation_options(self._defaults, request.options)
+        grammar = prompt_grammar(request)
+        check_response_schema(request)
+        model = find_model(self._models, request.model)
+        deadline = exchange.timing.started + request.duration_msec / 1000
+        async with engine_slot(
+            engine,
+            self._queue,
+            model,
+            request.gpulayer,
+            request.context_size,
+            deadline,
+            exchange.timing,
+        ) as (handle, status):
+            exchange.load_status = status
+            # durationMsec bounds the queue wait plus the generation; a model load does not count.
+            budget_s = request.duration_msec / 1000 - exchange.timing.queue_ms / 1000
+            generation_deadline = time.monotonic() + budget_s
+            try:
+                result = await with_timeout(
+                    handle.complete(prompt_messages(request), options, grammar=grammar),
+                    generation_deadline,
+                )
+            except EngineError as error:
+                raise _engine_failed(error) from error
+        exchange.answer_raw = result.text.strip()
+        exchange.tokens = result.completion_tokens
+        return answer_data(request, exchange.answer_raw)
+
+    def _store(
+        self,
+        code: int,
+        duration: Duration,
+        request: PromptRequest,
+        response: dict[str, Any],
+        answer_raw: str | None,
+    ) -> None:
+        if self._chatlog is None:
+            return
+        try:
+            self._chatlog.write(
+                self._clock_ms(),
+                code,
+                duration.prompt_msec,
+                duration.queue_msec,
+                json_text(request.body),
+                json_text(response),
+                answer_raw,
+            )
+        except StorageError as error:
+            self._logger.error(DB_PIPE, str(error))
+
+    # --- /v1/chat/completions -----------------------------------------------------------------
+
+    def _chat_parts(self, request: ChatRequest) -> tuple[ModelInfo, dict[str, object], str | None]:
+        require_engine(self._engine)
+        model = find_model(self._models, request.model)
+        options = generation_options(self._defaults, request.options)
+        schema = request.json_schema
+        grammar = grammar_for(schema) if schema is not None else None
+        return model, options, grammar
+
+    async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
+        timing = Timing()
+        try:
+            model, options, grammar = self._chat_parts(request)
+            result = await until_caller_leaves(
+                self._complete(model, request.messages, options, grammar, timing),
+                caller.left() if caller.left else None,
+            )
+        except InferenceError as failure:
+            failure.duration = timing.duration()
+            self._logger.error(caller.pipe, caller.message, failure.message)
+            raise
+        duration = timing.duration()
+        self._logger.debug(caller.pipe, caller.message, json_text({"duration": duration.to_json()}))
+        return ChatAnswer(model.name, result, duration)
+
+    async def _complete(
+        self,
+        model: ModelInfo,
+        messages: list[Message],
+        options: dict[str, object],
+        grammar: str | None,
+        timing: Timing,
+    ) -> CompletionResult:
+        async with engine_slot(self._engine, self._queue, model, None, None, None, timing) as (
+            handle,
+            _status,
+        ):
+            try:
+                return await handle.complete(messages, options, grammar=grammar)
+            except EngineError as error:
+                raise _engine_failed(error) from error
+
+    async def open_stream(
+        self, request: ChatRequest, caller: Caller, on_done: Callable[[Duration], None]
+    ) -> ChatStream:
+        """A stream holding its slot: the errors before the first byte (unknown model, busy
+        queue, failed load) are raised here, so the answer can still carry their status."""
+        timing = Timing()
+        stack = AsyncExitStack()
+        try:
+            model, options, grammar = self._chat_parts(request)
+            handle, _status = await stack.enter_async_context(
+                engine_slot(self._engine, self._queue, model, None, None, None, timing)
+            )
+        except InferenceError as failure:
+            await stack.aclose()
+            failure.duration = timing.duration()
+            self._logger.error(caller.pipe, caller.message, failure.message)
+            raise
+
+        def closed() -> None:
+            duration = timing.duration()
+            self._logger.debug(
+                caller.pipe,
+                caller.message,
+                json_text({"duration": duration.to_json(), "stream": True}),
+            )
+            on_done(duration)
+
+        return ChatStream(model.name, request, options, grammar, handle, stack, closed)

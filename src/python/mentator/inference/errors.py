@@ -1,0 +1,90 @@
+"""Why a request could not be answered, in the original's words (reference §2.4, §2.5).
+
+The use-cases raise these; the HTTP layer turns them into an answer in ONE place
+(`api/app.py`): the original's ``{"duration", "error"}`` envelope, or OpenAI's error shape under
+``/v1``. ``code`` is the status the original answers for each case; it belongs here, not to the
+HTTP layer, because the chat log records it (reference §3, table ``prompt.code``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from mentator.inference.timing import Duration
+
+TIMEOUT_MESSAGE = "cancelled by timeout"
+STARTING_MESSAGE = (
+    "service is starting: the model scan and the engine backend selection are not finished;"
+    " retry in a few seconds"
+)
+CALLER_LEFT_MESSAGE = "cancelled: the client closed the connection"
+
+
+class InferenceError(Exception):
+    """A request that cannot be answered; ``duration`` is what it spent until then."""
+
+    code: ClassVar[int] = 500
+    # Seconds after which a retry may succeed (the HTTP layer sends it as Retry-After).
+    retry_after_s: ClassVar[int | None] = None
+
+    def __init__(self, message: str, duration: Duration | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.duration = duration or Duration()
+
+
+class InvalidRequest(InferenceError):  # noqa: N818 - an outcome
+    """The request cannot work as asked (a schema without a grammar, bad messages, ...)."""
+
+    code = 400
+
+
+class ModelNotFound(InvalidRequest):
+    """No model of that name (reference: ``Model not found: "<name>"``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f'Model not found: "{name}"')
+        self.name = name
+
+
+class AnswerRejected(InvalidRequest):
+    """The model's answer is not JSON, or not valid for the request's schema (a 400 in the
+    original: the client may retry with another prompt or model)."""
+
+
+class TimedOut(InvalidRequest):
+    """``durationMsec`` passed while waiting or generating."""
+
+    def __init__(self) -> None:
+        super().__init__(TIMEOUT_MESSAGE)
+
+
+class EngineFailed(InferenceError):  # noqa: N818 - an outcome
+    """The engine could not load the model or failed while generating."""
+
+    code = 500
+
+
+class Busy(InferenceError):  # noqa: N818 - an outcome
+    """The queue is full (the original's queue was unbounded)."""
+
+    code = 503
+    retry_after_s = 1
+
+
+class Starting(InferenceError):  # noqa: N818 - an outcome
+    """The first model scan or the backend selection is not finished."""
+
+    code = 503
+
+    def __init__(self) -> None:
+        super().__init__(STARTING_MESSAGE)
+
+
+class CallerLeft(InferenceError):  # noqa: N818 - an outcome
+    """The client closed the connection; the chat log records nginx's 499."""
+
+    code = 499
+
+    def __init__(self) -> None:
+        super().__init__(CALLER_LEFT_MESSAGE)

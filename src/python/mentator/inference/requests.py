@@ -1,0 +1,63 @@
+"""What the use-cases are asked: the inputs of `/prompt`, `/embedding` and the `/v1` routes,
+already validated and translated by the HTTP layer (`api/requests.py`, `api/routes/openai.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mentator.engine.client import Message
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, for the log lines (reference §3: pipe ``API.POST /prompt``, message
+    ``[from <ip>] /prompt``), and how to tell that they left (a fresh awaitable per call that
+    completes when the client closes the connection; None when that cannot be known)."""
+
+    pipe: str
+    message: str
+    left: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    use_grammar: bool
+    json_schema: Any
+
+
+@dataclass(frozen=True)
+class PromptRequest:
+    """A validated /prompt body; ``body`` is the coerced JSON (what the chat log stores)."""
+
+    body: dict[str, Any]
+    model: str
+    gpulayer: float | None
+    context_size: int | None
+    system: str | None
+    user: str
+    duration_msec: float
+    options: dict[str, Any] | None
+    format: PromptFormat | None
+    tool_server: list[str] | None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """An OpenAI chat completion, in our terms: ``options`` uses our option names (only those
+    the client gave), ``json_schema`` is the schema the answer must follow (None: free text)."""
+
+    model: str
+    messages: list[Message]
+    options: dict[str, object]
+    json_schema: Any | None = None
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    """Texts to embed with one model (`/embedding`: one text; `/v1/embeddings`: one or more)."""
+
+    model: str
+    texts: list[str]
+    gpulayer: float | None = None
