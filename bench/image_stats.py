@@ -2,6 +2,10 @@
 
     ./pants run bench/image_stats.py                   # everything (rebuilds docker:mentator-cpu)
     ./pants run bench/image_stats.py -- --no-rebuild   # sizes and start-up only
+    ./pants run bench/image_stats.py -- --no-compressed  # skip `docker save | gzip` (minutes)
+
+Sizes per flavour: unpacked (what `docker images` shows), unpacked without the default-models
+layer, and compressed: the bytes of `docker save | gzip` (level 6, gzip's default).
 
 Prints, never asserts. Start-up is measured on the CPU image with host networking (port 19777
 must be free) and an empty data folder, split into:
@@ -20,16 +24,17 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import docker
 import httpx
 from docker.errors import ImageNotFound, NotFound
+from docker.models.images import Image
 
 from mentator_build.packaging import (
     Flavour,
-    GpuOptions,
     format_report,
     image_report,
     package_command,
@@ -44,14 +49,41 @@ TOUCHED = Path("src/python/mentator/version.py")
 WAIT_S = 300.0
 
 
-def sizes(client: docker.DockerClient) -> None:
+def gzip_size(image: Image) -> int:
+    """Bytes of `docker save IMAGE | gzip` (gzip's default level 6), streamed."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip container
+    total = 0
+    for chunk in image.save(chunk_size=1 << 20):
+        total += len(compressor.compress(chunk))
+    return total + len(compressor.flush())
+
+
+def model_layer_size(image: Image) -> int:
+    return sum(
+        int(entry.get("Size") or 0)
+        for entry in image.history()
+        if "/models/ /opt/mentator-llm-service/default-models/" in str(entry.get("CreatedBy"))
+    )
+
+
+def sizes(client: docker.DockerClient, compressed: bool) -> None:
     for flavour in Flavour:
         try:
             image = client.images.get(f"{flavour.repository}:latest")
         except ImageNotFound:
             print(f"{flavour.repository}:latest — not built ({flavour.target})")
             continue
-        print(format_report(image_report(image)).replace("[build]", f"[{flavour.name.lower()}]"))
+        tag = f"[{flavour.name.lower()}]"
+        print(format_report(image_report(image)).replace("[build]", tag))
+        unpacked = int(image.attrs["Size"])
+        models = model_layer_size(image)
+        print(
+            f"{tag} unpacked {unpacked / 1e6:.1f} MB; without the default models"
+            f" {(unpacked - models) / 1e6:.1f} MB",
+            flush=True,
+        )
+        if compressed:
+            print(f"{tag} compressed (docker save | gzip): {gzip_size(image) / 1e6:.1f} MB")
 
 
 def _elapsed_until(start: float, probe: Callable[[], bool], what: str) -> float:
@@ -109,7 +141,7 @@ def rebuild(repo_root: Path) -> None:
     touched = repo_root / TOUCHED
     original = touched.read_bytes()
     stat = touched.stat()
-    env = pants_environment(os.environ, Flavour.CPU, GpuOptions(), build_jobs=None)
+    env = pants_environment(os.environ)
     argv = package_command(Flavour.CPU)
     try:
         touched.write_bytes(original + b"# bench/image_stats.py: one-line change\n")
@@ -131,13 +163,16 @@ def main() -> None:
     parser.add_argument("--no-rebuild", action="store_true", help="skip the rebuild timing")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timing")
     parser.add_argument(
+        "--no-compressed", action="store_true", help="skip the compressed sizes (minutes)"
+    )
+    parser.add_argument(
         "--image",
         default=f"{Flavour.CPU.repository}:latest",
         help="image for the start-up timing (default: %(default)s)",
     )
     args = parser.parse_args()
     client = docker.from_env(timeout=120)
-    sizes(client)
+    sizes(client, compressed=not args.no_compressed)
     if not args.no_startup:
         startup(client, args.image)
     if not args.no_rebuild:

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Make sure the base image `debian:bookworm-slim` exists in the local Docker engine.
+# Make sure the base image `debian:forky-slim` exists in the local Docker engine.
 #
-# Why: the Dockerfile builds every stage FROM debian:bookworm-slim. On a normal machine Docker
-# pulls it on first use; in offline or registry-less workplaces nothing can be pulled, so this
+# Why: the Dockerfile builds every stage FROM debian:forky-slim (Debian testing: glibc 2.43 and
+# python3.13, which Debian's llama.cpp/ggml packages need). On a normal machine Docker pulls it on
+# first use; on a machine that cannot reach a container registry nothing can be pulled, so this
 # script creates an equivalent image from Debian packages with debootstrap (minbase variant) and
 # `docker import`s it under the same name. It is idempotent: when the image already exists it
 # does nothing.
 #
-# Usage: build-support/docker-base-image.sh [IMAGE]   (IMAGE defaults to debian:bookworm-slim)
+# Usage: build-support/docker-base-image.sh [IMAGE]   (IMAGE defaults to debian:forky-slim)
 # Env:   DOCKER (docker client, default: docker on PATH, /usr/bin/docker preferred)
 #        DEBIAN_MIRROR (optional debootstrap mirror URL; default: debootstrap's own default)
 set -euo pipefail
 
-image="${1:-debian:bookworm-slim}"
-suite="bookworm"
+image="${1:-debian:forky-slim}"
+suite="${DEBIAN_SUITE:-forky}"
 
 # shellcheck source=build-support/docker-client.sh
 source "$(dirname "${BASH_SOURCE[0]}")/docker-client.sh"
@@ -40,8 +41,17 @@ if [[ "$(id -u)" -ne 0 ]]; then
   exit 1
 fi
 
-rootfs="$(mktemp -d "${TMPDIR:-/tmp}/bookworm-rootfs.XXXXXX")"
-trap 'rm -rf "${rootfs}"' EXIT
+rootfs="$(mktemp -d "${TMPDIR:-/tmp}/${suite}-rootfs.XXXXXX")"
+scripts="$(mktemp -d "${TMPDIR:-/tmp}/debootstrap.XXXXXX")"
+trap 'rm -rf "${rootfs}" "${scripts}"' EXIT
+
+# An older debootstrap (bookworm's) has no script for a newer suite; testing is built exactly
+# like unstable, so lend it unstable's script through a private copy of debootstrap's folder.
+cp -a /usr/share/debootstrap/. "${scripts}/"
+if [[ ! -e "${scripts}/scripts/${suite}" ]]; then
+  ln -s sid "${scripts}/scripts/${suite}"
+fi
+export DEBOOTSTRAP_DIR="${scripts}"
 
 echo "docker-base-image: ${image} not found; creating it with debootstrap (--variant=minbase ${suite}), about a minute..."
 debootstrap_args=(--variant=minbase "${suite}" "${rootfs}")
@@ -61,6 +71,7 @@ rm -f "${rootfs}.log"
 rm -rf "${rootfs}"/var/lib/apt/lists/* "${rootfs}"/var/cache/apt/*.bin "${rootfs}"/var/cache/apt/archives/*.deb \
   "${rootfs}"/usr/share/doc/* "${rootfs}"/usr/share/man/* "${rootfs}"/usr/share/info/* \
   "${rootfs}"/var/log/*.log "${rootfs}"/tmp/*
+find "${rootfs}/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
 # Same dpkg exclusions as the official slim image, so later apt-get installs stay small too.
 cat >"${rootfs}/etc/dpkg/dpkg.cfg.d/docker-slim" <<'CFG'
 path-exclude /usr/share/doc/*

@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="""examples:
   ./pants run src/python/mentator_build:build -- --model smollm2
-  ./pants run src/python/mentator_build:build -- --flavour universal --cuda-architectures 89-real
+  ./pants run src/python/mentator_build:build -- --flavour universal
   ./pants run src/python/mentator_build:build -- --model ~/GGUF/m.gguf --publish --namespace me
   ./pants run src/python/mentator_build:build -- --no-build --publish --registry 127.0.0.1:5000
 
@@ -38,8 +38,8 @@ MENTATOR_REGISTRY, MENTATOR_NAMESPACE, DOCKER_HOST (the daemon to use).""",
         "--flavour",
         choices=["cpu", "universal"],
         default="cpu",
-        help="cpu: docker:mentator-cpu (small, CI); universal: docker:mentator (CPU + CUDA + "
-        "Vulkan, + ROCm with --with-rocm). Default: cpu.",
+        help="cpu: docker:mentator-cpu (small, CI); universal: docker:mentator (CPU + CUDA 12 + "
+        "ROCm + Vulkan). Default: cpu.",
     )
     parser.add_argument(
         "--model",
@@ -55,15 +55,6 @@ MENTATOR_REGISTRY, MENTATOR_NAMESPACE, DOCKER_HOST (the daemon to use).""",
         metavar="PATH",
         help=f"the fallback model path (default: {model_source.OWNER_DEFAULT_MODEL})",
     )
-    parser.add_argument(
-        "--with-rocm", action="store_true", help="universal flavour: also build the ROCm backend"
-    )
-    parser.add_argument(
-        "--cuda-architectures",
-        metavar="LIST",
-        help="universal flavour: CUDA architectures, e.g. '89-real' (fewer = faster build)",
-    )
-    parser.add_argument("--build-jobs", type=int, metavar="N", help="parallel compile jobs")
     parser.add_argument(
         "--no-build",
         action="store_true",
@@ -109,11 +100,8 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         version = packaging.read_version(repo_root)
         if not args.no_build:
             _prepare_model(args, repo_root, env)
-            gpu = packaging.GpuOptions(args.with_rocm, args.cuda_architectures)
             packaging.run_pants(
-                repo_root,
-                packaging.package_command(flavour),
-                packaging.pants_environment(env, flavour, gpu, args.build_jobs),
+                repo_root, packaging.package_command(flavour), packaging.pants_environment(env)
             )
         image = packaging.check_tags(client, flavour, version)
         print(packaging.format_report(packaging.image_report(image)), flush=True)

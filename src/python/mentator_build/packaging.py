@@ -1,9 +1,8 @@
 """Build an image flavour through Pants, then check its tags and report its size.
 
 Pants owns the build (docker/BUILD: build args, context, tags); this module only chooses the
-target, passes the GPU build settings through the environment (docker/BUILD lists WITH_ROCM,
-CUDA_ARCHITECTURES and BUILD_JOBS as build args taken from the environment), and inspects the
-result with the Docker SDK.
+target and inspects the result with the Docker SDK. Nothing is compiled: both flavours install
+Debian's prebuilt engine, so there are no GPU build settings to pass.
 """
 
 from __future__ import annotations
@@ -47,20 +46,6 @@ class Flavour(enum.Enum):
 
 
 @dataclass(frozen=True)
-class GpuOptions:
-    """Settings for the universal flavour's GPU backends (ignored by the CPU flavour)."""
-
-    with_rocm: bool = False
-    cuda_architectures: str | None = None
-
-    def environment(self) -> dict[str, str]:
-        env = {"WITH_ROCM": "1" if self.with_rocm else "0"}
-        if self.cuda_architectures:
-            env["CUDA_ARCHITECTURES"] = self.cuda_architectures
-        return env
-
-
-@dataclass(frozen=True)
 class Layer:
     size: int
     created_by: str
@@ -94,9 +79,7 @@ def read_version(repo_root: Path) -> str:
     )
 
 
-def pants_environment(
-    base: Mapping[str, str], flavour: Flavour, gpu: GpuOptions, build_jobs: int | None
-) -> dict[str, str]:
+def pants_environment(base: Mapping[str, str]) -> dict[str, str]:
     """The environment for the nested `./pants package` run.
 
     PANTS_CONCURRENT: this program usually runs under `./pants run`, whose pantsd session is
@@ -105,10 +88,6 @@ def pants_environment(
     """
     env = dict(base)
     env["PANTS_CONCURRENT"] = "true"
-    if flavour is Flavour.UNIVERSAL:
-        env.update(gpu.environment())
-    if build_jobs is not None:
-        env["BUILD_JOBS"] = str(build_jobs)
     return env
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import docker
 import pytest
 from docker.errors import DockerException, ImageNotFound
-from mentator_e2e.harness import CPU_REPOSITORY, missing
+from mentator_e2e.harness import CPU_REPOSITORY, UNIVERSAL_REPOSITORY, missing
 
-# Written by Pants next to the tests when runtime_package_dependencies built the image.
-DOCKER_INFO = Path("docker/mentator-cpu.docker-info.json")
+# Written by Pants next to the tests when runtime_package_dependencies built the images.
+CPU_DOCKER_INFO = Path("docker/mentator-cpu.docker-info.json")
+UNIVERSAL_DOCKER_INFO = Path("docker/mentator.docker-info.json")
 
 
 @pytest.fixture(scope="session")
@@ -32,10 +33,10 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def _image_from_docker_info() -> str | None:
-    if not DOCKER_INFO.is_file():
+def _image_from_docker_info(docker_info: Path) -> str | None:
+    if not docker_info.is_file():
         return None
-    info = json.loads(DOCKER_INFO.read_text())
+    info = json.loads(docker_info.read_text())
     image_id = info.get("image_id")
     return str(image_id) if image_id else None
 
@@ -48,20 +49,36 @@ def version() -> str:
     return value
 
 
-@pytest.fixture(scope="session")
-def cpu_image(docker_client: docker.DockerClient) -> str:
-    """The image id to test: $MENTATOR_E2E_IMAGE, the one Pants just built, or :latest."""
-    reference = (
-        os.environ.get("MENTATOR_E2E_IMAGE")
-        or _image_from_docker_info()
-        or f"{CPU_REPOSITORY}:latest"
-    )
+def _image(
+    client: docker.DockerClient, override: str, info: Path, repository: str, target: str
+) -> str:
+    reference = os.environ.get(override) or _image_from_docker_info(info) or f"{repository}:latest"
     try:
-        image = docker_client.images.get(reference)
+        image = client.images.get(reference)
     except ImageNotFound:
         missing(
             f"the image {reference} does not exist; build it with "
-            "'./pants package docker:mentator-cpu' (./pants test builds it for these tests)"
+            f"'./pants package {target}' (./pants test builds it for these tests)"
         )
         raise
     return str(image.id)
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_client: docker.DockerClient) -> str:
+    """The CPU image id to test: $MENTATOR_E2E_IMAGE, the one Pants just built, or :latest."""
+    return _image(
+        docker_client, "MENTATOR_E2E_IMAGE", CPU_DOCKER_INFO, CPU_REPOSITORY, "docker:mentator-cpu"
+    )
+
+
+@pytest.fixture(scope="session")
+def universal_image(docker_client: docker.DockerClient) -> str:
+    """The universal image id: $MENTATOR_E2E_UNIVERSAL_IMAGE, the one Pants built, or :latest."""
+    return _image(
+        docker_client,
+        "MENTATOR_E2E_UNIVERSAL_IMAGE",
+        UNIVERSAL_DOCKER_INFO,
+        UNIVERSAL_REPOSITORY,
+        "docker:mentator",
+    )

@@ -45,6 +45,7 @@ _counter = itertools.count()
 
 
 CPU_REPOSITORY = "mentator-llm-service-cpu"
+UNIVERSAL_REPOSITORY = "mentator-llm-service"
 
 
 def truthy_env(name: str) -> bool:

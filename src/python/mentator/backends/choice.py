@@ -43,13 +43,16 @@ class BackendChoice:
     cpu_variant: str | None = None
     # Extra environment of every child: GGML_BACKEND_PATH, LD_LIBRARY_PATH (empty for the CPU).
     env: dict[str, str] = field(default_factory=dict)
+    # Lower GPU tiers that are usable too, in order: where a model load goes when this backend
+    # fails to start it (the CPU comes after them all).
+    fallbacks: list[BackendChoice] = field(default_factory=list)
 
     @property
     def is_gpu(self) -> bool:
         return catalog.backend(self.backend).is_gpu
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "backend": self.backend,
             "reason": self.reason,
             "skipped": dict(self.skipped),
@@ -57,6 +60,9 @@ class BackendChoice:
             "cpuVariant": self.cpu_variant,
             "env": dict(self.env),
         }
+        if self.fallbacks:
+            data["fallbacks"] = [fallback.to_json() for fallback in self.fallbacks]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BackendChoice:
@@ -73,6 +79,7 @@ class BackendChoice:
                 devices=[GpuDevice.from_json(d) for d in data.get("devices") or []],
                 cpu_variant=str(variant) if variant is not None else None,
                 env={str(k): str(v) for k, v in dict(data.get("env") or {}).items()},
+                fallbacks=[cls.from_json(item) for item in data.get("fallbacks") or []],
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not a backend choice: {error}") from error
@@ -96,4 +103,14 @@ class BackendChoice:
             skipped={**self.skipped, self.backend: why},
             devices=[],
             env={},
+            fallbacks=[],
+        )
+
+    def fallback_to(self, lower: BackendChoice, why: str) -> BackendChoice:
+        """``lower`` (one of `fallbacks`) after this backend failed at run time."""
+        return replace(
+            lower,
+            reason=f"fell back to {lower.backend}: {why}; {lower.reason}",
+            skipped={**self.skipped, self.backend: why},
+            fallbacks=self.fallbacks[self.fallbacks.index(lower) + 1 :],
         )

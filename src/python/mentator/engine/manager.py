@@ -39,7 +39,7 @@ from mentator.engine.errors import (
     EngineStartError,
 )
 from mentator.engine.ports import LoadedModel, LoadStatus, ModelLike
-from mentator.engine.process import LaunchSpec, LlamaServerProcess
+from mentator.engine.process import LaunchSpec, LlamaServerProcess, pooling_for
 from mentator.logging_protocol import LoggerProtocol
 
 APP_PIPE = "APP"
@@ -341,6 +341,7 @@ class EngineManager:
             parallel=max(1, self._settings.parallel),
             threads=self._settings.threads,
             embeddings=True,
+            pooling=pooling_for(model.pooling_type),
         )
         process = await self._start_with_fallback(spec)
         resident = _Resident(
@@ -350,24 +351,38 @@ class EngineManager:
         return resident
 
     async def _start_with_fallback(self, spec: LaunchSpec) -> EngineProcess:
+        """Start on the backend in use; when it fails, on each usable lower GPU tier, then on the
+        CPU. The first that works is kept for later loads (and /state says why)."""
+        current = self._backend
         try:
-            return await self._start(spec, self._backend)
+            return await self._start(spec, current)
         except EngineStartError as gpu_error:
-            if not self._backend.is_gpu:
+            if not current.is_gpu:
                 raise
-            why = f"{self._backend.backend} engine failed to start: {gpu_error.message}"
-            self._logger.error(APP_PIPE, f"{why}; retrying on the CPU")
-            cpu = self._backend.fallback_to_cpu(why)
+            why = f"{current.backend} engine failed to start: {gpu_error.message}"
+            first_error = gpu_error
+        for lower in current.fallbacks:
+            self._logger.error(APP_PIPE, f"{why}; retrying on {lower.backend}")
             try:
-                process = await self._start(spec, cpu)
-            except EngineStartError as cpu_error:
-                # Both failed: most likely the model, not the GPU. Stay on the GPU backend.
-                raise EngineStartError(
-                    f"{gpu_error.message}; the CPU fallback failed too: {cpu_error.message}"
-                ) from cpu_error
-            self._backend = cpu
-            self._logger.error(APP_PIPE, f"engine now runs on the CPU ({why})")
+                process = await self._start(spec, lower)
+            except EngineStartError as error:
+                why = f"{why}; {lower.backend} engine failed to start: {error.message}"
+                continue
+            self._backend = current.fallback_to(lower, why)
+            self._logger.error(APP_PIPE, f"engine now runs on {lower.backend} ({why})")
             return process
+        self._logger.error(APP_PIPE, f"{why}; retrying on the CPU")
+        cpu = current.fallback_to_cpu(why)
+        try:
+            process = await self._start(spec, cpu)
+        except EngineStartError as cpu_error:
+            # All failed: most likely the model, not the GPU. Stay on the GPU backend.
+            raise EngineStartError(
+                f"{first_error.message}; the CPU fallback failed too: {cpu_error.message}"
+            ) from cpu_error
+        self._backend = cpu
+        self._logger.error(APP_PIPE, f"engine now runs on the CPU ({why})")
+        return process
 
     async def _start(self, spec: LaunchSpec, choice: BackendChoice) -> EngineProcess:
         process = self._factory(spec, choice)

@@ -53,6 +53,9 @@ class ModelLike(Protocol):
     @property
     def size_kb(self) -> int: ...
 
+    @property
+    def pooling_type(self) -> int | None: ...
+
 
 class EngineHandlePort(Protocol):
     """One request's use of the loaded engine (`engine.manager.EngineHandle`)."""

@@ -46,6 +46,24 @@ class LaunchSpec:
     parallel: int = 1  # slots = requests decoded together (continuous batching)
     threads: int | None = None  # None/0: llama-server's default (all physical cores)
     embeddings: bool = True  # serve /embedding next to completions (no reload to switch)
+    # --pooling for the embeddings: None = the model's own; "last" for a model that declares
+    # none (see `pooling_for`).
+    pooling: str | None = None
+
+
+# llama.cpp's pooling types that produce one vector per text (mean, cls, last, rank).
+_DECLARED_POOLING = frozenset({1, 2, 3, 4})
+
+
+def pooling_for(pooling_type: int | None) -> str | None:
+    """``--pooling`` for a model: its own when it declares one, else ``last``.
+
+    ``last`` is what /embedding answers for such a model anyway (the last token's vector,
+    reference §2.5). It also keeps Debian's llama-server 11669 alive on CPUs with AMX: with an
+    embeddings context and no pooling, the AMX CPU variant crashes on the first completion
+    (SIGSEGV in libggml-base; seen on Sapphire Rapids).
+    """
+    return None if pooling_type in _DECLARED_POOLING else "last"
 
 
 def build_argv(
@@ -82,6 +100,8 @@ def build_argv(
         argv += ["--threads", str(spec.threads)]
     if spec.embeddings:
         argv.append("--embeddings")
+        if spec.pooling:
+            argv += ["--pooling", spec.pooling]
     return argv
 
 

@@ -140,16 +140,25 @@ _ATTEMPTS: dict[str, Callable[[ProbeEnv, BackendSpec], BackendChoice | str]] = {
 
 
 def select_backend(env: ProbeEnv) -> BackendChoice:
-    """Try the catalog's GPU rows in order; the first usable one wins, the CPU always works."""
+    """Try the catalog's GPU rows in order; the first usable one wins (the lower usable ones
+    are kept as its fallbacks), the CPU always works."""
     skipped: dict[str, str] = {}
+    chosen: BackendChoice | None = None
+    fallbacks: list[BackendChoice] = []
     for spec in catalog.BACKENDS:
         attempt = _ATTEMPTS.get(spec.probe)
         if attempt is None:
             continue
         outcome = attempt(env, spec)
-        if isinstance(outcome, BackendChoice):
-            return replace(outcome, skipped=skipped)
-        skipped[spec.name] = outcome
+        if chosen is None:
+            if isinstance(outcome, BackendChoice):
+                chosen = replace(outcome, skipped=skipped)
+            else:
+                skipped[spec.name] = outcome
+        elif isinstance(outcome, BackendChoice):
+            fallbacks.append(outcome)
+    if chosen is not None:
+        return replace(chosen, fallbacks=fallbacks)
     listing = list_engine_devices(env, catalog.CPU.name)
     reason = "no usable GPU"
     if listing.problem:

@@ -39,6 +39,7 @@ class ModelInfo:
     size_bytes: int
     architecture: str | None = None
     context_length: int | None = None
+    pooling_type: int | None = None  # embedding pooling the model declares (GGUF header)
 
     def to_api(self) -> dict[str, object]:
         """The ``/state/models`` entry; unknown header facts are omitted like in the original."""
@@ -118,8 +119,9 @@ def scan_models(model_dir: Path, cache: GgufInfoCache | None = None) -> list[Mod
             info = read_gguf_info(path, cache)
             layer_count, is_reasoning = info.layer_count, info.is_reasoning
             architecture, context_length = info.architecture, info.context_length
+            pooling_type = info.pooling_type
         except (GgufError, OSError):
-            layer_count = is_reasoning = architecture = context_length = None
+            layer_count = is_reasoning = architecture = context_length = pooling_type = None
         models.append(
             ModelInfo(
                 name=name,
@@ -131,6 +133,7 @@ def scan_models(model_dir: Path, cache: GgufInfoCache | None = None) -> list[Mod
                 size_bytes=file_stat.st_size,
                 architecture=architecture,
                 context_length=context_length,
+                pooling_type=pooling_type,
             )
         )
     if cache is not None:

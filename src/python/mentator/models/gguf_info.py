@@ -68,6 +68,8 @@ class GgufInfo:
     architecture: str | None
     context_length: int | None
     chat_template: bool
+    # llama.cpp's pooling type for embeddings (1 mean, 2 cls, 3 last, 4 rank); None: not declared
+    pooling_type: int | None = None
 
 
 class _HeaderCursor:
@@ -198,6 +200,15 @@ def _context_length(metadata: dict[str, object], architecture: str | None) -> in
     return None
 
 
+def _pooling_type(metadata: dict[str, object], architecture: str | None) -> int | None:
+    if architecture is None:
+        return None
+    value = metadata.get(f"{architecture}.pooling_type")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
 def parse_gguf_info(path: Path) -> GgufInfo:
     """Read the header of ``path`` (no cache). Raises ``GgufError`` for anything unreadable."""
     metadata = _read_metadata(path)
@@ -214,6 +225,7 @@ def parse_gguf_info(path: Path) -> GgufInfo:
         architecture=architecture,
         context_length=_context_length(metadata, architecture),
         chat_template=has_template,
+        pooling_type=_pooling_type(metadata, architecture),
     )
 
 

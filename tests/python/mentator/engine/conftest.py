@@ -8,6 +8,7 @@ read from the "model file" it is given (JSON), so each test model can misbehave 
     {"load_s": 0.3}                    /health answers 503 that long, then 200
     {"fail_load": "text", "code": 3}   print text to stderr and exit with code while loading
     {"fail_on_gpu": "text"}            fail like that only when GGML_BACKEND_PATH is set
+    {"fail_on_gpu": "text", "only": "/cuda/"}   ... and contains that text
     {"generate_s": 2}                  each completion takes that long
     {"ignore_sigterm": true}           only SIGKILL stops it
 """
@@ -43,7 +44,8 @@ if record_dir:
                    "LD_LIBRARY_PATH": os.environ.get("LD_LIBRARY_PATH"), "cwd": os.getcwd()}, f)
 
 print("load_backend: loaded CPU backend from libggml-cpu-haswell.so", file=sys.stderr, flush=True)
-if config.get("fail_on_gpu") and os.environ.get("GGML_BACKEND_PATH"):
+backend_path = os.environ.get("GGML_BACKEND_PATH", "")
+if config.get("fail_on_gpu") and backend_path and config.get("only", "") in backend_path:
     print(config["fail_on_gpu"], file=sys.stderr, flush=True)
     sys.exit(1)
 if config.get("fail_load"):
@@ -127,6 +129,7 @@ class FakeModel:
     name: str
     path: Path
     size_kb: int
+    pooling_type: int | None = None
 
 
 @pytest.fixture

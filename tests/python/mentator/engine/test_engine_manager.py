@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -208,6 +209,39 @@ def test_gpu_start_failure_falls_back_to_cpu_once(
     run(scenario())
     launches = recorded_launches()
     assert [bool(launch["GGML_BACKEND_PATH"]) for launch in launches] == [True, False, False]
+
+
+def test_a_failed_gpu_start_tries_the_next_usable_tier_before_the_cpu(
+    fake_engine: Any,
+    settings: Any,
+    logger: Any,
+    make_model: Callable[..., Any],
+    recorded_launches: Callable[[], Any],
+) -> None:
+    model = make_model("a.gguf", fail_on_gpu="cudaMalloc failed: out of memory", only="/cuda/")
+    layout = EngineLayout(fake_engine)
+    vulkan = BackendChoice(
+        backend="vulkan", reason="Vulkan device (GPU)", env=layout.child_env("vulkan", {})
+    )
+    cuda = BackendChoice(
+        backend="cuda",
+        reason="NVIDIA GPU",
+        env=layout.child_env("cuda", {}),
+        fallbacks=[vulkan],
+    )
+
+    async def scenario() -> None:
+        manager = manager_for(settings, logger, cuda)
+        async with manager.use(model, None, None) as (_, status):
+            assert status == "load"
+        assert manager.backend.backend == "vulkan"
+        assert "out of memory" in manager.backend.skipped["cuda"]
+        assert manager.backend.reason.startswith("fell back to vulkan: cuda engine failed")
+        await manager.shutdown()
+
+    run(scenario())
+    paths = [launch["GGML_BACKEND_PATH"] for launch in recorded_launches()]
+    assert [Path(p).parent.name for p in paths] == ["cuda", "vulkan"]
 
 
 def test_when_cpu_fails_too_the_gpu_backend_stays(

@@ -19,7 +19,7 @@ import pytest
 from mentator.backends.choice import BackendChoice
 from mentator.backends.layout import EngineLayout
 from mentator.engine.errors import EngineNotFoundError, EngineStartError
-from mentator.engine.process import LaunchSpec, LlamaServerProcess, build_argv
+from mentator.engine.process import LaunchSpec, LlamaServerProcess, build_argv, pooling_for
 
 CPU = BackendChoice(backend="cpu", reason="test")
 
@@ -46,6 +46,14 @@ def test_argv_on_cpu_forces_no_offload_and_scales_the_context() -> None:
         "--threads", "6",
         "--embeddings",
     ]  # fmt: skip
+
+
+def test_embeddings_pool_the_last_token_unless_the_model_declares_a_pooling() -> None:
+    assert pooling_for(None) == "last" and pooling_for(0) == "last"
+    assert pooling_for(1) is None and pooling_for(2) is None
+    spec = LaunchSpec(Path("/m/a.gguf"), pooling=pooling_for(None))
+    argv = build_argv(Path("/e/llama-server"), spec, CPU, "h", 1)
+    assert argv[-3:] == ["--embeddings", "--pooling", "last"]
 
 
 def test_argv_on_gpu_passes_layers_or_lets_the_engine_decide() -> None:

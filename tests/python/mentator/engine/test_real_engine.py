@@ -35,6 +35,7 @@ class Model:
     name: str
     path: Path
     size_kb: int
+    pooling_type: int | None = None
 
 
 @dataclass(frozen=True)
