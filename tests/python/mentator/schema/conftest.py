@@ -6,18 +6,23 @@ decides whether a string is in the grammar's language by computing, for each exp
 start position, the set of positions where a match can end. It is independent of the converter's
 own tree classes, so the grammar tests check the *text* llama-server would receive.
 
-When ``MENTATOR_GBNF_VALIDATOR`` names llama.cpp's ``test-gbnf-validator`` binary, the tests also
-run every grammar through the real parser and matcher.
+The ``llama_grammar`` fixture runs the real llama-server (MENTATOR_ENGINE_DIR, the image's
+engine) on the test model: every grammar of the corpus must be accepted by llama.cpp's own
+parser, and what llama.cpp generates under it must be in the language this recogniser reads
+(test_gbnf.py, test_pattern.py).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import socket
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 
@@ -301,46 +306,77 @@ class Grammar:
         return len(candidate) in match(("ref", "root"), 0)
 
 
-def _external_validator() -> Path | None:
-    value = os.environ.get("MENTATOR_GBNF_VALIDATOR")
-    return Path(value) if value and Path(value).is_file() else None
-
-
-def llama_accepts(grammar_text: str, candidate: str, tmp_dir: Path) -> bool | None:
-    """llama.cpp's own verdict when its validator binary is configured, else ``None``."""
-    binary = _external_validator()
-    if binary is None:
-        return None
-    grammar_file = tmp_dir / "g.gbnf"
-    input_file = tmp_dir / "in.txt"
-    grammar_file.write_text(grammar_text, encoding="utf-8")
-    input_file.write_text(candidate, encoding="utf-8")
-    result = subprocess.run(
-        [str(binary), str(grammar_file), str(input_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if "Failed to initialize" in result.stdout or result.returncode != 0:
-        raise AssertionError(
-            f"llama.cpp refused the grammar:\n{result.stdout}{result.stderr}\n{grammar_text}"
-        )
-    return "Input string is valid" in result.stdout
-
-
 @pytest.fixture
 def gbnf() -> Callable[[str], Grammar]:
     return Grammar
 
 
-LlamaVerdict = Callable[[str, str], "bool | None"]
+@dataclass(frozen=True)
+class Generated:
+    """What llama-server did with a grammar: its HTTP status, the text, and whether the text
+    ended by itself (end of sequence) rather than at the token limit."""
+
+    status: int
+    text: str
+    complete: bool
+    error: str
 
 
-@pytest.fixture
-def llama_verdict(tmp_path: Path) -> LlamaVerdict:
-    """``llama_verdict(grammar, text)``: llama.cpp's answer, ``None`` without its validator."""
+LlamaGrammar = Callable[[str, str], Generated]
 
-    def verdict(grammar_text: str, candidate: str) -> bool | None:
-        return llama_accepts(grammar_text, candidate, tmp_path)
 
-    return verdict
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_grammar(engine_dir: Path, test_model: Path) -> Iterator[LlamaGrammar]:
+    """``llama_grammar(grammar, prompt)``: one greedy generation under ``grammar`` by the real
+    llama-server (started once per module)."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            str(engine_dir / "llama-server"),
+            "--model",
+            str(test_model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n-gpu-layers",
+            "0",
+            "--threads",
+            "2",
+            "--no-webui",
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("llama-server did not become ready in 120 s")
+
+        def generate(grammar: str, prompt: str) -> Generated:
+            reply = httpx.post(
+                f"{base}/completion",
+                json={"prompt": prompt, "grammar": grammar, "n_predict": 96, "temperature": 0},
+                timeout=120,
+            )
+            if reply.status_code != 200:
+                return Generated(reply.status_code, "", False, reply.text)
+            body = reply.json()
+            return Generated(200, body["content"], body.get("stop_type") == "eos", "")
+
+        yield generate
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
