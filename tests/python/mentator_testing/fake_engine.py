@@ -72,6 +72,8 @@ class FakeHandle:
             yield CompletionDelta(
                 text=piece, reasoning="", finish_reason=None, usage=None, timings=None, raw={}
             )
+        if self.engine.stream_error is not None:
+            raise self.engine.stream_error
         yield CompletionDelta(
             text="",
             reasoning="",
@@ -102,6 +104,7 @@ class FakeEngine:
 
     replies: list[Reply] = field(default_factory=list)
     stream_pieces: list[str] = field(default_factory=lambda: ["Hel", "lo"])
+    stream_error: EngineError | None = None  # raised after the pieces
     delay_s: float = 0.0
     load_error: EngineError | None = None
     embed_error: EngineError | None = None

@@ -36,17 +36,61 @@ class RunningService:
 
     def engine_children(self) -> list[int]:
         """PIDs of the llama-server processes this service started."""
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)
-                comm = stat.read_text().split("(", 1)[1].split(")", 1)[0]
-                ppid = int(fields[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == self.process.pid and comm.startswith("llama-server"):
-                pids.append(int(stat.parent.name))
-        return pids
+        return engine_children_of(self.process.pid)
+
+
+def _stat(pid: int | str) -> tuple[str, str, int] | None:
+    """(command name, state letter, parent pid) of a process, None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        comm = text.split("(", 1)[1].rsplit(")", 1)[0]
+        state, ppid = text.rsplit(")", 1)[1].split()[:2]
+        return comm, state, int(ppid)
+    except (IndexError, ValueError):
+        return None
+
+
+def engine_children_of(pid: int) -> list[int]:
+    """PIDs of the llama-server processes whose parent is ``pid``."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        info = _stat(stat.parent.name)
+        if info is not None and info[2] == pid and info[0].startswith("llama-server"):
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def still_running(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that are alive (a zombie has exited and counts as gone)."""
+    alive = []
+    for pid in pids:
+        info = _stat(pid)
+        if info is not None and info[1] != "Z":
+            alive.append(pid)
+    return alive
+
+
+def stop_service(process: subprocess.Popen[bytes], log_text: str = "") -> None:
+    """SIGTERM the service; it must exit 0 within 20 s, and every llama-server it had running
+    must be gone by then. (The children are listed BEFORE the stop: afterwards an orphan is
+    re-parented and could no longer be told apart.)"""
+    engines = engine_children_of(process.pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"the service ignored SIGTERM for 20 s\n{log_text}") from None
+    assert code == 0, f"the service exited with {code} after SIGTERM\n{log_text}"
+    deadline = time.monotonic() + 5
+    while still_running(engines) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    leftovers = still_running(engines)
+    assert not leftovers, f"llama-server children left behind: {leftovers}\n{log_text}"
 
 
 def write_config(
@@ -125,12 +169,5 @@ def running_service(
             time.sleep(0.2)
         yield service
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        # No llama-server may outlive the service.
-        leftovers = service.engine_children()
-        assert not leftovers, f"llama-server children left behind: {leftovers}"
+        # No llama-server may outlive the service, and SIGTERM is a clean exit.
+        stop_service(process, service.log_text())

@@ -137,20 +137,20 @@ class Database:
             try:
                 self._conn.execute("BEGIN")
             except sqlite3.Error as err:
-                raise self._failed(f"database error on {action}: {err}") from None
+                raise self._failed(action, f"database error on {action}: {err}") from None
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
             except sqlite3.Error as err:
                 self._rollback()
-                raise self._failed(f"database error on {action}: {err}") from None
+                raise self._failed(action, f"database error on {action}: {err}") from None
             except BaseException:
                 self._rollback()
                 raise
-        self.health.db_succeeded()
+        self.health.db_succeeded(action)
 
-    def _failed(self, message: str) -> StorageError:
-        self.health.db_failed(message)
+    def _failed(self, action: str, message: str) -> StorageError:
+        self.health.db_failed(message, action=action)
         return StorageError(message)
 
     def _rollback(self) -> None:
