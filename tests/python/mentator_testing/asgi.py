@@ -12,7 +12,7 @@ from typing import Any
 async def post_then_disconnect(
     app: Any, path: str, body: object, *, after_s: float = 0.1, timeout_s: float = 3.0
 ) -> list[dict[str, Any]]:
-    """POST ``body`` as JSON to ``path``; disconnect ``after_s`` later. Returns what the app sent."""
+    """POST `body` as JSON to `path`, disconnect `after_s` later; return what the app sent."""
     payload = json.dumps(body).encode()
     messages = [{"type": "http.request", "body": payload, "more_body": False}]
     sent: list[dict[str, Any]] = []
