@@ -89,6 +89,8 @@ class FakeHandle:
 
     async def embed(self, text: str) -> list[float]:
         self.engine.calls.append(Call("embed", text=text))
+        if self.engine.delay_s:
+            await asyncio.sleep(self.engine.delay_s)
         if self.engine.embed_error is not None:
             raise self.engine.embed_error
         return [] if text == "" else [0.5, -0.25, float(len(text))]

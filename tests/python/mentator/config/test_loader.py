@@ -256,15 +256,24 @@ def test_docker_inserts_missing_keys_preserving_user_bytes(tmp_path: Path) -> No
 def test_docker_forced_keys_have_no_effect(tmp_path: Path) -> None:
     text = docker_template_text().replace(
         "{\n",
-        '{\n    "port": 8080,\n    "modelDir": "/elsewhere",\n    "dbFile": "/tmp/other.db",\n',
+        "{\n"
+        '    "port": 8080,\n    "host": "127.0.0.1",\n    "modelDir": "/elsewhere",\n'
+        '    "dbFile": "/tmp/other.db",\n    "toolDir": "/my/tools",\n'
+        '    "toolEnvDir": "/my/env",\n    "engineDir": "/my/engine",\n',
         1,
     )
     path = write(tmp_path / "conf.jsonc", text)
-    settings = load_docker(path, data_root=tmp_path / "data", environ={})
+    settings = load_docker(
+        path, data_root=tmp_path / "data", environ={"MENTATOR_ENGINE_DIR": "/opt/engine"}
+    )
     assert settings.port == 19777
+    assert settings.host == "0.0.0.0"
     assert settings.model_dir == tmp_path / "data" / "models"
     assert settings.db_file == tmp_path / "data" / "mentator-llm-service.db"
-    for key in ("port", "modelDir", "dbFile"):
+    assert settings.tool_dir == tmp_path / "data" / "tools"
+    assert settings.tool_env_dir == tmp_path / "data" / "toolsenv"
+    assert settings.engine_dir == Path("/opt/engine")  # the image's variable, not the file
+    for key in ("port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "engineDir"):
         assert any(
             f'key "{key}" has no effect in docker mode' in warning for warning in settings.warnings
         )
