@@ -189,9 +189,7 @@ def test_engine_error_mid_stream_sends_an_error_event(
     # The error event follows the pieces; no chunk claims a normal finish.
     texts = [json.loads(event) for event in events if event != "[DONE]"]
     pieces = [
-        chunk["choices"][0]["delta"].get("content")
-        for chunk in texts
-        if "choices" in chunk and chunk["choices"]
+        chunk["choices"][0]["delta"].get("content") for chunk in texts if chunk.get("choices")
     ]
     assert "Hel" in pieces and "lo" in pieces
     finishes = [c["choices"][0].get("finish_reason") for c in texts if c.get("choices")]
