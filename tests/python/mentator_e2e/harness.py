@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -126,7 +127,10 @@ class Service:
             response = self.http.get("/state/version", timeout=5)
             return dict(response.json()) if response.status_code == 200 else None
 
-        return wait_for("GET /state/version", probe, timeout_s, self.log_block)
+        version = wait_for("GET /state/version", probe, timeout_s, self.log_block)
+        # Host networking: make sure it is this container that answered.
+        self.assert_owns_port()
+        return version
 
     def wait_health(self, status: str, timeout_s: float = WAIT_S) -> str:
         """Docker's own HEALTHCHECK verdict (the image checks every 30 s)."""
@@ -147,22 +151,42 @@ class Service:
 
         return wait_for("the container to exit", probe, timeout_s, self.log_block)
 
-    def listens_on_all_interfaces(self, port: int = SERVICE_PORT) -> bool:
-        """Is `port` bound to 0.0.0.0 (or ::) inside the container? `docker run -p` needs it.
+    def _run_in_container(self, script: str) -> str:
+        output = self.container.exec_run(["sh", "-c", script], user="root").output
+        return output.decode("ascii", "replace") if isinstance(output, bytes) else ""
 
-        Read from /proc/net/tcp{,6} in the container: no traffic beyond 127.0.0.1 is needed.
+    def own_listeners(self, port: int = SERVICE_PORT) -> list[str]:
+        """Addresses (hex, as /proc/net/tcp writes them) on which a process of THIS container
+        listens on `port`.
+
+        The e2e containers use host networking, so /proc/net/tcp lists every socket of the host;
+        a socket counts only when its inode is held open by a process inside the container (the
+        container's PID namespace shows only its own processes). Without this, another service on
+        the same port would pass every check.
         """
+        fds = self._run_in_container("ls -l /proc/[0-9]*/fd/ 2>/dev/null")
+        inodes = set(re.findall(r"socket:\[(\d+)\]", fds))
+        table = self._run_in_container("cat /proc/net/tcp /proc/net/tcp6")
         wanted = f"{port:04X}"
-        output = self.container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"]).output
-        text = output.decode("ascii", "replace") if isinstance(output, bytes) else ""
-        for line in text.splitlines()[1:]:
+        addresses = []
+        for line in table.splitlines():
             fields = line.split()
-            if len(fields) < 4 or fields[3] != "0A":  # 0A = LISTEN
+            if len(fields) < 10 or fields[3] != "0A":  # 0A = LISTEN
                 continue
             address, _, local_port = fields[1].rpartition(":")
-            if local_port == wanted and set(address) == {"0"}:
-                return True
-        return False
+            if local_port == wanted and fields[9] in inodes:
+                addresses.append(address)
+        return addresses
+
+    def assert_owns_port(self, port: int = SERVICE_PORT) -> None:
+        assert self.own_listeners(port), (
+            f"something answers on port {port}, but no process of container "
+            f"{self.container.name} listens there\n{self.log_block()}"
+        )
+
+    def listens_on_all_interfaces(self, port: int = SERVICE_PORT) -> bool:
+        """Does this container's service listen on 0.0.0.0 (or ::)? `docker run -p` needs it."""
+        return any(set(address) == {"0"} for address in self.own_listeners(port))
 
     def restart(self, timeout_s: int = 30) -> None:
         self.container.restart(timeout=timeout_s)
