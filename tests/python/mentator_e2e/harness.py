@@ -201,6 +201,7 @@ def run_service(
     read_only: bool = False,
     extra_mounts: dict[str, dict[str, str]] | None = None,
     environment: dict[str, str] | None = None,
+    **run_options: Any,
 ) -> Iterator[Service]:
     """Start the image with `data_dir` mounted at the data folder; always removed afterwards.
 
@@ -221,6 +222,7 @@ def run_service(
         network_mode="host",
         volumes=volumes,
         environment=environment or {},
+        **{key: value for key, value in run_options.items() if value is not None},
     )
     service = Service(container, httpx.Client(base_url=SERVICE_URL, timeout=30))
     try:
