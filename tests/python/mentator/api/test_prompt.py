@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi.testclient import TestClient
@@ -14,6 +13,7 @@ from mentator.config.options import JSON_DEFAULTS
 from mentator.context import ServiceContext
 from mentator.engine.errors import EngineRequestError, EngineStartError
 from mentator.inference.completion import DEFAULT_SYSTEM_PROMPT
+from mentator_testing.asgi import post_then_disconnect
 
 if TYPE_CHECKING:
     from mentator_testing.fake_engine import FakeEngine, LogReader, ServicesFactory
@@ -257,41 +257,7 @@ def test_client_disconnect_cancels_generation(
 ) -> None:
     engine.delay_s = 5.0
     services = make_services(engine)
-    app = create_app(services)
-    payload = json.dumps(body()).encode()
-    sent: list[dict[str, Any]] = []
-
-    async def run() -> None:
-        messages = [{"type": "http.request", "body": payload, "more_body": False}]
-
-        async def receive() -> MutableMapping[str, Any]:
-            if messages:
-                return messages.pop(0)
-            await asyncio.sleep(0.1)
-            return {"type": "http.disconnect"}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            sent.append(dict(message))
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/prompt",
-            "raw_path": b"/prompt",
-            "query_string": b"",
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-            "client": ("10.0.0.9", 5000),
-            "server": ("test", 80),
-        }
-        await asyncio.wait_for(app(scope, receive, send), timeout=3)
-
-    asyncio.run(run())
+    sent = asyncio.run(post_then_disconnect(create_app(services), "/prompt", body()))
     assert engine.released == 1
     assert services.queue.running() == 0
     (row,) = chat_log(services)
