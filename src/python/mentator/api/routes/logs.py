@@ -7,9 +7,9 @@ largest id it has seen never skips a row (the original returned the newest ones 
 rest when more than ``limit`` were new). Pages are always ordered newest first.
 
 Other fixes of the original: ``afterId``/``limit`` must be integers (``limit=abc`` is a 400
-instead of breaking the database for the process lifetime), and a malformed ``date``/``hour`` is a 400 naming the
-expected form (the original answered ``[]``). A database failure answers 500 and the next call
-tries again.
+instead of breaking the database for the process lifetime), and a malformed ``date``/``hour`` is
+a 400 naming the expected form (the original answered ``[]``). A database failure answers 500
+and the next call tries again.
 """
 
 from __future__ import annotations
