@@ -1,0 +1,285 @@
+"""The web UI in a real browser (Debian's chromium driven by Playwright) against the real service
+and engine (SmolLM2): pages load clean and air-gapped, SEND answers, FORMAT check, live logs,
+LOAD/SAVE of prompt files. Screenshots go to $MENTATOR_UI_SCREENSHOTS (default: a folder in the
+system temp dir); the README's PNGs in docs/ are copies of ui-chat.png and ui-stat.png.
+
+Without chromium the tests skip locally, but fail in CI (CI=true): CI installs it (.ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import jsonschema
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+
+from mentator_testing.service_process import RunningService
+
+CHROMIUM = os.environ.get("MENTATOR_CHROMIUM", "/usr/bin/chromium")
+PAGES = ("/", "/chat", "/stat", "/log/core", "/log/chat")
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+SEND_TIMEOUT_MS = 240_000
+PEOPLE_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    folder = Path(
+        os.environ.get("MENTATOR_UI_SCREENSHOTS")
+        or Path(tempfile.gettempdir()) / "mentator-ui-screenshots"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        message = f"no chromium at {CHROMIUM} (apt-get install chromium)"
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Watch:
+    """What a page did that it must not: console errors, uncaught exceptions, remote requests."""
+
+    errors: list[str] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)
+
+    def console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def request(self, request: Request) -> None:
+        parts = urlsplit(request.url)
+        if parts.scheme in {"http", "https", "ws", "wss"} and parts.hostname not in LOCAL_HOSTS:
+            self.remote.append(request.url)
+
+    def clean(self) -> None:
+        assert self.errors == [], self.errors
+        assert self.remote == [], self.remote
+
+
+@pytest.fixture
+def page(browser: Browser, service: RunningService) -> Iterator[tuple[Page, Watch]]:
+    context = browser.new_context(
+        base_url=service.base_url, viewport={"width": 1280, "height": 800}, accept_downloads=True
+    )
+    tab = context.new_page()
+    watch = Watch()
+    tab.on("console", watch.console)
+    tab.on("pageerror", lambda error: watch.errors.append(f"page error: {error}"))
+    tab.on("request", watch.request)
+    tab.on("dialog", lambda dialog: dialog.accept())  # CLEAR's confirm
+    yield tab, watch
+    context.close()
+
+
+def _set_format(tab: Page, schema_text: str) -> None:
+    tab.click("#format-open")
+    tab.fill("#format-schema", schema_text)
+    tab.click("#format-ok")
+
+
+def _set_options(tab: Page, options: dict[str, object]) -> None:
+    tab.click("#options-open")
+    tab.fill("#options-text", json.dumps(options))
+    tab.click("#options-ok")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_loads_clean_and_local(
+    page: tuple[Page, Watch], path: str, shots: Path, model_name: str
+) -> None:
+    tab, watch = page
+    tab.goto(path)
+    tab.wait_for_load_state("networkidle")
+    expect(tab.locator("#top")).to_contain_text("version")
+    if path == "/chat":
+        expect(tab.locator("#model")).to_contain_text(model_name)
+    if path == "/stat":
+        expect(tab.locator("#card-server")).to_contain_text("uptime")
+        expect(tab.locator("#card-backend")).to_contain_text("cpu")
+    name = "index" if path == "/" else path.strip("/").replace("/", "-")
+    tab.screenshot(path=shots / f"ui-{name}.png", full_page=True)
+    watch.clean()
+
+
+def test_chat_send_gives_a_schema_valid_answer(
+    page: tuple[Page, Watch], shots: Path, model_name: str
+) -> None:
+    tab, watch = page
+    tab.goto("/chat")
+    expect(tab.locator("#model")).to_contain_text(model_name)
+    tab.fill("#editor", "Bob is 34 years old. Give his name and age as JSON.")
+    _set_format(tab, json.dumps(PEOPLE_SCHEMA, indent=2))
+    _set_options(tab, {"temperature": 0, "maxTokens": 80, "seed": 1})
+    tab.fill("#context-size", "2048")
+    tab.click("#send")
+    expect(tab.locator("#response")).to_have_class("response ok", timeout=SEND_TIMEOUT_MS)
+    answer = json.loads(tab.locator("#response").text_content() or "")
+    jsonschema.validate(answer["result"]["data"], PEOPLE_SCHEMA)
+    expect(tab.locator("#elapsed")).to_contain_text(" s")
+    expect(tab.locator("#send")).to_be_enabled()
+    tab.screenshot(path=shots / "ui-chat-answer.png")
+    watch.clean()
+
+
+def test_chat_stream_through_openai_route(page: tuple[Page, Watch], model_name: str) -> None:
+    tab, watch = page
+    tab.goto("/chat")
+    expect(tab.locator("#model")).to_contain_text(model_name)
+    tab.fill("#editor", "Say hello.")
+    _set_options(tab, {"temperature": 0, "maxTokens": 16})
+    tab.check("#stream")
+    tab.click("#send")
+    expect(tab.locator("#response")).to_have_class("response ok", timeout=SEND_TIMEOUT_MS)
+    assert json.loads(tab.locator("#response").text_content() or "")["result"]["data"]
+    watch.clean()
+
+
+def test_bad_schema_shows_the_check_error(page: tuple[Page, Watch], client: httpx.Client) -> None:
+    tab, watch = page
+    bad = {"type": "object1"}
+    expected = client.post("/check/gbnf", json={"schema": bad}).json()["error"]
+    assert expected  # the service rejects it; the page must show exactly that
+    tab.goto("/chat")
+    tab.click("#format-open")
+    tab.fill("#format-schema", json.dumps(bad))
+    tab.click("#format-check")
+    expect(tab.locator("#format-result")).to_have_text(expected)
+    expect(tab.locator("#format-result")).to_have_class("result bad")
+    tab.fill("#format-schema", json.dumps(PEOPLE_SCHEMA))
+    tab.click("#format-check")
+    expect(tab.locator("#format-result")).to_have_class("result ok")
+    # "set example" puts the schema itself in the box (the original inserted its wrapper).
+    tab.click("#format-example")
+    expect(tab.locator("#format-schema")).not_to_have_value(json.dumps(PEOPLE_SCHEMA))
+    example = json.loads(tab.locator("#format-schema").input_value())
+    assert example["type"] == "array"
+    tab.keyboard.press("Escape")
+    expect(tab.locator("#format-dialog")).not_to_be_visible()
+    watch.clean()
+
+
+def test_options_modal_examples_and_check(page: tuple[Page, Watch]) -> None:
+    tab, watch = page
+    tab.goto("/chat")
+    tab.click("#options-open")
+    tab.click("#options-example")
+    expect(tab.locator("#options-text")).to_have_value(re.compile(r'"temperature": 0\.8'))
+    tab.click("#options-example-json")
+    expect(tab.locator("#options-text")).to_have_value(re.compile(r'"maxTokens": 4096'))
+    tab.fill("#options-text", '{"temperature": 0.5}')
+    tab.click("#options-check")
+    expect(tab.locator("#options-result")).to_contain_text('"temperature": 0.5')
+    tab.keyboard.press("Escape")
+    expect(tab.locator("#options-dialog")).not_to_be_visible()
+    watch.clean()
+
+
+def test_log_pages_show_new_rows_without_reload(
+    page: tuple[Page, Watch], client: httpx.Client
+) -> None:
+    tab, watch = page
+    tab.goto("/log/core")
+    expect(tab.locator("#log-table tr").first).to_be_visible()
+    tab.check("#extra")  # the model name is in the row's additional data
+    marker = "ui-test-model-that-does-not-exist"
+    # An unknown model: a core log error line and a chat log row (errors are always stored).
+    response = client.post(
+        "/prompt", json={"model": marker, "message": {"user": "x"}, "durationMsec": 1000}
+    )
+    assert response.status_code == 400
+    expect(tab.locator("#log-table")).to_contain_text(marker, timeout=15_000)
+    expect(tab.locator("#log-table tr.error").first).to_be_visible()
+    tab.goto("/log/chat")
+    expect(tab.locator("#rows")).to_contain_text(marker, timeout=15_000)
+    client.post(
+        "/prompt", json={"model": marker + "-2", "message": {"user": "x"}, "durationMsec": 1}
+    )
+    expect(tab.locator("#rows")).to_contain_text(marker + "-2", timeout=15_000)
+    watch.clean()
+
+
+def test_save_then_load_round_trips_a_prompt_file(
+    page: tuple[Page, Watch], tmp_path: Path, model_name: str
+) -> None:
+    tab, watch = page
+    tab.goto("/chat")
+    expect(tab.locator("#model")).to_contain_text(model_name)
+    tab.fill("#editor", "the user line\nand a second one")
+    tab.select_option("#message-type", "system")
+    tab.fill("#editor", "the system line")
+    tab.select_option("#message-type", "user")
+    _set_format(tab, json.dumps(PEOPLE_SCHEMA))
+    _set_options(tab, {"temperature": 0.25, "maxTokens": 33})
+    with tab.expect_download() as info:
+        tab.click("#save")
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    text = saved.read_text()
+    assert saved.name.startswith("prompt-") and "$$begin" in text and "the user line" in text
+    before = json.loads(tab.evaluate("localStorage.getItem('mentator.chat')"))
+
+    tab.click("#clear")
+    expect(tab.locator("#editor")).to_have_value("")
+    tab.set_input_files("#load-file", str(saved))
+    expect(tab.locator("#editor")).to_have_value("the user line\nand a second one")
+    after = json.loads(tab.evaluate("localStorage.getItem('mentator.chat')"))
+    assert after["system"] == "the system line"
+    assert json.loads(after["options"]) == {"temperature": 0.25, "maxTokens": 33}
+    assert json.loads(after["format"]["schema"]) == PEOPLE_SCHEMA
+    assert after["format"]["useGrammar"] is True
+    assert after["model"] == before["model"] == model_name
+    assert after["fileName"] == saved.name
+    watch.clean()
+
+
+def test_stat_page_shows_backend_and_stats(
+    page: tuple[Page, Watch], shots: Path, client: httpx.Client
+) -> None:
+    tab, watch = page
+    state = client.get("/state").json()
+    tab.goto("/stat")
+    expect(tab.locator("#card-backend")).to_contain_text(state["backend"]["reason"])
+    for tier in state["backend"]["skipped"]:
+        expect(tab.locator("#card-backend")).to_contain_text(f"skipped {tier}")
+    expect(tab.locator("#stats .card")).to_have_count(3)  # savePrompt is on in this service
+    expect(tab.locator("#card-server")).to_contain_text("tokens/s")
+    tab.screenshot(path=shots / "ui-stat.png", full_page=True)
+    watch.clean()
+
+
+def test_readme_screenshots_exist(shots: Path) -> None:
+    """Keeps docs/ in step: MENTATOR_UI_DOCS=<repo>/docs copies the README's PNGs there."""
+    target = os.environ.get("MENTATOR_UI_DOCS")
+    if not target:
+        pytest.skip("MENTATOR_UI_DOCS not set: the README screenshots are not refreshed")
+    for name in ("ui-chat-answer.png", "ui-stat.png"):
+        shutil.copy(shots / name, Path(target) / name)
