@@ -1,7 +1,8 @@
 """The web UI in a real browser (Debian's chromium driven by Playwright) against the real service
 and engine (SmolLM2): pages load clean and air-gapped, SEND answers, FORMAT check, live logs,
 LOAD/SAVE of prompt files. Screenshots go to $MENTATOR_UI_SCREENSHOTS (default: a folder in the
-system temp dir); the README's PNGs in docs/ are copies of ui-chat.png and ui-stat.png.
+system temp dir); the README's PNGs (docs/ui-chat.png, docs/ui-stat.png) are refreshed with
+MENTATOR_UI_DOCS=<repo>/docs.
 
 Without chromium the tests skip locally, but fail in CI (CI=true): CI installs it (.ci/run).
 """
@@ -281,5 +282,5 @@ def test_readme_screenshots_exist(shots: Path) -> None:
     target = os.environ.get("MENTATOR_UI_DOCS")
     if not target:
         pytest.skip("MENTATOR_UI_DOCS not set: the README screenshots are not refreshed")
-    for name in ("ui-chat-answer.png", "ui-stat.png"):
-        shutil.copy(shots / name, Path(target) / name)
+    for shot, name in (("ui-chat-answer.png", "ui-chat.png"), ("ui-stat.png", "ui-stat.png")):
+        shutil.copy(shots / shot, Path(target) / name)

@@ -62,11 +62,12 @@ function render() {
       ["started", new Date(s.serverStartTimestamp).toLocaleString()],
       ["uptime", uptime(up)],
       ["queue", `${s.queueSize} waiting` + (s.queueRunning !== undefined ? `, ${s.queueRunning} running` : "")],
-      ["tokens/s", tokensPerSecond === null ? "—" : tokensPerSecond.toFixed(1)],
+      ["tokens/s", tokensPerSecond === null ? "measuring…" : tokensPerSecond.toFixed(1)],
     ], { id: "card-server" }),
     backendCard(s), modelsCard, loaded,
     card("System resources", [
-      ["process RSS", mb(s.memoryUsageMb)], ["heap", mb(s.memoryHeapMb)], ["external", mb(s.memoryExternalMb)],
+      ["service RSS", mb(s.memoryUsageMb)], ["service heap", mb(s.memoryHeapMb)],
+      ["engine RSS", mb(s.memoryExternalMb)],
     ], { id: "card-resources" }),
   );
   if (!s.savePromptEnabled) {
