@@ -22,9 +22,18 @@ from urllib.parse import urlsplit
 import httpx
 import jsonschema
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Request,
+    Route,
+    expect,
+    sync_playwright,
+)
 
-from mentator_testing.service_process import RunningService
+from mentator_testing.service_process import RunningService, running_service
 
 CHROMIUM = os.environ.get("MENTATOR_CHROMIUM", "/usr/bin/chromium")
 PAGES = ("/", "/chat", "/stat", "/log/core", "/log/chat")
@@ -275,6 +284,65 @@ def test_stat_page_shows_backend_and_stats(
     expect(tab.locator("#card-server")).to_contain_text("tokens/s")
     tab.screenshot(path=shots / "ui-stat.png", full_page=True)
     watch.clean()
+
+
+def test_api_key_is_asked_once_on_401_then_sent(
+    browser: Browser, service: RunningService, model_name: str
+) -> None:
+    """The key contract (docs/ui.md): on a 401 the page asks for the key, keeps it in
+    localStorage["mentator.apiKey"] and retries with ``Authorization: Bearer``. The service's
+    key check is another issue's; here the browser's requests are answered 401 without the key."""
+    context = browser.new_context(base_url=service.base_url)
+    tab = context.new_page()
+    asked: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept("s3cret")
+
+    tab.on("dialog", on_dialog)
+    seen: list[str | None] = []
+
+    def guard(route: Route) -> None:
+        header = route.request.headers.get("authorization")
+        seen.append(header)
+        if header != "Bearer s3cret":
+            route.fulfill(status=401, json={"error": "API key required"})
+        else:
+            route.continue_()
+
+    tab.route("**/state/models", guard)
+    tab.goto("/chat")
+    expect(tab.locator("#model")).to_contain_text(model_name)
+    assert len(asked) == 1 and "API key" in asked[0]
+    assert seen[-1] == "Bearer s3cret" and seen[0] is None
+    assert tab.evaluate("localStorage.getItem('mentator.apiKey')") == "s3cret"
+    tab.reload()  # the stored key goes out first time now: no second question
+    expect(tab.locator("#model")).to_contain_text(model_name)
+    assert len(asked) == 1
+    context.close()
+
+
+def test_pages_without_saveprompt(
+    browser: Browser, engine_dir: Path, test_model: Path, tmp_path: Path
+) -> None:
+    """savePrompt off: the stat page says why there are no request statistics, and the chat log
+    page shows errors only with a warning."""
+    extra: dict[str, object] = {"log": {"level": "debug", "liveDay": 30, "savePrompt": False}}
+    with running_service(tmp_path, engine_dir=engine_dir, model=test_model, extra=extra) as svc:
+        context = browser.new_context(base_url=svc.base_url)
+        tab = context.new_page()
+        watch = Watch()
+        tab.on("console", watch.console)
+        tab.on("request", watch.request)
+        tab.goto("/stat")
+        expect(tab.locator("#stats-disabled")).to_contain_text("savePrompt is off")
+        expect(tab.locator("#stats .card")).to_have_count(0)
+        tab.goto("/log/chat")
+        expect(tab.locator("#saveprompt-off")).to_be_visible()
+        expect(tab.locator("#errors-only")).to_be_checked()
+        watch.clean()
+        context.close()
 
 
 def test_readme_screenshots_exist(shots: Path) -> None:
