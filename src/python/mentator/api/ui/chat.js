@@ -169,7 +169,9 @@ async function saveFile() {
   if (options.error) return showResponse(false, { error: options.error });
   if (Object.keys(options.value).length) prompt.options = options.value;
   prompt.segment = { "mentator-llm-service": JSON.stringify({ useGrammar: state.format.useGrammar }) };
-  if (state.format.useGrammar && state.format.schema.trim()) prompt.jsonresponse = state.format.schema;
+  // The original wrote the schema only with "use grammar" on, so a schema used for validation
+  // alone was lost on SAVE; here it is always written and the segment says whether to use grammar.
+  if (state.format.schema.trim()) prompt.jsonresponse = state.format.schema;
   if (state.gpulayer !== "") prompt.llm.gpulayer = Number(state.gpulayer);
   const response = await apiJson("/helper/prompt/tostring", { prompts: [prompt] });
   const text = await response.text();
@@ -235,6 +237,9 @@ async function sendStream(body) {
   if (o.topP !== undefined) request.top_p = o.topP;
   if (o.maxTokens !== undefined) request.max_tokens = o.maxTokens;
   if (o.seed !== undefined) request.seed = o.seed;
+  if (o.presencePenalty !== undefined) request.presence_penalty = o.presencePenalty;
+  if (o.frequencyPenalty !== undefined) request.frequency_penalty = o.frequencyPenalty;
+  if (Array.isArray(o.stopSequences) && o.stopSequences.length) request.stop = o.stopSequences;
   if (body.format) {
     request.response_format = { type: "json_schema", json_schema: { name: "answer", schema: body.format.jsonSchema } };
   }
