@@ -105,7 +105,8 @@ def page(browser: Browser, service: RunningService) -> Iterator[tuple[Page, Watc
     tab.on("console", watch.console)
     tab.on("pageerror", lambda error: watch.errors.append(f"page error: {error}"))
     tab.on("request", watch.request)
-    tab.on("dialog", lambda dialog: dialog.accept())  # CLEAR's confirm
+    # CLEAR's confirm, download's prompt (with its suggested default)
+    tab.on("dialog", lambda dialog: dialog.accept(dialog.default_value))
     yield tab, watch
     context.close()
 
@@ -214,7 +215,7 @@ def test_options_modal_examples_and_check(page: tuple[Page, Watch]) -> None:
 
 
 def test_log_pages_show_new_rows_without_reload(
-    page: tuple[Page, Watch], client: httpx.Client
+    page: tuple[Page, Watch], client: httpx.Client, shots: Path
 ) -> None:
     tab, watch = page
     tab.goto("/log/core")
@@ -234,6 +235,52 @@ def test_log_pages_show_new_rows_without_reload(
         "/prompt", json={"model": marker + "-2", "message": {"user": "x"}, "durationMsec": 1}
     )
     expect(tab.locator("#rows")).to_contain_text(marker + "-2", timeout=15_000)
+    expect(tab.locator(".chatrec.error").first).to_be_visible()
+    tab.screenshot(path=shots / "ui-log-chat-rows.png", full_page=True)
+    watch.clean()
+
+
+def test_log_download_and_clear(page: tuple[Page, Watch], client: httpx.Client) -> None:
+    tab, watch = page
+    tab.goto("/log/core")
+    expect(tab.locator("#log-table tr").first).to_be_visible()
+    with tab.expect_download() as info:
+        tab.click("#download")  # the prompt's default: today
+    assert info.value.suggested_filename.startswith("mentator-llm-service-corelogs-")
+    body = {"model": "to-be-cleared", "message": {"user": "x"}, "durationMsec": 1}
+    client.post("/prompt", json=body)
+    tab.goto("/log/chat")
+    expect(tab.locator("#rows")).to_contain_text("to-be-cleared", timeout=15_000)
+    tab.click("#clear")  # confirm → DELETE /log/chat
+    expect(tab.locator("#status")).to_contain_text("deleted")
+    expect(tab.locator("#rows")).to_contain_text("no chat log records")
+    assert client.get("/log/chat/byid").json() == {"logs": []}
+    watch.clean()
+
+
+def test_index_example_opens_a_filled_chat_and_the_splitter_is_remembered(
+    page: tuple[Page, Watch],
+) -> None:
+    tab, watch = page
+    tab.goto("/")
+    with tab.context.expect_page() as opened:
+        tab.click("#open-example")
+    chat = opened.value
+    chat.on("console", watch.console)
+    expect(chat.locator("#editor")).to_have_value(re.compile("Bob, Diana and John"))
+    stored = json.loads(chat.evaluate("localStorage.getItem('mentator.chat')"))
+    assert json.loads(stored["format"]["schema"])["type"] == "array"
+    box = chat.locator("#splitter").bounding_box()
+    assert box is not None
+    chat.mouse.move(box["x"] + box["width"] / 2, box["y"] + 50)
+    chat.mouse.down()
+    chat.mouse.move(300, box["y"] + 50, steps=5)
+    chat.mouse.up()
+    ratio = json.loads(chat.evaluate("localStorage.getItem('mentator.chat')"))["ratio"]
+    assert 0.2 <= ratio < 0.3
+    chat.reload()
+    left = chat.locator("#left").bounding_box()
+    assert left is not None and left["width"] < 400
     watch.clean()
 
 

@@ -41,6 +41,10 @@ function block(row, name, text) {
 function visible() { return $("errors-only").checked ? rows.filter(isError) : rows; }
 
 function render() {
+  if (!visible().length) {
+    $("rows").replaceChildren(el("div", { class: "empty" }, "no chat log records (yet)"));
+    return;
+  }
   $("rows").replaceChildren(...visible().map((row) => el("div",
     { class: "chatrec" + (isError(row) ? " error" : ""), "data-id": row.id },
     el("div", { class: "head" }, recordHeader(row)),
@@ -88,6 +92,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   };
   $("copy-current").onclick = () => copyText(visible().map(recordText).join(""));
   $("file-current").onclick = () => download(`mentator-llm-service-chatlogs-current-${stamp()}.txt`, visible().map(recordText).join(""));
+  render();
   poll();
   setInterval(() => { if ($("follow").checked) poll(); }, 5000);
 });
