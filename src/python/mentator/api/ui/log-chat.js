@@ -29,10 +29,11 @@ function block(row, name, text) {
   if (!text) return null;
   const full = pretty(text);
   const key = `${row.id}:${name}`;
-  const pre = el("pre", { title: "click to expand / collapse" }, expanded.has(key) ? full : shorten(full));
+  // Collapsed: the stored text as it is (compact JSON), cut; expanded: pretty-printed in full.
+  const pre = el("pre", { title: "click to expand / collapse" }, expanded.has(key) ? full : shorten(text));
   pre.onclick = () => {
     if (expanded.has(key)) expanded.delete(key); else expanded.add(key);
-    pre.textContent = expanded.has(key) ? full : shorten(full);
+    pre.textContent = expanded.has(key) ? full : shorten(text);
   };
   return el("div", { class: "block" }, el("span", { class: "label" }, name),
     el("button", { onclick: () => copyText(full) }, "copy"), pre);
