@@ -240,24 +240,6 @@ def test_log_pages_show_new_rows_without_reload(
     watch.clean()
 
 
-def test_log_download_and_clear(page: tuple[Page, Watch], client: httpx.Client) -> None:
-    tab, watch = page
-    tab.goto("/log/core")
-    expect(tab.locator("#log-table tr").first).to_be_visible()
-    with tab.expect_download() as info:
-        tab.click("#download")  # the prompt's default: today
-    assert info.value.suggested_filename.startswith("mentator-llm-service-corelogs-")
-    body = {"model": "to-be-cleared", "message": {"user": "x"}, "durationMsec": 1}
-    client.post("/prompt", json=body)
-    tab.goto("/log/chat")
-    expect(tab.locator("#rows")).to_contain_text("to-be-cleared", timeout=15_000)
-    tab.click("#clear")  # confirm → DELETE /log/chat
-    expect(tab.locator("#status")).to_contain_text("deleted")
-    expect(tab.locator("#rows")).to_contain_text("no chat log records")
-    assert client.get("/log/chat/byid").json() == {"logs": []}
-    watch.clean()
-
-
 def test_index_example_opens_a_filled_chat_and_the_splitter_is_remembered(
     page: tuple[Page, Watch],
 ) -> None:
@@ -329,7 +311,27 @@ def test_stat_page_shows_backend_and_stats(
         expect(tab.locator("#card-backend")).to_contain_text(f"skipped {tier}")
     expect(tab.locator("#stats .card")).to_have_count(3)  # savePrompt is on in this service
     expect(tab.locator("#card-server")).to_contain_text("tokens/s")
+    # The rate needs two scrapes of /metrics, 3 s apart.
+    expect(tab.locator("#card-server")).not_to_contain_text("measuring", timeout=10_000)
     tab.screenshot(path=shots / "ui-stat.png", full_page=True)
+    watch.clean()
+
+
+def test_log_download_and_clear(page: tuple[Page, Watch], client: httpx.Client) -> None:
+    tab, watch = page
+    tab.goto("/log/core")
+    expect(tab.locator("#log-table tr").first).to_be_visible()
+    with tab.expect_download() as info:
+        tab.click("#download")  # the prompt's default: today
+    assert info.value.suggested_filename.startswith("mentator-llm-service-corelogs-")
+    body = {"model": "to-be-cleared", "message": {"user": "x"}, "durationMsec": 1}
+    client.post("/prompt", json=body)
+    tab.goto("/log/chat")
+    expect(tab.locator("#rows")).to_contain_text("to-be-cleared", timeout=15_000)
+    tab.click("#clear")  # confirm → DELETE /log/chat
+    expect(tab.locator("#status")).to_contain_text("deleted")
+    expect(tab.locator("#rows")).to_contain_text("no chat log records")
+    assert client.get("/log/chat/byid").json() == {"logs": []}
     watch.clean()
 
 
