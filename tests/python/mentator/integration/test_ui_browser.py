@@ -365,10 +365,18 @@ def test_api_key_is_asked_once_on_401_then_sent(
     expect(tab.locator("#model")).to_contain_text(model_name)
     assert len(asked) == 1 and "API key" in asked[0]
     assert seen[-1] == "Bearer s3cret" and seen[0] is None
+    # The stat page sends /state and /state/models together: both fail, one question.
+    tab.evaluate("localStorage.removeItem('mentator.apiKey')")
+    tab.route("**/state", guard)
+    tab.goto("/stat")
+    expect(tab.locator("#card-models")).to_contain_text("1")
+    expect(tab.locator("#card-server")).to_contain_text("uptime")
+    assert len(asked) == 2
+    tab.unroute("**/state")
     assert tab.evaluate("localStorage.getItem('mentator.apiKey')") == "s3cret"
-    tab.reload()  # the stored key goes out first time now: no second question
+    tab.goto("/chat")  # the stored key goes out the first time now: no further question
     expect(tab.locator("#model")).to_contain_text(model_name)
-    assert len(asked) == 1
+    assert len(asked) == 2
     context.close()
 
 

@@ -8,19 +8,22 @@ const KEY_STORE = "mentator.apiKey";
 // fetch() with the API key (docs/ui.md): the key from localStorage goes out as a Bearer header;
 // on a 401 the user is asked for it once, it is stored and the request is sent again.
 async function api(path, init = {}) {
-  const send = () => {
+  const send = (key) => {
     const headers = new Headers(init.headers || {});
-    const key = localStorage.getItem(KEY_STORE);
     if (key) headers.set("Authorization", "Bearer " + key);
     return fetch(path, { ...init, headers });
   };
-  let response = await send();
+  const used = localStorage.getItem(KEY_STORE);
+  let response = await send(used);
   if (response.status === 401) {
-    const key = window.prompt("This service needs an API key (kept in this browser's localStorage):", "");
-    if (key) {
-      localStorage.setItem(KEY_STORE, key.trim());
-      response = await send();
+    // Requests that failed together ask once: a key stored meanwhile is simply used.
+    let key = localStorage.getItem(KEY_STORE);
+    if (key === used) {
+      key = window.prompt("This service needs an API key (kept in this browser's localStorage):", "");
+      key = key ? key.trim() : "";
+      if (key) localStorage.setItem(KEY_STORE, key);
     }
+    if (key && key !== used) response = await send(key);
   }
   return response;
 }
