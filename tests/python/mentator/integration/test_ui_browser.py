@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,18 @@ def _set_options(tab: Page, options: dict[str, object]) -> None:
     tab.click("#options-ok")
 
 
+def _clipboard(tab: Page, expected_part: str) -> str:
+    """The clipboard's text once the page's (asynchronous) copy has landed there."""
+    deadline = time.monotonic() + 5
+    text = ""
+    while time.monotonic() < deadline:
+        text = str(tab.evaluate("navigator.clipboard.readText()"))
+        if expected_part in text:
+            break
+        tab.wait_for_timeout(100)
+    return text
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_page_loads_clean_and_local(
     page: tuple[Page, Watch], path: str, shots: Path, model_name: str
@@ -158,6 +171,20 @@ def test_chat_send_gives_a_schema_valid_answer(
     expect(tab.locator("#elapsed")).to_contain_text(" s")
     expect(tab.locator("#send")).to_be_enabled()
     tab.screenshot(path=shots / "ui-chat-answer.png")
+    # The four exports: payload and whole answer, to a file and to the clipboard.
+    with tab.expect_download() as data_file:
+        tab.click("#file-data")
+    assert data_file.value.suggested_filename.startswith("response-data-")
+    assert json.loads(Path(data_file.value.path()).read_text()) == answer["result"]["data"]
+    with tab.expect_download() as all_file:
+        tab.click("#file-all")
+    assert all_file.value.suggested_filename.startswith("response-all-")
+    assert json.loads(Path(all_file.value.path()).read_text()) == answer
+    tab.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    tab.click("#copy-data")
+    assert json.loads(_clipboard(tab, "name")) == answer["result"]["data"]
+    tab.click("#copy-all")
+    assert json.loads(_clipboard(tab, "duration")) == answer
     watch.clean()
 
 
@@ -402,7 +429,7 @@ def test_pages_without_saveprompt(
         context.close()
 
 
-def test_readme_screenshots_exist(shots: Path) -> None:
+def test_refresh_readme_screenshots(shots: Path) -> None:
     """Keeps docs/ in step: MENTATOR_UI_DOCS=<repo>/docs copies the README's PNGs there."""
     target = os.environ.get("MENTATOR_UI_DOCS")
     if not target:
