@@ -263,6 +263,13 @@ def test_log_pages_show_new_rows_without_reload(
     )
     expect(tab.locator("#rows")).to_contain_text(marker + "-2", timeout=15_000)
     expect(tab.locator(".chatrec.error").first).to_be_visible()
+    # A block shows the stored (compact) text; a click expands it pretty-printed, again collapses.
+    request = tab.locator(".chatrec").first.locator("pre").first
+    expect(request).to_contain_text(f'"model":"{marker}-2"')
+    request.click()
+    expect(request).to_contain_text(f'"model": "{marker}-2"')
+    request.click()
+    expect(request).to_contain_text(f'"model":"{marker}-2"')
     tab.screenshot(path=shots / "ui-log-chat-rows.png", full_page=True)
     watch.clean()
 
