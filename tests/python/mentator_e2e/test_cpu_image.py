@@ -138,3 +138,15 @@ def test_user_model_dropped_into_the_volume_is_listed(
     names = [m["name"] for m in service.get_json("/state/models?rescan=1")["models"]]
     assert USER_MODEL in names and snapshot.model_name in names, names
     ask_colour(service, USER_MODEL)
+
+
+def test_web_ui_is_served_from_the_image(service: Service) -> None:
+    """The web UI's pages and assets come from the image's own package (docs/ui.md): nothing
+    is fetched from elsewhere, so they work with no network."""
+    service.wait_http()
+    for path in ("/", "/chat", "/stat", "/log/core", "/log/chat", "/ui/common.js", "/ui/ui.css"):
+        response = service.get(path)
+        assert (
+            response.status_code == 200
+        ), f"GET {path}: {response.status_code}\n{service.log_block()}"
+        assert "default-src 'self'" in response.headers.get("content-security-policy", ""), path

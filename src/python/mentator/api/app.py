@@ -40,6 +40,7 @@ from mentator.api.routes import (
     openai,
     prompt,
     state,
+    ui,
 )
 from mentator.context import ServiceContext
 from mentator.inference.errors import InferenceError
@@ -58,6 +59,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     openai.router,
     metrics.router,
     health.router,
+    ui.router,
 )
 
 

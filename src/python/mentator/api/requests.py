@@ -155,7 +155,11 @@ LOG_PAGE_QUERY_SCHEMA: JsonSchema = {
         "afterId": {
             "type": "integer",
             "minimum": 0,
-            "description": "Only rows with a greater id (default 0).",
+            "description": (
+                "Absent or 0: the newest `limit` rows (the tail). Otherwise the OLDEST `limit`"
+                " rows with a greater id, so a client passing the largest id it has seen walks"
+                " every row. Each page is ordered newest first."
+            ),
         },
         "limit": {
             "type": "integer",
@@ -224,7 +228,9 @@ def parse_embedding(raw: Any) -> EmbeddingRequest:
 
 @dataclass(frozen=True)
 class LogPage:
-    after_id: int
+    """``after_id`` None = the tail (no ``afterId``, or 0: the client has seen no row yet)."""
+
+    after_id: int | None
     limit: int
 
 
@@ -242,7 +248,7 @@ def parse_log_page(query: Mapping[str, str]) -> LogPage:
     """``afterId``/``limit`` must be integers (a fix: ``limit=abc`` broke the original's DB)."""
     values = check(LOG_PAGE_QUERY_SCHEMA, dict(query), "querystring")
     return LogPage(
-        after_id=values.get("afterId", 0),
+        after_id=values.get("afterId") or None,
         limit=min(values.get("limit", LOG_PAGE_CAP), LOG_PAGE_CAP),
     )
 

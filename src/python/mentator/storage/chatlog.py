@@ -91,6 +91,14 @@ class ChatLogStore:
             ).fetchall()
         return [_row(row) for row in reversed(rows)]
 
+    def newest(self, limit: int) -> list[dict[str, object]]:
+        """The newest `limit` rows (clamped to 1..200), newest first (see CoreLogStore)."""
+        with self._db.session("get chat logs") as conn:
+            rows = conn.execute(
+                f"{_SELECT} ORDER BY prompt.id DESC LIMIT ?", (clamp_limit(limit),)
+            ).fetchall()
+        return [_row(row) for row in rows]
+
     def by_range(self, start_ms: int, end_ms: int) -> list[dict[str, object]]:
         """Rows with start_ms <= ts < end_ms, by id ascending."""
         with self._db.session("get chat logs by date") as conn:

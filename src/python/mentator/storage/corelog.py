@@ -78,6 +78,15 @@ class CoreLogStore:
             ).fetchall()
         return [_row(row) for row in reversed(rows)]
 
+    def newest(self, limit: int) -> list[dict[str, object]]:
+        """The newest `limit` rows (clamped to 1..200), newest first: the tail a log page opens
+        with (reference §2.9: a page opened on a big database shows the tail)."""
+        with self._db.session("get core logs") as conn:
+            rows = conn.execute(
+                f"{_SELECT} ORDER BY log.id DESC LIMIT ?", (clamp_limit(limit),)
+            ).fetchall()
+        return [_row(row) for row in rows]
+
     def by_range(self, start_ms: int, end_ms: int) -> list[dict[str, object]]:
         """Rows with start_ms <= ts < end_ms, by id ascending."""
         with self._db.session("get core logs by date") as conn:

@@ -96,22 +96,42 @@ def test_state_reports_loaded_model_and_gpu_backend(client: TestClient, engine: 
     assert state["stats1h"]["failed"] == 0
 
 
-def test_core_log_paging_walks_every_row(client: TestClient, services: ServiceContext) -> None:
+def test_core_log_byid_opens_on_the_tail_then_follows_every_row(
+    client: TestClient, services: ServiceContext
+) -> None:
     for index in range(5):
-        services.logger.debug("TEST", f"line {index}")
+        services.logger.debug("TEST", f"old line {index}")
     assert services.corelog is not None
-    every_id = {row["id"] for row in services.corelog.after_id(0, 200)}
+    newest_id = max(int(str(row["id"])) for row in services.corelog.after_id(0, 200))
+    # No afterId (and afterId=0, "nothing seen yet"): the newest rows, not the first ones.
+    for url in ("/log/core/byid?limit=2", "/log/core/byid?afterId=0&limit=2"):
+        tail = [row["id"] for row in client.get(url).json()["logs"]]
+        assert tail == [newest_id, newest_id - 1], url
+    # Following: more new rows than one page holds; none may be skipped or repeated.
+    for index in range(7):
+        services.logger.debug("TEST", f"new line {index}")
+    every_new = {row["id"] for row in services.corelog.after_id(newest_id, 200)}
+    assert len(every_new) >= 7
     seen: list[int] = []
-    after = 0
+    after = newest_id
     while page := client.get(f"/log/core/byid?afterId={after}&limit=2").json()["logs"]:
         ids = [row["id"] for row in page]
         assert ids == sorted(ids, reverse=True)  # newest first within a page
         assert len(ids) <= 2
         seen.extend(ids)
         after = max(ids)
-    assert set(seen) == every_id and len(seen) == len(every_id)  # nothing skipped or repeated
+    assert set(seen) == every_new and len(seen) == len(every_new)  # nothing skipped or repeated
     first = client.get("/log/core/byid").json()["logs"]
     assert {"id", "ts", "pipe", "kind", "message"} <= set(first[0])
+
+
+def test_chat_log_byid_opens_on_the_tail(client: TestClient, services: ServiceContext) -> None:
+    assert services.chatlog is not None
+    for index in range(5):
+        services.chatlog.write(index, 200, 1, 1, "{}", "{}", None)
+    ids = [row["id"] for row in client.get("/log/chat/byid?limit=3").json()["logs"]]
+    newest = max(int(str(row["id"])) for row in services.chatlog.after_id(0, 200))
+    assert ids == [newest, newest - 1, newest - 2]
 
 
 def test_log_paging_needs_integers(client: TestClient) -> None:

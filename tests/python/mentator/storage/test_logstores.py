@@ -66,6 +66,16 @@ def test_core_limit_is_clamped(db: Database) -> None:
     assert [row["id"] for row in store.after_id(247, 10)] == [250, 249, 248]
 
 
+def test_newest_is_the_tail(db: Database) -> None:
+    core, chat = CoreLogStore(db), ChatLogStore(db)
+    for i in range(250):
+        core.write(i, "P", "trace", "m", None)
+        chat.write(i, 200, 1, 1, "{}", "{}", None)
+    assert [row["id"] for row in core.newest(3)] == [250, 249, 248]
+    assert [row["id"] for row in chat.newest(2)] == [250, 249]
+    assert len(core.newest(1000)) == 200 and core.newest(1000)[-1]["id"] == 51
+
+
 def test_core_by_range_and_purge(db: Database) -> None:
     store = CoreLogStore(db)
     for ts in (100, 200, 300, 400):

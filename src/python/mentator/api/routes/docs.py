@@ -40,6 +40,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "log", "description": "Core log and chat log."},
     {"name": "openai", "description": "OpenAI-compatible API."},
     {"name": "monitoring", "description": "Prometheus metrics and health."},
+    {"name": "ui", "description": "The web UI's pages (HTML)."},
 ]
 
 _PAGE = """<!DOCTYPE html>

@@ -1,10 +1,15 @@
 """``/log/*`` — the core log and the chat log (reference §2.9).
 
-Fixes of the original: ``afterId``/``limit`` must be integers (``limit=abc`` is a 400 instead of
-breaking the database for the process lifetime), a page is the oldest ``limit`` rows after
-``afterId`` so paging never skips rows, and a malformed ``date``/``hour`` is a 400 naming the
-expected form (the original answered ``[]``). A database failure answers 500 and the next call
-tries again.
+The byid rule (docs/ui.md): without ``afterId`` (or with 0, "no row seen yet") the answer is the
+newest ``limit`` rows — a log page opened on a big database shows the tail, as the original did;
+with ``afterId`` it is the OLDEST ``limit`` rows after it, so a client that follows with the
+largest id it has seen never skips a row (the original returned the newest ones and lost the
+rest when more than ``limit`` were new). Pages are always ordered newest first.
+
+Other fixes of the original: ``afterId``/``limit`` must be integers (``limit=abc`` is a 400
+instead of breaking the database for the process lifetime), and a malformed ``date``/``hour`` is
+a 400 naming the expected form (the original answered ``[]``). A database failure answers 500
+and the next call tries again.
 """
 
 from __future__ import annotations
@@ -64,6 +69,14 @@ async def _read(action: Callable[[], Any]) -> Any:
         raise ApiError(500, str(error)) from error
 
 
+async def _page(store: CoreLogStore | ChatLogStore, page: LogPage) -> list[dict[str, object]]:
+    """The byid rule: the tail without ``afterId``, else the oldest rows after it."""
+    after_id = page.after_id
+    if after_id is None:
+        return list(await _read(lambda: store.newest(page.limit)))
+    return list(await _read(lambda: store.after_id(after_id, page.limit)))
+
+
 async def _by_date(
     window: _Window, store: CoreLogStore | ChatLogStore, kind: Literal["core", "chat"]
 ) -> JSONResponse:
@@ -77,7 +90,7 @@ async def _by_date(
     openapi_extra=query_doc(LOG_PAGE_QUERY_SCHEMA),
 )
 async def core_by_id(page: LogPageDep, store: CoreLogDep) -> JSONResponse:
-    return JSONResponse({"logs": await _read(lambda: store.after_id(page.after_id, page.limit))})
+    return JSONResponse({"logs": await _page(store, page)})
 
 
 @router.get(
@@ -86,7 +99,7 @@ async def core_by_id(page: LogPageDep, store: CoreLogDep) -> JSONResponse:
     openapi_extra=query_doc(LOG_PAGE_QUERY_SCHEMA),
 )
 async def chat_by_id(page: LogPageDep, store: ChatLogDep) -> JSONResponse:
-    return JSONResponse({"logs": await _read(lambda: store.after_id(page.after_id, page.limit))})
+    return JSONResponse({"logs": await _page(store, page)})
 
 
 @router.get(
