@@ -40,6 +40,7 @@ from mentator.api.routes import (
     openai,
     prompt,
     state,
+    text_completions,
 )
 from mentator.context import ServiceContext
 from mentator.inference.errors import InferenceError
@@ -56,6 +57,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     state.router,
     logs.router,
     openai.router,
+    text_completions.router,
     metrics.router,
     health.router,
 )

@@ -1,4 +1,5 @@
-"""Completions: the use-case behind ``POST /prompt`` and ``/v1/chat/completions``.
+"""Completions: the use-case behind ``POST /prompt``, ``/v1/chat/completions`` and
+``/v1/completions`` (a `ChatRequest` with ``prompt``: the text as given, no chat template).
 
 Shared steps (reference §2.4; the ones before the queue fail fast even when the queue is busy):
 1. options: the request's keys over the config's ``defaultOptions``, then every key still missing
@@ -184,9 +185,15 @@ class ChatStream:
     async def deltas(self) -> AsyncIterator[CompletionDelta]:
         """The engine's pieces; an engine failure in the middle is `EngineFailed`."""
         try:
-            async for delta in self._handle.stream(
-                self._request.messages, self._options, grammar=self._grammar
-            ):
+            if self._request.prompt is not None:
+                pieces = self._handle.stream_text(
+                    self._request.prompt, self._options, grammar=self._grammar
+                )
+            else:
+                pieces = self._handle.stream(
+                    self._request.messages, self._options, grammar=self._grammar
+                )
+            async for delta in pieces:
                 yield delta
         except EngineError as error:
             raise _engine_failed(error) from error
@@ -309,7 +316,9 @@ class Completions:
         model = find_model(self._models, request.model)
         options = generation_options(self._defaults, request.options)
         schema = request.json_schema
-        grammar = grammar_for(schema) if schema is not None else None
+        grammar = request.grammar
+        if grammar is None and schema is not None:
+            grammar = grammar_for(schema)
         return model, options, grammar
 
     async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
@@ -317,7 +326,7 @@ class Completions:
         try:
             model, options, grammar = self._chat_parts(request)
             result = await until_caller_leaves(
-                self._complete(model, request.messages, options, grammar, timing),
+                self._complete(model, request, options, grammar, timing),
                 caller.left() if caller.left else None,
             )
         except InferenceError as failure:
@@ -331,7 +340,7 @@ class Completions:
     async def _complete(
         self,
         model: ModelInfo,
-        messages: list[Message],
+        request: ChatRequest,
         options: dict[str, object],
         grammar: str | None,
         timing: Timing,
@@ -341,7 +350,9 @@ class Completions:
             _status,
         ):
             try:
-                return await handle.complete(messages, options, grammar=grammar)
+                if request.prompt is not None:
+                    return await handle.complete_text(request.prompt, options, grammar=grammar)
+                return await handle.complete(request.messages, options, grammar=grammar)
             except EngineError as error:
                 raise _engine_failed(error) from error
 

@@ -157,3 +157,41 @@ def test_embeddings(client: TestClient) -> None:
     bad = client.post("/v1/embeddings", json={"model": "alpha", "input": {"x": 1}})
     assert bad.status_code == 400
     assert bad.json()["error"]["message"] == "body/input must be a string or an array of strings"
+
+
+def test_text_completion(client: TestClient, engine: FakeEngine) -> None:
+    engine.replies = [" Paris."]
+    answer = client.post(
+        "/v1/completions",
+        json={"model": "alpha", "prompt": ["The capital is"], "max_tokens": 5, "stop": "\n"},
+    ).json()
+    assert answer["object"] == "text_completion"
+    assert answer["choices"] == [
+        {"text": " Paris.", "index": 0, "logprobs": None, "finish_reason": "stop"}
+    ]
+    assert answer["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    # The prompt reaches the engine as raw text (the fake marks a text completion "raw").
+    call = engine.calls[-1]
+    assert call.messages == [{"role": "raw", "content": "The capital is"}]
+    assert call.options["maxTokens"] == 5 and call.options["stopSequences"] == ["\n"]
+
+
+def test_text_completion_stream_and_errors(client: TestClient, engine: FakeEngine) -> None:
+    engine.stream_pieces = ["A", "B"]
+    with client.stream(
+        "POST", "/v1/completions", json={"model": "alpha", "prompt": "x", "stream": True}
+    ) as response:
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(line) for line in lines[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "AB"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert engine.calls[-1].kind == "stream"
+    for body, word in (
+        ({"model": "alpha", "prompt": ["a", "b"]}, "one prompt per request"),
+        ({"model": "alpha", "prompt": "a", "echo": True}, "echo"),
+        ({"model": "nothing", "prompt": "a"}, 'Model not found: "nothing"'),
+    ):
+        bad = client.post("/v1/completions", json=body)
+        assert bad.status_code in (400, 404), bad.text
+        assert word in bad.json()["error"]["message"]
