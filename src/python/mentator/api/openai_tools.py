@@ -84,8 +84,10 @@ def tool_offer(body: dict[str, Any]) -> ToolOffer | None:
     tools = _tools(body)
     choice = body.get("tool_choice")
     parallel = body.get("parallel_tool_calls", True) is not False
-    if choice is None:
+    if choice is None or choice == "auto":
         choice = "auto"
+        if not tools:
+            return None
     if choice == "none":
         return None
     if not tools:
