@@ -1,0 +1,130 @@
+"""Running one tool call in its own process (PY tools: the service's Python, `tools/runner.py`).
+
+The child gets: the arguments and only the env values the code names (``{{name}}``), on stdin
+(never in its environment or command line, so no `ps` shows them); an environment of ``PATH``,
+``LANG`` and ``HOME`` (an empty temporary folder, also its working directory) and nothing of
+the service's; resource limits (CPU seconds, address space, file size, open files) set between
+fork and exec; a wall-clock timeout after which its whole process group is killed; a cap on
+what it may write to stdout and stderr. It runs as the service's own (unprivileged) user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mentator.tools.files import PLACEHOLDER, ToolFile
+
+RUNNER = Path(__file__).with_name("runner.py")
+MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
+FILE_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+OPEN_FILES_LIMIT = 256
+
+
+class ToolRunError(Exception):
+    """A call that produced no result; the message says why (no secret in it)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float
+    output_bytes: int = 1024 * 1024
+
+
+def python_source(tool: ToolFile) -> str:
+    """The code with every ``{{name}}`` replaced by an access to the env entry (reference §5.3:
+    textual, anywhere, string literals included)."""
+    return PLACEHOLDER.sub(lambda match: f"ENV[{json.dumps(match.group(1).strip())}]", tool.code)
+
+
+def _limit(timeout_s: float) -> None:
+    """Runs in the child between fork and exec: nothing here may allocate much or log."""
+    cpu = max(1, int(timeout_s) + 1)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT_BYTES, FILE_SIZE_LIMIT_BYTES))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES_LIMIT, OPEN_FILES_LIMIT))
+
+
+async def _read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes, bool]:
+    """Up to ``cap`` bytes; True when the stream had more (it is then drained no further)."""
+    data = bytearray()
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return bytes(data), False
+        data.extend(chunk)
+        if len(data) > cap:
+            return bytes(data[:cap]), True
+
+
+async def run_python(tool: ToolFile, args: Any, env: dict[str, Any], limits: Limits) -> Any:
+    """The tool's return value; `ToolRunError` on timeout, exception, crash or too much output."""
+    payload = json.dumps({"code": python_source(tool), "args": args, "env": env}).encode()
+    with tempfile.TemporaryDirectory(prefix="mentator-tool-") as home:
+        child_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": home}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",  # isolated: no PYTHON* variables, no user site, no script folder on sys.path
+            str(RUNNER),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=home,
+            env=child_env,
+            start_new_session=True,
+            preexec_fn=lambda: _limit(limits.timeout_s),  # the limits must be set in the child
+        )
+        try:
+            return await asyncio.wait_for(_talk(process, payload, limits), limits.timeout_s)
+        except TimeoutError as error:
+            raise ToolRunError(
+                f"timed out after {limits.timeout_s * 1000:.0f} ms (toolTimeoutMsec)"
+            ) from error
+        finally:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+
+
+async def _talk(process: asyncio.subprocess.Process, payload: bytes, limits: Limits) -> Any:
+    assert process.stdin and process.stdout and process.stderr
+    process.stdin.write(payload)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        await process.stdin.drain()
+    process.stdin.close()
+    readers = [
+        asyncio.ensure_future(_read_capped(stream, limits.output_bytes))
+        for stream in (process.stdout, process.stderr)
+    ]
+    try:
+        # Stop at the first stream over the cap: the child then blocks on its full pipe, and
+        # waiting for the other stream would only end at the timeout.
+        for finished in asyncio.as_completed(readers):
+            _data, over = await finished
+            if over:
+                raise ToolRunError(f"wrote more than {limits.output_bytes} bytes of output")
+    finally:
+        for reader in readers:
+            reader.cancel()
+    out, err = readers[0].result()[0], readers[1].result()[0]
+    code = await process.wait()
+    line = out.decode("utf-8", "replace").strip().splitlines()
+    if not line:
+        tail = err.decode("utf-8", "replace").strip()[-500:]
+        why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise ToolRunError(f"the tool process {why} without an answer{': ' + tail if tail else ''}")
+    answer = json.loads(line[-1])
+    if not answer.get("ok"):
+        raise ToolRunError(str(answer.get("error")))
+    return answer.get("result")
