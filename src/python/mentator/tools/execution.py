@@ -1,4 +1,4 @@
-"""Running one tool call in its own process (PY tools: the service's Python, `tools/runner.py`).
+"""Running one tool call in its own process (PY tools: the service's Python running `tools/runner.py`).
 
 The child gets: the arguments and only the env values the code names (``{{name}}``), on stdin
 (never in its environment or command line, so no `ps` shows them); an environment of ``PATH``,
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import resource
@@ -19,12 +20,14 @@ import signal
 import sys
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from mentator.tools import runner
 from mentator.tools.files import PLACEHOLDER, ToolFile
 
-RUNNER = Path(__file__).with_name("runner.py")
+# The child runs the runner's source with `-c`: it never imports the service's package (and
+# this works from any packaging of the service, files or zip).
+RUNNER_SOURCE = inspect.getsource(runner)
 MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
 FILE_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 OPEN_FILES_LIMIT = 256
@@ -75,7 +78,8 @@ async def run_python(tool: ToolFile, args: Any, env: dict[str, Any], limits: Lim
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-I",  # isolated: no PYTHON* variables, no user site, no script folder on sys.path
-            str(RUNNER),
+            "-c",
+            RUNNER_SOURCE,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -91,10 +95,19 @@ async def run_python(tool: ToolFile, args: Any, env: dict[str, Any], limits: Lim
                 f"timed out after {limits.timeout_s * 1000:.0f} ms (toolTimeoutMsec)"
             ) from error
         finally:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
+            await _finish(process)
+
+
+async def _finish(process: asyncio.subprocess.Process) -> None:
+    """Kill the child's process group and reap it. Its pipes are drained first: asyncio's
+    ``wait()`` also waits for them to close, and a pipe left full (output over the cap) would
+    never reach its end."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    streams = [stream for stream in (process.stdout, process.stderr) if stream is not None]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(stream.read() for stream in streams)), 5)
+    await process.wait()
 
 
 async def _talk(process: asyncio.subprocess.Process, payload: bytes, limits: Limits) -> Any:

@@ -1,0 +1,64 @@
+"""PY tools in their own process: result, errors, limits, and what the child can see."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mentator.tools.execution import Limits, ToolRunError, python_source, run_python
+from mentator.tools.files import ToolFile
+
+
+def _tool(code: str) -> ToolFile:
+    return ToolFile("t.tool.txt", "t.tool.txt", Path("t.tool.txt"), {"type": "object"}, "PY", code)
+
+
+def _run(code: str, args: Any = None, env: dict[str, Any] | None = None, **limits: Any) -> Any:
+    options = {"timeout_s": 10.0, **limits}
+    return asyncio.run(run_python(_tool(code), args or {}, env or {}, Limits(**options)))
+
+
+def test_result_args_env_and_lib() -> None:
+    code = 'x = args["a"] + args["b"]\nreturn {"sum": x, "pw": {{ conn }}["password"], "pi": LIB.math.pi > 3}'
+    assert _run(code, {"a": 2, "b": 3}, {"conn": {"password": "p"}}) == {
+        "sum": 5,
+        "pw": "p",
+        "pi": True,
+    }
+    assert python_source(_tool('s = "{{conn}}"')) == 's = "ENV["conn"]"'
+    # Prints go to stderr, never into the answer.
+    assert _run('print("noise")\nreturn "ok"') == "ok"
+
+
+def test_failures_are_clear() -> None:
+    with pytest.raises(ToolRunError, match=r"ZeroDivisionError: division by zero \(line 2\)"):
+        _run("x = 1\nreturn x / 0")
+    with pytest.raises(ToolRunError, match=r"timed out after 1000 ms"):
+        _run("import time\ntime.sleep(30)", timeout_s=1.0)
+    with pytest.raises(ToolRunError, match=r"wrote more than 1048576 bytes"):
+        _run('print("x" * 10_000_000)\nreturn 1')
+    with pytest.raises(ToolRunError, match=r"KeyError: 'missing'"):
+        _run('return ENV["missing"]')
+    with pytest.raises(ToolRunError, match="database connectors are not available"):
+        _run("return LIB.db.pg")
+    with pytest.raises(ToolRunError, match="MemoryError"):
+        _run('x = "x" * (2 * 1024 * 1024 * 1024)\nreturn 1')
+
+
+def test_child_sees_nothing_of_the_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MENTATOR_SECRET_PROBE", "do-not-leak")
+    seen = _run(
+        "import os, sys\n"
+        "return {'env': dict(os.environ), 'cwd': os.getcwd(), 'path': sys.path,"
+        " 'mods': [m for m in sys.modules if m.startswith('mentator')]}"
+    )
+    assert set(seen["env"]) <= {"PATH", "LANG", "HOME", "LC_CTYPE"}
+    assert "do-not-leak" not in json.dumps(seen)
+    assert seen["cwd"].startswith(os.path.realpath("/tmp")) or "mentator-tool-" in seen["cwd"]
+    assert seen["mods"] == []
+    assert not any("mentator" in entry and "site-packages" not in entry for entry in seen["path"])
