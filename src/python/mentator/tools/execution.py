@@ -1,4 +1,4 @@
-"""Running one tool call in its own process (PY tools: the service's Python running `tools/runner.py`).
+"""Running one tool call in its own process (PY tools: the service's Python, `tools/runner.py`).
 
 The child gets: the arguments and only the env values the code names (``{{name}}``), on stdin
 (never in its environment or command line, so no `ps` shows them); an environment of ``PATH``,

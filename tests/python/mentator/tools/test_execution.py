@@ -24,7 +24,10 @@ def _run(code: str, args: Any = None, env: dict[str, Any] | None = None, **limit
 
 
 def test_result_args_env_and_lib() -> None:
-    code = 'x = args["a"] + args["b"]\nreturn {"sum": x, "pw": {{ conn }}["password"], "pi": LIB.math.pi > 3}'
+    code = (
+        'x = args["a"] + args["b"]\n'
+        'return {"sum": x, "pw": {{ conn }}["password"], "pi": LIB.math.pi > 3}'
+    )
     assert _run(code, {"a": 2, "b": 3}, {"conn": {"password": "p"}}) == {
         "sum": 5,
         "pw": "p",
