@@ -5,7 +5,8 @@ Each round the model answers under one grammar: *a call* of one offered tool (``
 (the ``format.jsonSchema`` grammar when the request has one with ``useGrammar``, else free text).
 A call is run (PY: its own process, `tools.execution`), its result appended as a user turn, and
 the model asked again; the first answer that is not a call is the final one. After
-``MAX_ROUNDS`` calls the model must answer (the call alternative is dropped). Every call is
+``MAX_ROUNDS`` calls, or a call repeated with the same arguments (its result is given again,
+not recomputed), the model must answer: the call alternative is dropped. Every call is
 appended to ``used`` first (``usedTools``, in call order, with repeats), as the original did.
 """
 
@@ -31,7 +32,7 @@ from mentator.tools.execution import Limits, ToolRunError, run_python
 from mentator.tools.files import ToolFile
 from mentator.tools.registry import ToolRegistry
 
-MAX_ROUNDS = 8
+MAX_ROUNDS = 4
 RESULT_CHARS = 16000  # what of a tool's result goes back into the conversation
 TOOL_PIPE = "MANAGER.TOOL"
 
@@ -143,6 +144,7 @@ class ToolLoop:
         functions = tuple(FunctionTool(t.name, t.description, t.spec) for t in self.tools)
         offer = ToolOffer(functions, "auto", False)
         conversation: list[Message] = offer_messages(offer, messages)
+        results: dict[str, str] = {}  # call (name + arguments) → its result text
         tokens = 0
         for round_number in range(MAX_ROUNDS + 1):
             last = round_number == MAX_ROUNDS
@@ -162,13 +164,45 @@ class ToolLoop:
                 )
             name, arguments = call
             self.used.append(name)
-            output = await self.call(by_name[name], arguments)
+            key = json.dumps([name, arguments], sort_keys=True)
+            if key in results:
+                # A small model tends to repeat a call whose result it already has: it gets
+                # the same result again and must answer now (no call alternative).
+                offer_now: ToolOffer | None = None
+            else:
+                results[key] = await self.call(by_name[name], arguments)
+                offer_now = offer
             conversation = [
                 *conversation,
                 {"role": "assistant", "content": result.text.strip()},
-                {"role": "user", "content": f"Result of {name}: {output[:RESULT_CHARS]}"},
+                {
+                    "role": "user",
+                    "content": f"Result of {name}: {results[key][:RESULT_CHARS]}\n"
+                    "Use this result to answer the request.",
+                },
             ]
+            if offer_now is None:
+                return await self._final(conversation, options, answer_grammar, tokens)
         raise AssertionError("unreachable: the last round has no call alternative")
+
+    async def _final(
+        self,
+        conversation: list[Message],
+        options: dict[str, object],
+        answer_grammar: str | None,
+        tokens: int,
+    ) -> CompletionResult:
+        grammar = round_grammar(None, answer_grammar, True)
+        result = await self.handle.complete(conversation, options, grammar=grammar)
+        return CompletionResult(
+            text=result.text,
+            reasoning=result.reasoning,
+            finish_reason=result.finish_reason,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=tokens + result.completion_tokens,
+            timings=result.timings,
+            raw=result.raw,
+        )
 
     def _env(self, tool: ToolFile) -> dict[str, Any]:
         values: dict[str, Any] = {}
