@@ -45,21 +45,31 @@ class _NoDatabase:
         raise RuntimeError(f"LIB.db.{name}: database connectors are not available in this service")
 
 
-def _lib() -> SimpleNamespace:
-    import base64
-    import hashlib
-    import math
-    import os.path
-    import pathlib
+class _Lib:
+    """``LIB``: modules imported when first used (a call that needs no http pays no import)."""
 
-    return SimpleNamespace(
-        math=math,
-        path=os.path,
-        fs=pathlib,
-        crypto=SimpleNamespace(hashlib=hashlib, base64=base64),
-        http=_http(),
-        db=_NoDatabase(),
-    )
+    db = _NoDatabase()
+
+    def __getattr__(self, name: str) -> Any:
+        import base64
+        import hashlib
+        import math
+        import os.path
+        import pathlib
+
+        modules: dict[str, Any] = {
+            "math": math,
+            "path": os.path,
+            "fs": pathlib,
+            "crypto": SimpleNamespace(hashlib=hashlib, base64=base64),
+        }
+        if name == "http":
+            modules["http"] = _http()
+        if name not in modules:
+            raise AttributeError(f"LIB.{name} does not exist (LIB has {', '.join(modules)}, db)")
+        value = modules[name]
+        setattr(self, name, value)
+        return value
 
 
 def main() -> int:
@@ -70,7 +80,7 @@ def main() -> int:
     try:
         namespace: dict[str, Any] = {"__name__": "__tool__"}
         exec(compile(source, "<tool>", "exec"), namespace)  # running tools is the point
-        result = namespace["__tool__"](request["args"], _lib(), request["env"])
+        result = namespace["__tool__"](request["args"], _Lib(), request["env"])
         line = json.dumps({"ok": True, "result": result}, default=str)
     except BaseException as error:  # every failure is the tool's answer
         frames = traceback.extract_tb(error.__traceback__)
