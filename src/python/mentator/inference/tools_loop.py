@@ -3,7 +3,7 @@
 Each round the model answers under one grammar: *a call* of one offered tool (``{"name":
 <tool name>, "arguments": <its $$spec>}``, built by `inference.toolcalls`) *or the final answer*
 (the ``format.jsonSchema`` grammar when the request has one with ``useGrammar``, else free text).
-A call is run (PY: its own process, `tools.execution`), its result appended as a user turn, and
+A call is run (its own process, PY or Node.js: `tools.execution`), its result appended as a user turn, and
 the model asked again; the first answer that is not a call is the final one. After
 ``MAX_ROUNDS`` calls, or a call repeated with the same arguments (its result is given again,
 not recomputed), the model must answer: the call alternative is dropped. Every call is
@@ -28,7 +28,7 @@ from mentator.inference.toolcalls import (
     offer_messages,
 )
 from mentator.logging_protocol import LoggerProtocol
-from mentator.tools.execution import Limits, ToolRunError, run_python
+from mentator.tools.execution import Limits, ToolRunError, run_tool
 from mentator.tools.files import ToolFile
 from mentator.tools.registry import ToolRegistry
 
@@ -220,17 +220,11 @@ class ToolLoop:
         """The tool's result as text for the model; `ToolFailed` when it produced none."""
         env = self._env(tool)
         started = time.monotonic()
-        if tool.lang != "PY":
-            raise ToolFailed(
-                f'on get response text: Error: on use tool [{tool.lang}] "{tool.name}": '
-                "JS tools need Node.js, which this service does not run yet; "
-                "write the tool in PY ($$code=PY)"
-            )
         try:
-            result = await run_python(tool, arguments, env, Limits(self.timeout_s))
+            result = await run_tool(tool, arguments, env, Limits(self.timeout_s))
         except ToolRunError as error:
             raise ToolFailed(
-                f'on get response text: Error: on use tool [PY] "{tool.name}": {error}'
+                f'on get response text: Error: on use tool [{tool.lang}] "{tool.name}": {error}'
             ) from error
         # Only the name and the duration: arguments and results may carry secrets.
         self.logger.trace(

@@ -16,18 +16,20 @@ import inspect
 import json
 import os
 import resource
+import shutil
 import signal
 import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from mentator.tools import runner
+from mentator.tools import runner, runner_js
 from mentator.tools.files import PLACEHOLDER, ToolFile
 
 # The child runs the runner's source with `-c`: it never imports the service's package (and
 # this works from any packaging of the service, files or zip).
 RUNNER_SOURCE = inspect.getsource(runner)
+JS_SOURCE = runner_js.SOURCE
 MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
 FILE_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 OPEN_FILES_LIMIT = 256
@@ -45,15 +47,16 @@ class Limits:
 
 def python_source(tool: ToolFile) -> str:
     """The code with every ``{{name}}`` replaced by an access to the env entry (reference §5.3:
-    textual, anywhere, string literals included)."""
+    textual, anywhere, string literals included); the same text in PY and JS."""
     return PLACEHOLDER.sub(lambda match: f"ENV[{json.dumps(match.group(1).strip())}]", tool.code)
 
 
-def _limit(timeout_s: float) -> None:
+def _limit(timeout_s: float, address_space: bool) -> None:
     """Runs in the child between fork and exec: nothing here may allocate much or log."""
     cpu = max(1, int(timeout_s) + 1)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    if address_space:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT_BYTES, FILE_SIZE_LIMIT_BYTES))
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES_LIMIT, OPEN_FILES_LIMIT))
 
@@ -70,23 +73,39 @@ async def _read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes, b
             return bytes(data[:cap]), True
 
 
-async def run_python(tool: ToolFile, args: Any, env: dict[str, Any], limits: Limits) -> Any:
+def _command(tool: ToolFile) -> list[str]:
+    if tool.lang == "JS":
+        node = shutil.which("node") or shutil.which("nodejs")
+        if node is None:
+            raise ToolRunError(
+                "Node.js (node) is not installed here, and JS tools need it; "
+                "install it or write the tool in PY ($$code=PY)"
+            )
+        # V8 reserves far more address space than it uses, so its heap is capped instead.
+        return [node, f"--max-old-space-size={MEMORY_LIMIT_BYTES // 2**20 // 2}", "-e", JS_SOURCE]
+    # isolated: no PYTHON* variables, no user site, no script folder on sys.path
+    return [sys.executable, "-I", "-c", RUNNER_SOURCE]
+
+
+async def run_tool(tool: ToolFile, args: Any, env: dict[str, Any], limits: Limits) -> Any:
     """The tool's return value; `ToolRunError` on timeout, exception, crash or too much output."""
-    payload = json.dumps({"code": python_source(tool), "args": args, "env": env}).encode()
+    command = _command(tool)
+    payload = json.dumps(
+        {"code": python_source(tool), "args": args, "env": env, "cap": limits.output_bytes}
+    ).encode()
     with tempfile.TemporaryDirectory(prefix="mentator-tool-") as home:
         child_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": home}
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",  # isolated: no PYTHON* variables, no user site, no script folder on sys.path
-            "-c",
-            RUNNER_SOURCE,
+            *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=home,
             env=child_env,
             start_new_session=True,
-            preexec_fn=lambda: _limit(limits.timeout_s),  # the limits must be set in the child
+            preexec_fn=lambda: _limit(
+                limits.timeout_s, tool.lang != "JS"
+            ),  # the limits must be set in the child
         )
         try:
             return await asyncio.wait_for(_talk(process, payload, limits), limits.timeout_s)

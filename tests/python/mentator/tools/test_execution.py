@@ -5,22 +5,29 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mentator.tools.execution import Limits, ToolRunError, python_source, run_python
+from mentator.tools.execution import Limits, ToolRunError, python_source, run_tool
 from mentator.tools.files import ToolFile
 
 
-def _tool(code: str) -> ToolFile:
-    return ToolFile("t.tool.txt", "t.tool.txt", Path("t.tool.txt"), {"type": "object"}, "PY", code)
+def _tool(code: str, lang: str = "PY") -> ToolFile:
+    return ToolFile("t.tool.txt", "t.tool.txt", Path("t.tool.txt"), {"type": "object"}, lang, code)
 
 
-def _run(code: str, args: Any = None, env: dict[str, Any] | None = None, **limits: Any) -> Any:
+def _run(
+    code: str,
+    args: Any = None,
+    env: dict[str, Any] | None = None,
+    lang: str = "PY",
+    **limits: Any,
+) -> Any:
     options = {"timeout_s": 10.0, **limits}
-    return asyncio.run(run_python(_tool(code), args or {}, env or {}, Limits(**options)))
+    return asyncio.run(run_tool(_tool(code, lang), args or {}, env or {}, Limits(**options)))
 
 
 def test_result_args_env_and_lib() -> None:
@@ -65,3 +72,38 @@ def test_child_sees_nothing_of_the_service(monkeypatch: pytest.MonkeyPatch, tmp_
     assert seen["cwd"].startswith(os.path.realpath("/tmp")) or "mentator-tool-" in seen["cwd"]
     assert seen["mods"] == []
     assert not any("mentator" in entry and "site-packages" not in entry for entry in seen["path"])
+
+
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+
+
+@needs_node
+def test_js_tool_like_the_original() -> None:
+    code = (
+        "console.log('noise');\n"
+        "const h = LIB.crypto.createHash('sha256').update('x').digest('hex').length;\n"
+        "return {sum: args.a + args.b, pw: {{ conn }}.password, h, max: LIB.math.max(1, 2)};"
+    )
+    assert _run(code, {"a": 2, "b": 3}, {"conn": {"password": "p"}}, "JS") == {
+        "sum": 5,
+        "pw": "p",
+        "h": 64,
+        "max": 2,
+    }
+    assert _run("return await Promise.resolve(7);", lang="JS") == 7
+    with pytest.raises(ToolRunError, match="Error: no luck"):
+        _run("throw new Error('no luck');", lang="JS")
+    with pytest.raises(ToolRunError, match="write the tool in PY"):
+        _run("return LIB.db.pg;", lang="JS")
+    with pytest.raises(ToolRunError, match="timed out after 1000 ms"):
+        _run("await new Promise((r) => setTimeout(r, 30000));", lang="JS", timeout_s=1.0)
+    with pytest.raises(ToolRunError, match="wrote more than"):
+        _run("console.log('x'.repeat(10000000)); return 1;", lang="JS")
+    seen = _run("return Object.keys(process.env);", lang="JS")
+    assert set(seen) <= {"PATH", "LANG", "HOME"}
+
+
+def test_js_without_node_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    with pytest.raises(ToolRunError, match=r"Node.js \(node\) is not installed"):
+        _run("return 1;", lang="JS")
