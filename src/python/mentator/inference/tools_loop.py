@@ -3,8 +3,8 @@
 Each round the model answers under one grammar: *a call* of one offered tool (``{"name":
 <tool name>, "arguments": <its $$spec>}``, built by `inference.toolcalls`) *or the final answer*
 (the ``format.jsonSchema`` grammar when the request has one with ``useGrammar``, else free text).
-A call is run (its own process, PY or Node.js: `tools.execution`), its result appended as a user turn, and
-the model asked again; the first answer that is not a call is the final one. After
+A call is run (its own process, PY or Node.js: `tools.execution`), its result appended as a
+user turn, and the model asked again; the first answer that is not a call is the final one. After
 ``MAX_ROUNDS`` calls, or a call repeated with the same arguments (its result is given again,
 not recomputed), the model must answer: the call alternative is dropped. Every call is
 appended to ``used`` first (``usedTools``, in call order, with repeats), as the original did.

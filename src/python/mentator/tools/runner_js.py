@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the JavaScript source below keeps its own line lengths
 """The child side of one JS tool call: Node.js runs `SOURCE` (``node -e``), the same protocol as
 the PY runner (stdin ``{"code", "args", "env"}``, one JSON answer line on stdout, the tool's
 ``console.log`` on stderr). The code is the body of ``async (args, LIB, ENV) => {...}`` as in
