@@ -67,6 +67,24 @@ def resolve_tools(registry: ToolRegistry | None, requested: Sequence[str]) -> li
     return chosen
 
 
+def _secrets(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) >= 4 else []
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _secrets(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _secrets(item)]
+    return []
+
+
+def redacted(message: str, env: dict[str, Any]) -> str:
+    """``message`` without the env values the call was given: a tool's error text reaches the
+    log and the chat log, its secrets must not (short values are left: they would mask words)."""
+    for secret in sorted(_secrets(env), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
 def _prefixed(grammar: str, prefix: str) -> str:
     """GBNF with every rule name prefixed (so two grammars can live in one)."""
     out: list[str] = []
@@ -224,7 +242,8 @@ class ToolLoop:
             result = await run_tool(tool, arguments, env, Limits(self.timeout_s))
         except ToolRunError as error:
             raise ToolFailed(
-                f'on get response text: Error: on use tool [{tool.lang}] "{tool.name}": {error}'
+                f'on get response text: Error: on use tool [{tool.lang}] "{tool.name}": '
+                f"{redacted(str(error), env)}"
             ) from error
         # Only the name and the duration: arguments and results may carry secrets.
         self.logger.trace(

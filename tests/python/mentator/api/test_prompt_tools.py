@@ -29,6 +29,7 @@ TOOLS = {
     "noisy": 'print("x" * 10_000_000)\nreturn 1',
     "secret": 'return len({{db-conn}}["password"])',
     "peek": "import os\nreturn sorted(os.environ)",
+    "leaky": 'raise RuntimeError("cannot log in with " + {{other}}["password"])',
 }
 
 
@@ -167,3 +168,19 @@ def test_unknown_tool_names_are_a_clear_400(
     assert answer.status_code == 400
     assert answer.json()["error"].startswith('toolServer: unknown tool "db-pg"; known tools: ')
     assert not [c for c in engine.calls if c.kind == "complete"]
+
+
+def test_a_tool_error_never_carries_its_secrets(
+    client: TestClient, engine: FakeEngine, tools: ToolRegistry, services: ServiceContext
+) -> None:
+    engine.replies = [_call("leaky")]
+    failed = client.post("/prompt", json=_body(["leaky"]))
+    assert failed.status_code == 500
+    assert failed.json()["error"] == (
+        'on get response text: Error: on use tool [PY] "leaky.tool.txt": '
+        "RuntimeError: cannot log in with *** (line 1)"
+    )
+    assert services.chatlog is not None
+    rows = services.chatlog.after_id(0, 100)
+    assert rows
+    assert "hunter2" not in json.dumps(rows, default=str)
