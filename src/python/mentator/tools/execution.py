@@ -3,8 +3,8 @@
 The child gets: the arguments and only the env values the code names (``{{name}}``), on stdin
 (never in its environment or command line, so no `ps` shows them); an environment of ``PATH``,
 ``LANG`` and ``HOME`` (an empty temporary folder, also its working directory) and nothing of
-the service's; resource limits (CPU seconds, address space, file size, open files) set between
-fork and exec; a wall-clock timeout after which its whole process group is killed; a cap on
+the service's; resource limits (CPU seconds, address space, file size, open files) set by `prlimit`
+(or between fork and exec); a wall-clock timeout after which its whole process group is killed; a cap on
 what it may write to stdout and stderr. It runs as the service's own (unprivileged) user.
 """
 
@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,14 +52,42 @@ def python_source(tool: ToolFile) -> str:
     return PLACEHOLDER.sub(lambda match: f"ENV[{json.dumps(match.group(1).strip())}]", tool.code)
 
 
-def _limit(timeout_s: float, address_space: bool) -> None:
-    """Runs in the child between fork and exec: nothing here may allocate much or log."""
+def _limits(timeout_s: float, address_space: bool) -> list[tuple[int, int]]:
     cpu = max(1, int(timeout_s) + 1)
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    limits = [
+        (resource.RLIMIT_CPU, cpu),
+        (resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT_BYTES),
+        (resource.RLIMIT_NOFILE, OPEN_FILES_LIMIT),
+    ]
     if address_space:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT_BYTES, FILE_SIZE_LIMIT_BYTES))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES_LIMIT, OPEN_FILES_LIMIT))
+        limits.append((resource.RLIMIT_AS, MEMORY_LIMIT_BYTES))
+    return limits
+
+
+_PRLIMIT_OPTIONS = {
+    resource.RLIMIT_CPU: "--cpu",
+    resource.RLIMIT_FSIZE: "--fsize",
+    resource.RLIMIT_NOFILE: "--nofile",
+    resource.RLIMIT_AS: "--as",
+}
+
+
+def _limited(
+    command: list[str], limits: list[tuple[int, int]]
+) -> tuple[list[str], Callable[[], None] | None]:
+    """The command under its limits: through util-linux ``prlimit`` when present (no Python
+    code between fork and exec, which CPython calls unsafe in a threaded process), else a
+    ``preexec_fn`` that only calls ``setrlimit``."""
+    prlimit = shutil.which("prlimit")
+    if prlimit is not None:
+        options = [f"{_PRLIMIT_OPTIONS[kind]}={value}" for kind, value in limits]
+        return [prlimit, *options, "--", *command], None
+
+    def apply() -> None:
+        for kind, value in limits:
+            resource.setrlimit(kind, (value, value))
+
+    return command, apply
 
 
 async def _read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes, bool]:
@@ -89,7 +118,7 @@ def _command(tool: ToolFile) -> list[str]:
 
 async def run_tool(tool: ToolFile, args: Any, env: dict[str, Any], limits: Limits) -> Any:
     """The tool's return value; `ToolRunError` on timeout, exception, crash or too much output."""
-    command = _command(tool)
+    command, preexec = _limited(_command(tool), _limits(limits.timeout_s, tool.lang != "JS"))
     payload = json.dumps(
         {"code": python_source(tool), "args": args, "env": env, "cap": limits.output_bytes}
     ).encode()
@@ -103,9 +132,7 @@ async def run_tool(tool: ToolFile, args: Any, env: dict[str, Any], limits: Limit
             cwd=home,
             env=child_env,
             start_new_session=True,
-            preexec_fn=lambda: _limit(
-                limits.timeout_s, tool.lang != "JS"
-            ),  # the limits must be set in the child
+            preexec_fn=preexec,  # None when prlimit sets the limits
         )
         try:
             return await asyncio.wait_for(_talk(process, payload, limits), limits.timeout_s)

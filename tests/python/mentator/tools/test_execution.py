@@ -107,3 +107,23 @@ def test_js_without_node_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(ToolRunError, match=r"Node.js \(node\) is not installed"):
         _run("return 1;", lang="JS")
+
+
+@pytest.mark.parametrize("with_prlimit", [True, False])
+def test_limits_hold_with_and_without_prlimit(
+    monkeypatch: pytest.MonkeyPatch, with_prlimit: bool
+) -> None:
+    if with_prlimit and shutil.which("prlimit") is None:
+        pytest.skip("util-linux prlimit is not installed")
+    if not with_prlimit:
+        real_which = shutil.which
+        monkeypatch.setattr(
+            shutil, "which", lambda name: None if name == "prlimit" else real_which(name)
+        )
+    seen = _run(
+        "import resource as r\n"
+        "kinds = (r.RLIMIT_CPU, r.RLIMIT_AS, r.RLIMIT_FSIZE, r.RLIMIT_NOFILE)\n"
+        "return [r.getrlimit(k) for k in kinds]",
+        timeout_s=5.0,
+    )
+    assert seen == [[6, 6], [2**30, 2**30], [64 * 2**20, 64 * 2**20], [256, 256]]
