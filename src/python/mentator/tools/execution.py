@@ -3,9 +3,10 @@
 The child gets: the arguments and only the env values the code names (``{{name}}``), on stdin
 (never in its environment or command line, so no `ps` shows them); an environment of ``PATH``,
 ``LANG`` and ``HOME`` (an empty temporary folder, also its working directory) and nothing of
-the service's; resource limits (CPU seconds, address space, file size, open files) set by `prlimit`
-(or between fork and exec); a wall-clock timeout after which its whole process group is killed; a cap on
-what it may write to stdout and stderr. It runs as the service's own (unprivileged) user.
+the service's; resource limits (CPU seconds, address space, file size, open files) set by
+`prlimit` (or between fork and exec); a wall-clock timeout after which its whole process group
+is killed; a cap on what it may write to stdout and stderr. It runs as the service's own
+(unprivileged) user.
 """
 
 from __future__ import annotations
