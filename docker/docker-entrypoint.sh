@@ -121,6 +121,13 @@ if [ ! -d "${models_dir}" ]; then
   as_user mkdir -p "${models_dir}" || fail_config "cannot create ${models_dir}." "${fix_hint}"
   log "created ${models_dir}"
 fi
+# The tool folders (reference §7: the original's entrypoint creates them too); optional, so a
+# failure is only a warning (the service then logs that the folder cannot be read).
+for tools_dir in "${data_dir}/tools" "${data_dir}/toolsenv"; do
+  if [ ! -d "${tools_dir}" ]; then
+    if as_user mkdir -p "${tools_dir}"; then log "created ${tools_dir}"; else log "WARNING: could not create ${tools_dir}"; fi
+  fi
+done
 
 # --- 3. default models ------------------------------------------------------------------------
 if [ -z "$(ls -A "${models_dir}" 2>/dev/null)" ]; then

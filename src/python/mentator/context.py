@@ -23,6 +23,7 @@ from mentator.storage.chatlog import ChatLogStore
 from mentator.storage.corelog import CoreLogStore
 from mentator.storage.database import Database
 from mentator.storage.health import StorageHealth
+from mentator.tools.registry import ToolRegistry
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ServiceContext:
     chatlog: ChatLogStore | None = None
     backend: BackendChoice | None = None
     engine: EngineManagerPort | None = None
+    tools: ToolRegistry | None = None  # server-side tools (toolDir / toolEnvDir)
     started_ms: int = field(default_factory=wall_clock_ms)
     clock_ms: Callable[[], int] = wall_clock_ms
 

@@ -45,6 +45,7 @@ from mentator.storage.corelog import CoreLogStore
 from mentator.storage.database import Database, StorageError
 from mentator.storage.health import StorageHealth
 from mentator.storage.retention import RETENTION_INTERVAL_S, Retention
+from mentator.tools.registry import ToolRegistry
 
 APP_PIPE = "APP"
 DB_PIPE = "DB"
@@ -92,6 +93,7 @@ def build_services(
         database=database,
         corelog=corelog,
         chatlog=chatlog,
+        tools=ToolRegistry(settings.tool_dir, settings.tool_env_dir, logger, MODEL_SCAN_INTERVAL_S),
     )
 
 
@@ -240,6 +242,9 @@ async def serve(
             _every(HEARTBEAT_INTERVAL_S, stop, lambda: _heartbeat(context), now=False)
         ),
     ]
+    if context.tools is not None:
+        # Tools and tool environments: scanned at once, then on the models' cadence.
+        jobs.append(asyncio.create_task(context.tools.run_periodic(stop), name="tools"))
     server_task = asyncio.create_task(_run_server(server), name="http")
     started = await _wait_started(server, server_task)
     if started:

@@ -87,6 +87,19 @@ class FakeHandle:
             raw={},
         )
 
+    async def complete_text(
+        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
+    ) -> CompletionResult:
+        return await self.complete([{"role": "raw", "content": prompt}], options, grammar=grammar)
+
+    async def stream_text(
+        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
+    ) -> AsyncIterator[CompletionDelta]:
+        async for delta in self.stream(
+            [{"role": "raw", "content": prompt}], options, grammar=grammar
+        ):
+            yield delta
+
     async def embed(self, text: str) -> list[float]:
         self.engine.calls.append(Call("embed", text=text))
         if self.engine.delay_s:

@@ -40,6 +40,7 @@ from mentator.api.routes import (
     openai,
     prompt,
     state,
+    text_completions,
     ui,
 )
 from mentator.context import ServiceContext
@@ -57,6 +58,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     state.router,
     logs.router,
     openai.router,
+    text_completions.router,
     metrics.router,
     health.router,
     ui.router,

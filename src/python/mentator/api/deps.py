@@ -78,6 +78,8 @@ def get_completions(context: ContextDep) -> Completions:
         chatlog=context.chatlog,
         save_prompt=context.settings.log.save_prompt,
         clock_ms=context.clock_ms,
+        tools=context.tools,
+        tool_timeout_s=context.settings.tool_timeout_msec / 1000,
     )
 
 

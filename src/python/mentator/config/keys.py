@@ -145,6 +145,15 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         forced=lambda root, _env: root / "toolsenv",
     ),
     ConfigKey(
+        "toolTimeoutMsec",
+        "tool_timeout_msec",
+        "integer",
+        "wall-clock limit of one server-side tool call, in milliseconds (100..3600000)",
+        default=30000,
+        minimum=100,
+        maximum=3600000,
+    ),
+    ConfigKey(
         "engineDir",
         "engine_dir",
         "path",

@@ -46,3 +46,4 @@ class Settings:
     config_file: Path | None
     mode: ConfigMode
     warnings: tuple[str, ...] = field(default=())
+    tool_timeout_msec: int = 30000

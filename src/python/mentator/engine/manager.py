@@ -189,6 +189,29 @@ class EngineHandle:
                 raise
             raise explained from error
 
+    async def complete_text(
+        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
+    ) -> CompletionResult:
+        try:
+            return await self.client.complete_text(prompt, options, grammar=grammar)
+        except EngineError as error:
+            explained = await self._explain(error)
+            if explained is error:
+                raise
+            raise explained from error
+
+    async def stream_text(
+        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
+    ) -> AsyncIterator[CompletionDelta]:
+        try:
+            async for delta in self.client.stream_text(prompt, options, grammar=grammar):
+                yield delta
+        except EngineError as error:
+            explained = await self._explain(error)
+            if explained is error:
+                raise
+            raise explained from error
+
     async def embed(self, text: str) -> list[float]:
         try:
             return await self.client.embed(text)

@@ -1,4 +1,5 @@
-"""Completions: the use-case behind ``POST /prompt`` and ``/v1/chat/completions``.
+"""Completions: the use-case behind ``POST /prompt``, ``/v1/chat/completions`` and
+``/v1/completions`` (a `ChatRequest` with ``prompt``: the text as given, no chat template).
 
 Shared steps (reference §2.4; the ones before the queue fail fast even when the queue is busy):
 1. options: the request's keys over the config's ``defaultOptions``, then every key still missing
@@ -18,8 +19,9 @@ with it the first fenced block (or the whole text) is parsed as JSON (400
 chat log; a success is stored when ``log.savePrompt`` is on. A caller that leaves cancels the
 generation (stored with code 499).
 
-``toolServer`` and ``tool`` are accepted and ignored: server-side tools are not implemented in
-this version, so ``usedTools`` never appears.
+``toolServer`` names server-side tools (reference §5; `inference.tools_loop`): the model may call
+them before answering, ``usedTools`` lists the calls. ``tool`` (inline tools) is accepted and
+ignored, as in the original.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from mentator.inference.slots import (
     with_timeout,
 )
 from mentator.inference.timing import Duration, Timing
+from mentator.inference.tools_loop import ToolLoop, resolve_tools
 from mentator.jsontext import json_text
 from mentator.logging_protocol import LoggerProtocol
 from mentator.models.discovery import ModelInfo
@@ -54,6 +57,7 @@ from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 from mentator.schema.validation import SchemaProblemError, parse_json_answer, validate_response
 from mentator.storage.chatlog import ChatLogStore
 from mentator.storage.database import StorageError
+from mentator.tools.registry import ToolRegistry
 
 # node-llama-cpp's built-in default, which the original used when `message.system` is absent.
 DEFAULT_SYSTEM_PROMPT = (
@@ -138,6 +142,7 @@ class _Exchange:
     answer_raw: str | None = None
     load_status: LoadStatus | None = None
     tokens: int | None = None
+    used_tools: list[str] | None = None  # set when toolServer resolved at least one tool
 
 
 @dataclass(frozen=True)
@@ -184,9 +189,15 @@ class ChatStream:
     async def deltas(self) -> AsyncIterator[CompletionDelta]:
         """The engine's pieces; an engine failure in the middle is `EngineFailed`."""
         try:
-            async for delta in self._handle.stream(
-                self._request.messages, self._options, grammar=self._grammar
-            ):
+            if self._request.prompt is not None:
+                pieces = self._handle.stream_text(
+                    self._request.prompt, self._options, grammar=self._grammar
+                )
+            else:
+                pieces = self._handle.stream(
+                    self._request.messages, self._options, grammar=self._grammar
+                )
+            async for delta in pieces:
                 yield delta
         except EngineError as error:
             raise _engine_failed(error) from error
@@ -214,7 +225,11 @@ class Completions:
         chatlog: ChatLogStore | None,
         save_prompt: bool,
         clock_ms: Callable[[], int],
+        tools: ToolRegistry | None = None,
+        tool_timeout_s: float = 30.0,
     ) -> None:
+        self._tools = tools
+        self._tool_timeout_s = tool_timeout_s
         self._engine = engine
         self._models = models
         self._queue = queue
@@ -238,7 +253,11 @@ class Completions:
             self._store(failure.code, failure.duration, request, body, exchange.answer_raw)
             raise
         duration = exchange.timing.duration()
-        body = success_envelope({"loadModelStatus": exchange.load_status, "data": data}, duration)
+        result: dict[str, Any] = {"loadModelStatus": exchange.load_status}
+        if exchange.used_tools is not None:
+            result["usedTools"] = exchange.used_tools
+        result["data"] = data
+        body = success_envelope(result, duration)
         self._logger.debug(
             caller.pipe,
             caller.message,
@@ -253,6 +272,7 @@ class Completions:
         options = generation_options(self._defaults, request.options)
         grammar = prompt_grammar(request)
         check_response_schema(request)
+        tools = resolve_tools(self._tools, request.tool_server or [])
         model = find_model(self._models, request.model)
         deadline = exchange.timing.started + request.duration_msec / 1000
         async with engine_slot(
@@ -269,10 +289,22 @@ class Completions:
             budget_s = request.duration_msec / 1000 - exchange.timing.queue_ms / 1000
             generation_deadline = time.monotonic() + budget_s
             try:
-                result = await with_timeout(
-                    handle.complete(prompt_messages(request), options, grammar=grammar),
-                    generation_deadline,
-                )
+                if tools:
+                    exchange.used_tools = []
+                    loop = ToolLoop(
+                        handle,
+                        self._tools,
+                        tools,
+                        self._tool_timeout_s,
+                        self._logger,
+                        exchange.used_tools,
+                    )
+                    work = loop.run(
+                        prompt_messages(request), options, grammar, request.format is not None
+                    )
+                else:
+                    work = handle.complete(prompt_messages(request), options, grammar=grammar)
+                result = await with_timeout(work, generation_deadline)
             except EngineError as error:
                 raise _engine_failed(error) from error
         exchange.answer_raw = result.text.strip()
@@ -309,7 +341,9 @@ class Completions:
         model = find_model(self._models, request.model)
         options = generation_options(self._defaults, request.options)
         schema = request.json_schema
-        grammar = grammar_for(schema) if schema is not None else None
+        grammar = request.grammar
+        if grammar is None and schema is not None:
+            grammar = grammar_for(schema)
         return model, options, grammar
 
     async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
@@ -317,7 +351,7 @@ class Completions:
         try:
             model, options, grammar = self._chat_parts(request)
             result = await until_caller_leaves(
-                self._complete(model, request.messages, options, grammar, timing),
+                self._complete(model, request, options, grammar, timing),
                 caller.left() if caller.left else None,
             )
         except InferenceError as failure:
@@ -331,7 +365,7 @@ class Completions:
     async def _complete(
         self,
         model: ModelInfo,
-        messages: list[Message],
+        request: ChatRequest,
         options: dict[str, object],
         grammar: str | None,
         timing: Timing,
@@ -341,7 +375,9 @@ class Completions:
             _status,
         ):
             try:
-                return await handle.complete(messages, options, grammar=grammar)
+                if request.prompt is not None:
+                    return await handle.complete_text(request.prompt, options, grammar=grammar)
+                return await handle.complete(request.messages, options, grammar=grammar)
             except EngineError as error:
                 raise _engine_failed(error) from error
 

@@ -46,12 +46,16 @@ class PromptRequest:
 @dataclass(frozen=True)
 class ChatRequest:
     """An OpenAI chat completion, in our terms: ``options`` uses our option names (only those
-    the client gave), ``json_schema`` is the schema the answer must follow (None: free text)."""
+    the client gave), ``json_schema`` is the schema the answer must follow (None: free text).
+    ``prompt`` set: a legacy text completion (``/v1/completions``) of that text as given, without
+    the chat template (``messages`` is then empty)."""
 
     model: str
     messages: list[Message]
     options: dict[str, object]
     json_schema: Any | None = None
+    prompt: str | None = None
+    grammar: str | None = None  # a ready GBNF (tool calls); wins over ``json_schema``
 
 
 @dataclass(frozen=True)

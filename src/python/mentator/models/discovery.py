@@ -99,6 +99,10 @@ def _walk_model_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
     yield from visit(root, root_stat)
 
 
+# The same walk serves the tool and tool-env scans (reference §5.1: "same discovery rules").
+walk_files = _walk_model_files
+
+
 def scan_models(model_dir: Path, cache: GgufInfoCache | None = None) -> list[ModelInfo]:
     """All models under ``model_dir`` in scan order; ``ModelScanError`` if it is unusable."""
     root = Path(model_dir)

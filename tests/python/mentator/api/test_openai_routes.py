@@ -157,3 +157,117 @@ def test_embeddings(client: TestClient) -> None:
     bad = client.post("/v1/embeddings", json={"model": "alpha", "input": {"x": 1}})
     assert bad.status_code == 400
     assert bad.json()["error"]["message"] == "body/input must be a string or an array of strings"
+
+
+def test_text_completion(client: TestClient, engine: FakeEngine) -> None:
+    engine.replies = [" Paris."]
+    answer = client.post(
+        "/v1/completions",
+        json={"model": "alpha", "prompt": ["The capital is"], "max_tokens": 5, "stop": "\n"},
+    ).json()
+    assert answer["object"] == "text_completion"
+    assert answer["choices"] == [
+        {"text": " Paris.", "index": 0, "logprobs": None, "finish_reason": "stop"}
+    ]
+    assert answer["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    # The prompt reaches the engine as raw text (the fake marks a text completion "raw").
+    call = engine.calls[-1]
+    assert call.messages == [{"role": "raw", "content": "The capital is"}]
+    assert call.options["maxTokens"] == 5 and call.options["stopSequences"] == ["\n"]
+
+
+def test_text_completion_stream_and_errors(client: TestClient, engine: FakeEngine) -> None:
+    engine.stream_pieces = ["A", "B"]
+    with client.stream(
+        "POST", "/v1/completions", json={"model": "alpha", "prompt": "x", "stream": True}
+    ) as response:
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(line) for line in lines[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "AB"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert engine.calls[-1].kind == "stream"
+    for body, word in (
+        ({"model": "alpha", "prompt": ["a", "b"]}, "one prompt per request"),
+        ({"model": "alpha", "prompt": "a", "echo": True}, "echo"),
+        ({"model": "nothing", "prompt": "a"}, 'Model not found: "nothing"'),
+    ):
+        bad = client.post("/v1/completions", json=body)
+        assert bad.status_code in (400, 404), bad.text
+        assert word in bad.json()["error"]["message"]
+
+
+_ADD_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+        },
+    },
+}
+
+
+def test_tools_auto_text_or_call(client: TestClient, engine: FakeEngine) -> None:
+    ask = {
+        "model": "alpha",
+        "messages": [{"role": "user", "content": "2+3?"}],
+        "tools": [_ADD_TOOL],
+    }
+    engine.replies = ["Five."]
+    text = client.post("/v1/chat/completions", json=ask).json()["choices"][0]
+    assert text["message"]["content"] == "Five." and text["finish_reason"] == "stop"
+    grammar = engine.calls[-1].grammar or ""
+    assert grammar.startswith("root ::= tool-call | free-text")
+    assert "You can call these functions" in engine.calls[-1].messages[0]["content"]
+    engine.replies = ['[{"name": "add", "arguments": {"a": 2, "b": 3}}]']
+    call = client.post("/v1/chat/completions", json=ask).json()["choices"][0]
+    assert call["finish_reason"] == "tool_calls" and call["message"]["content"] is None
+    [made] = call["message"]["tool_calls"]
+    assert made["type"] == "function" and made["id"].startswith("call_")
+    assert made["function"] == {"name": "add", "arguments": '{"a": 2, "b": 3}'}
+
+
+def test_tools_stream_a_call(client: TestClient, engine: FakeEngine) -> None:
+    engine.stream_pieces = ['{"name": "add", ', '"arguments": {"a": 1, "b": 2}}']
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "alpha",
+            "messages": [{"role": "user", "content": "1+2?"}],
+            "tools": [_ADD_TOOL],
+            "tool_choice": {"type": "function", "function": {"name": "add"}},
+            "stream": True,
+        },
+    ) as response:
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(line)["choices"][0] for line in lines[:-1]]
+    calls = [c["delta"]["tool_calls"] for c in chunks if "tool_calls" in c["delta"]]
+    assert len(calls) == 1 and calls[0][0]["index"] == 0
+    assert json.loads(calls[0][0]["function"]["arguments"]) == {"a": 1, "b": 2}
+    assert chunks[-1]["finish_reason"] == "tool_calls"
+    assert not any(c["delta"].get("content") for c in chunks)
+
+
+def test_tool_request_errors(client: TestClient, engine: FakeEngine) -> None:
+    base = {"model": "alpha", "messages": [{"role": "user", "content": "x"}]}
+    for extra, words in (
+        ({"tool_choice": "required"}, "body/tool_choice needs body/tools"),
+        (
+            {"tools": [_ADD_TOOL], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+            "'x' is not one of body/tools",
+        ),
+        ({"tools": [_ADD_TOOL, _ADD_TOOL]}, "offered twice"),
+        ({"tools": [_ADD_TOOL], "tool_choice": "sometimes"}, "body/tool_choice must be"),
+        (
+            {"tools": [_ADD_TOOL], "response_format": {"type": "json_object"}},
+            "cannot be combined with tools",
+        ),
+    ):
+        bad = client.post("/v1/chat/completions", json={**base, **extra})
+        assert bad.status_code == 400, (extra, bad.text)
+        assert words in bad.json()["error"]["message"]

@@ -43,8 +43,8 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
     data = parse_jsonc(text)
     assert isinstance(data, dict)
     assert set(data) == {
-        "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "engineDir",
-        "parallel", "queueLimit", "threads", "defaultOptions", "log",
+        "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "toolTimeoutMsec",
+        "engineDir", "parallel", "queueLimit", "threads", "defaultOptions", "log",
     }  # fmt: skip
     assert list(data["defaultOptions"]) == list(OPTION_KEYS)
     assert data["log"] == {"level": "debug", "liveDay": 30, "savePrompt": False}
@@ -203,7 +203,9 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
     assert path.read_text(encoding="utf-8") == docker_template_text()
     data = parse_jsonc(docker_template_text())
     assert isinstance(data, dict)
-    assert set(data) == {"parallel", "queueLimit", "threads", "defaultOptions", "log"}
+    assert set(data) == {
+        "toolTimeoutMsec", "parallel", "queueLimit", "threads", "defaultOptions", "log",
+    }  # fmt: skip
     assert settings.port == 19777 and settings.host == "0.0.0.0" and settings.mode == "docker"
     assert settings.model_dir == tmp_path / "data" / "models"
     assert settings.db_file == tmp_path / "data" / "mentator-llm-service.db"

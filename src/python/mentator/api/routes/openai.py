@@ -37,6 +37,12 @@ from mentator.api.deps import (
 )
 from mentator.api.errors import ApiError, openai_error_body
 from mentator.api.metrics import MetricsDep
+from mentator.api.openai_tools import (
+    TOOL_FIELDS,
+    tool_chat_request,
+    tool_event_stream,
+    with_tool_calls,
+)
 from mentator.api.requests import check
 from mentator.api.schemas import json_body_doc
 from mentator.engine.client import CompletionResult, Message
@@ -89,6 +95,7 @@ CHAT_SCHEMA: JsonSchema = {
                 },
             },
         },
+        **TOOL_FIELDS,  # function calling: api/openai_tools.py
     },
 }
 
@@ -273,7 +280,7 @@ async def chat_completions(
     request: Request, completions: CompletionsDep, caller: CallerDep, metrics: MetricsDep
 ) -> Any:
     body: dict[str, Any] = check(CHAT_SCHEMA, await read_body(request))
-    chat = _chat_request(body)
+    chat, offer = tool_chat_request(body, _chat_request(body))
     if body.get("stream"):
         tokens: list[int] = []
 
@@ -284,8 +291,14 @@ async def chat_completions(
 
         stream = await completions.open_stream(chat, caller, done)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        call = _new_call(stream.model_name)
+        events = (
+            tool_event_stream(call, stream, offer, include_usage, tokens)
+            if offer is not None
+            else _event_stream(call, stream, include_usage, tokens)
+        )
         return StreamingResponse(
-            _event_stream(_new_call(stream.model_name), stream, include_usage, tokens),
+            events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             background=BackgroundTask(stream.close),
@@ -298,7 +311,9 @@ async def chat_completions(
         duration.queue_msec,
         answer.result.completion_tokens,
     )
-    return JSONResponse(_completion_json(_new_call(answer.model_name), answer.result))
+    return JSONResponse(
+        with_tool_calls(_completion_json(_new_call(answer.model_name), answer.result), offer)
+    )
 
 
 def _embedding_inputs(value: Any) -> list[str]:
