@@ -161,3 +161,15 @@ def test_the_engine_and_every_backend_library_resolve(
     assert all("libcuda.so.1" in line for line in unresolved), unresolved  # the host's driver
     assert "gfx1100" in output and "gfx90a" in output, output
     assert "libcuda1" not in output and "libnvidia-" not in output, output
+
+
+def test_node_runs_for_js_tools(docker_client: docker.DockerClient, universal_image: str) -> None:
+    """JS server-side tools need Node.js on the service's PATH (docs/tools.md)."""
+    output = docker_client.containers.run(
+        universal_image,
+        ["sh", "-c", "node -e 'console.log(JSON.stringify({sum: 40 + 2}))'"],
+        entrypoint=[],
+        remove=True,
+        user="10001",
+    ).decode()
+    assert output.strip() == '{"sum":42}', output
