@@ -40,6 +40,8 @@ class ServiceContext:
     backend: BackendChoice | None = None
     engine: EngineManagerPort | None = None
     started_ms: int = field(default_factory=wall_clock_ms)
+    # Why the background startup (scan, backend selection) failed; /health then says "failed".
+    startup_error: str | None = None
     clock_ms: Callable[[], int] = wall_clock_ms
 
     @property

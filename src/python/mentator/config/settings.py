@@ -46,3 +46,6 @@ class Settings:
     config_file: Path | None
     mode: ConfigMode
     warnings: tuple[str, ...] = field(default=())
+    # Placed after the fields without defaults; filled from the `apiKeys` row plus the
+    # environment (`config.loader.with_env_api_keys`).
+    api_keys: tuple[str, ...] = field(default=())

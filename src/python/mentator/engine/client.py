@@ -125,7 +125,9 @@ def _connection_error(error: httpx.HTTPError, what: str) -> EngineConnectionErro
     if isinstance(error, httpx.TimeoutException):
         return EngineConnectionError(f"engine {what} timed out ({type(error).__name__})")
     detail = str(error) or type(error).__name__
-    return EngineConnectionError(f"engine connection lost during {what}: {detail}")
+    # A refused connection means the child never saw the request (it died before it came).
+    unsent = isinstance(error, httpx.ConnectError)
+    return EngineConnectionError(f"engine connection lost during {what}: {detail}", unsent=unsent)
 
 
 class EngineClient:

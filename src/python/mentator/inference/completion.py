@@ -42,6 +42,7 @@ from mentator.inference.slots import (
     engine_slot,
     find_model,
     require_engine,
+    run_on_engine,
     until_caller_leaves,
     with_timeout,
 )
@@ -255,26 +256,30 @@ class Completions:
         check_response_schema(request)
         model = find_model(self._models, request.model)
         deadline = exchange.timing.started + request.duration_msec / 1000
-        async with engine_slot(
-            engine,
-            self._queue,
-            model,
-            request.gpulayer,
-            request.context_size,
-            deadline,
-            exchange.timing,
-        ) as (handle, status):
+        messages = prompt_messages(request)
+
+        async def work(handle: EngineHandlePort, status: LoadStatus) -> CompletionResult:
             exchange.load_status = status
             # durationMsec bounds the queue wait plus the generation; a model load does not count.
             budget_s = request.duration_msec / 1000 - exchange.timing.queue_ms / 1000
             generation_deadline = time.monotonic() + budget_s
-            try:
-                result = await with_timeout(
-                    handle.complete(prompt_messages(request), options, grammar=grammar),
-                    generation_deadline,
-                )
-            except EngineError as error:
-                raise _engine_failed(error) from error
+            return await with_timeout(
+                handle.complete(messages, options, grammar=grammar), generation_deadline
+            )
+
+        try:
+            result = await run_on_engine(
+                engine,
+                self._queue,
+                model,
+                request.gpulayer,
+                request.context_size,
+                deadline,
+                exchange.timing,
+                work,
+            )
+        except EngineError as error:
+            raise _engine_failed(error) from error
         exchange.answer_raw = result.text.strip()
         exchange.tokens = result.completion_tokens
         return answer_data(request, exchange.answer_raw)
@@ -336,14 +341,15 @@ class Completions:
         grammar: str | None,
         timing: Timing,
     ) -> CompletionResult:
-        async with engine_slot(self._engine, self._queue, model, None, None, None, timing) as (
-            handle,
-            _status,
-        ):
-            try:
-                return await handle.complete(messages, options, grammar=grammar)
-            except EngineError as error:
-                raise _engine_failed(error) from error
+        async def work(handle: EngineHandlePort, _status: LoadStatus) -> CompletionResult:
+            return await handle.complete(messages, options, grammar=grammar)
+
+        try:
+            return await run_on_engine(
+                self._engine, self._queue, model, None, None, None, timing, work
+            )
+        except EngineError as error:
+            raise _engine_failed(error) from error
 
     async def open_stream(
         self, request: ChatRequest, caller: Caller, on_done: Callable[[Duration], None]
