@@ -11,7 +11,8 @@ Shared steps (reference §2.4; the ones before the queue fail fast even when the
 
 `/prompt` adds (`Completions.prompt`): a schema that can never validate anything → 400
 ``on validate response: <err>`` before generating (the original found out afterwards, with a 500);
-the answer text (reasoning excluded, trimmed) is ``answerRaw``; without ``format`` it is the data,
+the answer text (reasoning excluded; leading whitespace trimmed, trailing whitespace too unless
+the option ``trimWhitespace`` is false) is ``answerRaw``; without ``format`` it is the data,
 with it the first fenced block (or the whole text) is parsed as JSON (400
 ``on convert response text to JSON: <err>``) and validated (400
 ``JSON Schema validation failed: <path> <message>``). Every failure is logged and stored in the
@@ -125,6 +126,13 @@ def answer_data(request: PromptRequest, text: str) -> Any:
 def prompt_messages(request: PromptRequest) -> list[Message]:
     system = request.system if request.system is not None else DEFAULT_SYSTEM_PROMPT
     return [{"role": "system", "content": system}, {"role": "user", "content": request.user}]
+
+
+def answer_text(text: str, options: Mapping[str, object]) -> str:
+    """The answer as stored and parsed: ``trimWhitespace: false`` keeps the trailing whitespace
+    (the original's trimWhitespaceSuffix); leading whitespace is always dropped."""
+    text = text.lstrip()
+    return text if options.get("trimWhitespace") is False else text.rstrip()
 
 
 def _engine_failed(error: EngineError) -> EngineFailed:
@@ -280,7 +288,7 @@ class Completions:
             )
         except EngineError as error:
             raise _engine_failed(error) from error
-        exchange.answer_raw = result.text.strip()
+        exchange.answer_raw = answer_text(result.text, options)
         exchange.tokens = result.completion_tokens
         return answer_data(request, exchange.answer_raw)
 

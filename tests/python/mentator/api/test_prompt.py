@@ -363,3 +363,13 @@ def test_second_refusal_is_not_retried_again(client: TestClient, engine: FakeEng
     response = client.post("/prompt", json=body())
     assert response.status_code == 500
     assert len(engine.acquired) == 2
+
+
+def test_trim_whitespace_false_keeps_the_trailing_whitespace(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    engine.replies = ["  text \n", "  text \n"]
+    kept = client.post("/prompt", json=body(options={"trimWhitespace": False}))
+    trimmed = client.post("/prompt", json=body(options={"trimWhitespace": True}))
+    assert kept.json()["result"]["data"] == "text \n"
+    assert trimmed.json()["result"]["data"] == "text"

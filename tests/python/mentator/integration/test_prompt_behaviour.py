@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from mentator_testing.service_process import RunningService
+from mentator_testing.service_process import RunningService, still_running
 
 
 def prompt(client: httpx.Client, model: str, user: str, **extra: object) -> httpx.Response:
@@ -143,7 +143,10 @@ def test_engine_killed_while_idle_next_request_is_retried_on_a_fresh_engine(
     assert children
     for pid in children:
         os.kill(pid, signal.SIGKILL)
-    # At once: the service has not noticed the exit yet; the request meets a refused connection.
+    deadline = time.monotonic() + 5
+    while still_running(children) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    # At once (the kernel has the child dead; the service may not have reaped it yet).
     response = prompt(client, model_name, "Say hi.", options={"maxTokens": 4})
     assert response.status_code == 200, response.text
     assert set(service.engine_children()).isdisjoint(children)
