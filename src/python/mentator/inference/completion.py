@@ -25,6 +25,7 @@ this version, so ``usedTools`` never appears.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -36,12 +37,20 @@ from mentator.engine.client import CompletionDelta, CompletionResult, Message
 from mentator.engine.errors import EngineError
 from mentator.engine.ports import EngineHandlePort, EngineManagerPort, LoadStatus
 from mentator.inference.envelope import error_envelope, success_envelope
-from mentator.inference.errors import AnswerRejected, EngineFailed, InferenceError, InvalidRequest
+from mentator.inference.errors import (
+    AnswerRejected,
+    CallerLeft,
+    EngineFailed,
+    InferenceError,
+    InvalidRequest,
+    TimedOut,
+)
 from mentator.inference.requests import Caller, ChatRequest, PromptRequest
 from mentator.inference.slots import (
     ModelFinder,
     engine_slot,
     find_model,
+    remaining_s,
     require_engine,
     run_on_engine,
     until_caller_leaves,
@@ -179,7 +188,8 @@ class ChatStream:
         grammar: str | None,
         handle: EngineHandlePort,
         stack: AsyncExitStack,
-        on_close: Callable[[], None],
+        on_close: Callable[[ChatStream], None],
+        deadline: float | None = None,
     ) -> None:
         self.model_name = model_name
         self._request = request
@@ -188,17 +198,33 @@ class ChatStream:
         self._handle = handle
         self._stack = stack
         self._on_close = on_close
+        self._deadline = deadline
         self._closed = False
+        self.text = ""  # what was streamed so far (the chat log's answer)
+        self.failure: InferenceError | None = None  # how the stream ended, when it failed
 
     async def deltas(self) -> AsyncIterator[CompletionDelta]:
-        """The engine's pieces; an engine failure in the middle is `EngineFailed`."""
+        """The engine's pieces; an engine failure in the middle is `EngineFailed`, the deadline
+        passing is `TimedOut`."""
         try:
-            async for delta in self._handle.stream(
-                self._request.messages, self._options, grammar=self._grammar
-            ):
-                yield delta
+            async with asyncio.timeout(remaining_s(self._deadline)):
+                async for delta in self._handle.stream(
+                    self._request.messages, self._options, grammar=self._grammar
+                ):
+                    self.text += delta.text
+                    yield delta
         except EngineError as error:
-            raise _engine_failed(error) from error
+            self.failure = _engine_failed(error)
+            raise self.failure from error
+        except TimeoutError as error:
+            self.failure = TimedOut()
+            raise self.failure from error
+        except InferenceError as error:
+            self.failure = error
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            self.failure = CallerLeft()  # the client closed the stream
+            raise
 
     async def close(self) -> None:
         """Release the slot and the handle, log the request; safe to call twice."""
@@ -206,7 +232,7 @@ class ChatStream:
             return
         self._closed = True
         await self._stack.aclose()
-        self._on_close()
+        self._on_close(self)
 
 
 class Completions:
@@ -253,8 +279,7 @@ class Completions:
             caller.message,
             json_text({"duration": duration.to_json(), "loadModelStatus": exchange.load_status}),
         )
-        if self._save_prompt:
-            self._store(200, duration, request, body, exchange.answer_raw)
+        self._store(200, duration, request, body, exchange.answer_raw)
         return PromptAnswer(body, duration, exchange.tokens)
 
     async def _generate(self, request: PromptRequest, exchange: _Exchange) -> Any:
@@ -296,11 +321,13 @@ class Completions:
         self,
         code: int,
         duration: Duration,
-        request: PromptRequest,
+        request: PromptRequest | ChatRequest,
         response: dict[str, Any],
         answer_raw: str | None,
     ) -> None:
-        if self._chatlog is None:
+        """One chat-log row (the /state stats count them): errors always, successes when
+        ``log.savePrompt`` is on — the same rule for /prompt and /v1/chat/completions."""
+        if self._chatlog is None or (code == 200 and not self._save_prompt):
             return
         try:
             self._chatlog.write(
@@ -327,18 +354,23 @@ class Completions:
 
     async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
         timing = Timing()
+        deadline = timing.started + request.timeout_ms / 1000
         try:
             model, options, grammar = self._chat_parts(request)
             result = await until_caller_leaves(
-                self._complete(model, request.messages, options, grammar, timing),
+                self._complete(model, request.messages, options, grammar, timing, deadline),
                 caller.left() if caller.left else None,
             )
         except InferenceError as failure:
             failure.duration = timing.duration()
             self._logger.error(caller.pipe, caller.message, failure.message)
+            body = error_envelope(failure.message, failure.duration)
+            self._store(failure.code, failure.duration, request, body, None)
             raise
         duration = timing.duration()
         self._logger.debug(caller.pipe, caller.message, json_text({"duration": duration.to_json()}))
+        answer = success_envelope({"data": result.text}, duration)
+        self._store(200, duration, request, answer, result.text)
         return ChatAnswer(model.name, result, duration)
 
     async def _complete(
@@ -348,13 +380,14 @@ class Completions:
         options: dict[str, object],
         grammar: str | None,
         timing: Timing,
+        deadline: float,
     ) -> CompletionResult:
         async def work(handle: EngineHandlePort, _status: LoadStatus) -> CompletionResult:
-            return await handle.complete(messages, options, grammar=grammar)
+            return await with_timeout(handle.complete(messages, options, grammar=grammar), deadline)
 
         try:
             return await run_on_engine(
-                self._engine, self._queue, model, None, None, None, timing, work
+                self._engine, self._queue, model, None, None, deadline, timing, work
             )
         except EngineError as error:
             raise _engine_failed(error) from error
@@ -365,25 +398,36 @@ class Completions:
         """A stream holding its slot: the errors before the first byte (unknown model, busy
         queue, failed load) are raised here, so the answer can still carry their status."""
         timing = Timing()
+        deadline = timing.started + request.timeout_ms / 1000
         stack = AsyncExitStack()
         try:
             model, options, grammar = self._chat_parts(request)
             handle, _status = await stack.enter_async_context(
-                engine_slot(self._engine, self._queue, model, None, None, None, timing)
+                engine_slot(self._engine, self._queue, model, None, None, deadline, timing)
             )
         except InferenceError as failure:
             await stack.aclose()
             failure.duration = timing.duration()
             self._logger.error(caller.pipe, caller.message, failure.message)
+            body = error_envelope(failure.message, failure.duration)
+            self._store(failure.code, failure.duration, request, body, None)
             raise
 
-        def closed() -> None:
+        def closed(stream: ChatStream) -> None:
             duration = timing.duration()
             self._logger.debug(
                 caller.pipe,
                 caller.message,
                 json_text({"duration": duration.to_json(), "stream": True}),
             )
+            failure = stream.failure
+            if failure is None:
+                answer = success_envelope({"data": stream.text}, duration)
+                self._store(200, duration, request, answer, stream.text)
+            else:
+                self._logger.error(caller.pipe, caller.message, failure.message)
+                body = error_envelope(failure.message, duration)
+                self._store(failure.code, duration, request, body, stream.text or None)
             on_done(duration)
 
-        return ChatStream(model.name, request, options, grammar, handle, stack, closed)
+        return ChatStream(model.name, request, options, grammar, handle, stack, closed, deadline)
