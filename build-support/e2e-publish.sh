@@ -51,7 +51,12 @@ curl -fsS "http://${address}/v2/" >/dev/null || {
 
 echo "== ./pants publish docker:mentator-cpu (registry ${address})"
 ./pants --no-pantsd publish docker:mentator-cpu
-built="$(docker image inspect --format '{{.Id}}' "${repository}:latest")"
+built="$(docker image inspect --format '{{.Id}}' "${address}/${repository}:latest")"
+plain="$(docker image inspect --format '{{.Id}}' "${repository}:latest")"
+[[ "${plain}" == "${built}" ]] || {
+  echo "e2e-publish: the plain local tag ${repository}:latest is not the published image" >&2
+  exit 1
+}
 
 tags="$(curl -fsS "http://${address}/v2/${repository}/tags/list")"
 echo "registry holds: ${tags}"
