@@ -125,9 +125,12 @@ def test_prompt_tostring_round_trip(client: TestClient) -> None:
     assert again == prompts
 
 
-def test_prompt_tostring_bad_item_is_500(client: TestClient) -> None:
+def test_prompt_tostring_bad_item_is_400(client: TestClient) -> None:
+    # The original answered 500 (a serializer failure); a bad item is the client's (issue 14).
+    for item in (1, None, [1], "x"):
+        response = client.post("/helper/prompt/tostring", json={"prompts": [item]})
+        assert response.status_code == 400, item
     response = client.post("/helper/prompt/tostring", json={"prompts": [1]})
-    assert response.status_code == 500
     assert response.json()["error"].startswith("prompts[0] must be an object")
     assert (
         client.post("/helper/prompt/tostring", json={}).json()["error"]
