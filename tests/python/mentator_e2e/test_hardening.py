@@ -122,6 +122,23 @@ def test_keys_from_the_environment_guard_every_route_but_health_and_version(
     assert KEY not in service.logs()
 
 
+# --- the README's quick start ------------------------------------------------------------------
+
+
+def test_readme_quick_start_example_gives_a_useful_answer(service: Service, model: str) -> None:
+    """The README's curl body, as written there, answers the fact it asks for."""
+    readme = Path("README.md").read_text(encoding="utf-8")
+    marker = "curl -s localhost:19777/prompt -H 'content-type: application/json' -d '"
+    start = readme.index(marker) + len(marker)
+    body = json.loads(readme[start : readme.index("\n}'", start) + 2])
+    assert body["model"] == model, "the README names another model than the image's default"
+    response = service.post_json("/prompt", body)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"]["data"] == {"name": "Bob", "age": 42}, response.text
+    shown = readme[readme.index("# {", start) + 2 :].split("\n", 1)[0]
+    assert json.loads(shown)["result"]["data"] == response.json()["result"]["data"]
+
+
 # --- bad bodies ---------------------------------------------------------------------------------
 
 
