@@ -90,8 +90,22 @@ def _engine_pids(service: Service) -> list[int]:
 
 
 def _kill(pids: list[int]) -> None:
+    """SIGKILL, and wait until the kernel has them dead (a zombie, or gone): the signal is
+    delivered asynchronously, and "a request right after the engine died" needs it dead."""
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = []
+        for pid in pids:
+            try:
+                states.append(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
+            except (OSError, IndexError):
+                states.append("gone")
+        if all(state in ("Z", "X", "gone") for state in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"llama-server {pids} still running 10 s after SIGKILL")
 
 
 # --- API keys, passed through the image's environment ------------------------------------------
