@@ -142,7 +142,8 @@ def exited_in_kernel(pid: int) -> bool:
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
-        return True
+        # Gone — unless there is no /proc at all (not Linux): then it cannot tell.
+        return Path("/proc/self/stat").exists()
     except OSError:
         return False
     state = text.rsplit(")", 1)[-1].split()[:1]
