@@ -53,6 +53,10 @@ class AppLogger:
         self._console_lock = threading.Lock()
         self._reported_errors: set[str] = set()
 
+    def attach_store(self, store: CoreLogStore) -> None:
+        """Start writing to the database (opened late, after a failed first try)."""
+        self._store = store
+
     @property
     def level(self) -> LogLevel:
         return self._level

@@ -42,6 +42,8 @@ class ServiceContext:
     engine: EngineManagerPort | None = None
     tools: ToolRegistry | None = None  # server-side tools (toolDir / toolEnvDir)
     started_ms: int = field(default_factory=wall_clock_ms)
+    # Why the background startup (scan, backend selection) failed; /health then says "failed".
+    startup_error: str | None = None
     clock_ms: Callable[[], int] = wall_clock_ms
 
     @property

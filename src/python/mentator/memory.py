@@ -58,3 +58,15 @@ def memory_usage() -> MemoryUsage:
         heap_mb=math.ceil(heap_kb / 1024),
         external_mb=math.ceil(_children_rss_kb() / 1024),
     )
+
+
+def available_memory_mb() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in MB (what a new engine child could still use)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -51,6 +51,7 @@ APP_PIPE = "APP"
 DB_PIPE = "DB"
 HEARTBEAT_INTERVAL_S = 60.0
 MODEL_SCAN_INTERVAL_S = 60.0
+DB_RETRY_INTERVAL_S = 10.0
 
 EngineFactory = Callable[[Settings, BackendChoice, LoggerProtocol], EngineManagerPort]
 
@@ -95,6 +96,26 @@ def build_services(
         chatlog=chatlog,
         tools=ToolRegistry(settings.tool_dir, settings.tool_env_dir, logger, MODEL_SCAN_INTERVAL_S),
     )
+
+
+def reopen_database(context: ServiceContext) -> bool:
+    """Retry opening a database that could not be opened at start (a volume mounted late, a
+    permission fixed): on success the logs, chat log and /health use it from now on."""
+    if context.database is not None:
+        return True
+    try:
+        database = Database(context.settings.db_file, context.health)
+    except StorageError as error:
+        context.health.unavailable(str(error))
+        return False
+    context.corelog = CoreLogStore(database)
+    context.chatlog = ChatLogStore(database)
+    context.database = database
+    context.health.opened()
+    if isinstance(context.logger, AppLogger):
+        context.logger.attach_store(context.corelog)
+    context.logger.debug(DB_PIPE, f'init db in "{context.settings.db_file}" (after a retry)')
+    return True
 
 
 def log_backend_choice(logger: LoggerProtocol, choice: BackendChoice, source: str = "") -> None:
@@ -169,7 +190,9 @@ async def _startup(
     try:
         await asyncio.to_thread(initialize, context)
     except Exception as error:
-        context.logger.error(APP_PIPE, f"startup failed: {error}")
+        # Recorded for /health ("failed" + reason): never a silent "starting" forever.
+        context.startup_error = f"startup failed: {type(error).__name__}: {error}"
+        context.logger.error(APP_PIPE, context.startup_error)
         return
     await context.registry.run_periodic(stop, scan_first=False)
 
@@ -232,14 +255,24 @@ async def serve(
         context.logger.debug(APP_PIPE, "FINISH")
         server.should_exit = True
 
-    retention = Retention(
-        context.corelog, context.chatlog, settings.log.live_day, context.logger, context.clock_ms
-    )
+    def retention() -> None:
+        # Built per run: the stores appear later when the database opened only on a retry.
+        Retention(
+            context.corelog,
+            context.chatlog,
+            settings.log.live_day,
+            context.logger,
+            context.clock_ms,
+        ).run()
+
     jobs = [
         asyncio.create_task(_startup(context, stop, initialize), name="startup"),
-        asyncio.create_task(_every(RETENTION_INTERVAL_S, stop, retention.run, now=True)),
+        asyncio.create_task(_every(RETENTION_INTERVAL_S, stop, retention, now=True)),
         asyncio.create_task(
             _every(HEARTBEAT_INTERVAL_S, stop, lambda: _heartbeat(context), now=False)
+        ),
+        asyncio.create_task(
+            _every(DB_RETRY_INTERVAL_S, stop, lambda: reopen_database(context), now=False)
         ),
     ]
     if context.tools is not None:
@@ -267,11 +300,31 @@ async def serve(
     return 0 if started else 1
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def exposure_warning(settings: Settings) -> str | None:
+    """The start-up warning for a service reachable beyond this machine without any API key."""
+    if settings.api_keys or settings.host in LOOPBACK_HOSTS or settings.host.startswith("127."):
+        return None
+    return (
+        f"listening on {settings.host} without an API key: anyone who can reach port"
+        f" {settings.port} can use and read everything; set apiKeys in the config or"
+        " MENTATOR_API_KEYS (docs/security.md)"
+    )
+
+
 def run_service(settings: Settings) -> int:
     """Start the service with ``settings``; returns the process exit code (0 after a signal)."""
     context = build_services(settings)
     for warning in settings.warnings:
         context.logger.debug(APP_PIPE, f"config: {warning}")
+    exposed = exposure_warning(settings)
+    if exposed is not None:
+        context.logger.error(APP_PIPE, f"WARNING: {exposed}")
+    if settings.api_keys:
+        # How many, never which.
+        context.logger.debug(APP_PIPE, f"API keys required ({len(settings.api_keys)} configured)")
     context.logger.debug(APP_PIPE, "START")
     try:
         code = asyncio.run(serve(context))

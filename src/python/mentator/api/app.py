@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mentator.api.auth import ApiKeyMiddleware
 from mentator.api.deps import request_url
 from mentator.api.errors import ApiError, answer_for, error_body, is_openai, openai_error_body
 from mentator.api.metrics import ApiMetrics, MetricsMiddleware
@@ -150,6 +151,8 @@ def create_app(context: ServiceContext) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     docs.mount_docs(app)
+    # Innermost first: the key check runs inside the 500 guard and the metrics.
+    app.add_middleware(ApiKeyMiddleware, keys=context.settings.api_keys, logger=context.logger)
     app.add_middleware(InternalErrorMiddleware, logger=context.logger)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

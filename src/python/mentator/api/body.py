@@ -9,6 +9,9 @@
 * no content type and no body yields None (validation says ``body must be object``);
 * anything else — another content type, or a body without a content type — is a 415
   ``Unsupported Media Type``;
+* JSON nested deeper than `MAX_JSON_DEPTH` arrays/objects is a 400 saying so (Python's parser and
+  the validation after it recurse; without the bound a ``[[[[…]]]]`` body was a 500
+  ``RecursionError``; no request of this API needs more than a few dozen levels);
 * more than 1 MiB is a 413 ``Request body is too large`` (checked on Content-Length first, then
   while reading, so a huge upload is never buffered).
 """
@@ -29,6 +32,10 @@ INVALID_JSON = "Body is not valid JSON but content-type is set to 'application/j
 PROTO_POISONING = "Object contains forbidden prototype property"
 UNSUPPORTED_MEDIA = "Unsupported Media Type"
 TOO_LARGE = "Request body is too large"
+MAX_JSON_DEPTH = 256
+TOO_DEEP = (
+    f"Body is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays/objects are accepted"
+)
 
 
 def _media_type(header: str) -> str:
@@ -67,6 +74,19 @@ def _has_proto_key(value: Any) -> bool:
     return False
 
 
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` (iterative: it must not recurse itself)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def parse_json_text(text: bytes) -> Any:
     """JSON.parse semantics: strict JSON, UTF-8 (a BOM is tolerated), no NaN/Infinity."""
     decoded = text.decode("utf-8-sig")
@@ -93,8 +113,12 @@ async def read_body(request: Request, limit: int = BODY_LIMIT_BYTES) -> Any:
         raise ApiError(400, EMPTY_JSON)
     try:
         value = parse_json_text(raw)
+    except RecursionError as error:
+        raise ApiError(400, TOO_DEEP) from error
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, INVALID_JSON) from error
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise ApiError(400, TOO_DEEP)
     if _has_proto_key(value):
         raise ApiError(400, PROTO_POISONING)
     return value

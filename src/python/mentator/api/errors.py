@@ -59,6 +59,8 @@ def answer_for(path: str, error: ApiError | InferenceError) -> JSONResponse:
         status, duration, headers = error.status, Duration(), error.headers
     if is_openai(path):
         code = "model_not_found" if isinstance(error, ModelNotFound) else None
+        if status == 401:
+            code = "invalid_api_key"  # what OpenAI's clients expect for a missing/wrong key
         body = openai_error_body(status, error.message, code)
     else:
         body = error_body(error.message, duration)

@@ -20,8 +20,8 @@ from mentator.config.settings import LogLevel
 # integer: a whole number in [minimum, maximum]; string: a non-empty string; path: a non-empty
 # string naming a file or folder (relative = from the current directory); options: the
 # generation options object; log: the `log` section (`LOG_KEYS`); level: one of LOG_LEVELS;
-# boolean: true or false.
-KeyKind = Literal["integer", "string", "path", "options", "log", "level", "boolean"]
+# boolean: true or false; strings: a list of non-empty strings (a tuple in Settings).
+KeyKind = Literal["integer", "string", "path", "options", "log", "level", "boolean", "strings"]
 # In --conf-docker mode a key is either read from the file ("file") or fixed by the image
 # ("forced": a value in the file only earns a warning).
 DockerRule = Literal["file", "forced"]
@@ -33,6 +33,7 @@ DOCKER_DATA_ROOT = Path("/opt/mentator-llm-service/data")
 DOCKER_DB_FILE_NAME = "mentator-llm-service.db"
 DEFAULT_PORT = 19777
 DEFAULT_HOST = "0.0.0.0"
+API_KEYS_ENV = "MENTATOR_API_KEYS"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class ConfigKey:
             return " or ".join(f'"{name}"' for name in LOG_LEVELS)
         if self.kind in ("options", "log"):
             return "an object { ... }"
+        if self.kind == "strings":
+            return 'a list of non-empty strings, e.g. ["key-1"]'
+
         return "a non-empty string"
 
     def template_value(self) -> object:
@@ -190,6 +194,17 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         f" ({_range(*THREADS_RANGE)})",
         minimum=THREADS_RANGE[0],
         maximum=THREADS_RANGE[1],
+    ),
+    ConfigKey(
+        "apiKeys",
+        "api_keys",
+        "strings",
+        "API keys: when any is set (here or in the environment variable"
+        f" {API_KEYS_ENV}, comma-separated), every route but /health, /state/version and the"
+        " web pages needs 'Authorization: Bearer <key>' or 'x-api-key: <key>'; [] = no key"
+        " (docs/security.md)",
+        default=(),
+        example=[],
     ),
     ConfigKey(
         "defaultOptions",

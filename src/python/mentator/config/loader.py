@@ -19,6 +19,7 @@ from pathlib import Path
 from mentator.backends.layout import resolve_engine_dir
 from mentator.config.jsonc import JsoncError, NewMember, insert_members, parse_jsonc
 from mentator.config.keys import (
+    API_KEYS_ENV,
     CONFIG_KEYS,
     DOCKER_DATA_ROOT,
     DOCKER_FILE_KEYS,
@@ -141,6 +142,15 @@ class _Checks:
             return raw
         if row.kind == "level" and raw in LOG_LEVELS:
             return raw
+        if row.kind == "strings":
+            if isinstance(raw, list) and all(isinstance(i, str) and i.strip() for i in raw):
+                return tuple(item.strip() for item in raw)
+            # The values are secrets (API keys): the message names the shape, never the value.
+            shape = "a list with an empty or non-string item" if isinstance(raw, list) else "a "
+            if not isinstance(raw, list):
+                shape += {"str": "string", "dict": "object"}.get(type(raw).__name__, "value")
+            self.problems.append(f'key "{full_key}": expected {row.expected()}, got {shape}')
+            return None
         self.problem(full_key, row.expected(), raw)
         return None
 
@@ -160,6 +170,16 @@ class _Checks:
     def raise_if_any(self) -> None:
         if self.problems:
             raise ConfigError(self.path, self.problems)
+
+
+def with_env_api_keys(configured: object, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The file's `apiKeys` plus the comma-separated keys of `MENTATOR_API_KEYS` (both count;
+    the variable lets a container get keys without editing its config file)."""
+    keys = list(configured) if isinstance(configured, tuple) else []
+    for item in environ.get(API_KEYS_ENV, "").split(","):
+        if item.strip() and item.strip() not in keys:
+            keys.append(item.strip())
+    return tuple(keys)
 
 
 def _absolute(path: Path | str) -> Path:
@@ -246,6 +266,7 @@ def load_use(
             fields[row.field] = base / str(fields[row.field])
     engine = fields["engine_dir"]
     fields["engine_dir"] = resolve_engine_dir(str(engine) if engine else None, env, base)
+    fields["api_keys"] = with_env_api_keys(fields["api_keys"], env)
     return Settings(
         **fields,  # type: ignore[arg-type]
         config_file=config_file,
@@ -349,6 +370,7 @@ def load_docker(
             _write_or_explain(config_file, edited, "add the missing keys to the docker config file")
 
     fields.update({row.field: value for row, value in forced.items()})
+    fields["api_keys"] = with_env_api_keys(fields["api_keys"], env)
     return Settings(
         **fields,  # type: ignore[arg-type]
         config_file=config_file,

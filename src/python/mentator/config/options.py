@@ -93,7 +93,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "boolean",
         None,
         None,
-        "apply the repeat penalties to the newline token too",
+        "accepted for compatibility, no effect: llama.cpp removed this switch (docs/hardening.md)",
     ),
     OptionSpec(
         "stopSequences", "string_array", None, None, "generation stops at any of these strings"

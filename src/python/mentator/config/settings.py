@@ -47,3 +47,6 @@ class Settings:
     mode: ConfigMode
     warnings: tuple[str, ...] = field(default=())
     tool_timeout_msec: int = 30000
+    # Placed after the fields without defaults; filled from the `apiKeys` row plus the
+    # environment (`config.loader.with_env_api_keys`).
+    api_keys: tuple[str, ...] = field(default=())

@@ -37,9 +37,12 @@ _DIRECT_OPTIONS: dict[str, str] = {
 }
 
 # Options the engine has no per-request field for; the API layer documents them.
-# penalizeNewline: llama.cpp removed `penalize_nl`; trimWhitespace: applied by the caller to the
-# text; evaluationPriority: a queue hint; contextShiftSize/disableContextShift: llama-server's
-# context shift is a process flag (off), not a request field.
+# penalizeNewline: llama.cpp removed `penalize_nl` (its sampler has no per-token exemption from
+# the repeat penalties), so it is accepted and has no effect — a documented difference
+# (docs/hardening.md); trimWhitespace: applied by the caller to the text
+# (`inference.completion.answer_text`); evaluationPriority: a queue hint;
+# contextShiftSize/disableContextShift: llama-server's context shift is a process flag (off),
+# not a request field.
 IGNORED_OPTIONS: frozenset[str] = frozenset(
     {
         "penalizeNewline",
@@ -125,7 +128,9 @@ def _connection_error(error: httpx.HTTPError, what: str) -> EngineConnectionErro
     if isinstance(error, httpx.TimeoutException):
         return EngineConnectionError(f"engine {what} timed out ({type(error).__name__})")
     detail = str(error) or type(error).__name__
-    return EngineConnectionError(f"engine connection lost during {what}: {detail}")
+    # A refused connection means the child never saw the request (it died before it came).
+    unsent = isinstance(error, httpx.ConnectError)
+    return EngineConnectionError(f"engine connection lost during {what}: {detail}", unsent=unsent)
 
 
 class EngineClient:
@@ -142,9 +147,14 @@ class EngineClient:
         self._owns_http = http is None
         # No read timeout: a generation is bounded by the caller (durationMsec), whose
         # cancellation closes the connection and so stops llama-server.
+        # No kept-alive connections: each request opens its own (loopback: ~0.1 ms). Then a
+        # refused connection proves the child never saw the request (it had died), which makes
+        # the request safe to retry on a fresh child; a pooled connection to a dead child would
+        # fail like a request killed mid-generation instead.
         self._http = http or httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(None, connect=connect_timeout_s),
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     async def aclose(self) -> None:

@@ -7,12 +7,15 @@ class EngineError(RuntimeError):
     """Anything that went wrong in or with llama-server.
 
     `status` is the HTTP status llama-server answered with, when it answered at all.
+    `unsent` is True when the request never reached the child (the connection was refused): the
+    child did no work for it, so the caller may safely run it again on a fresh child.
     """
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, unsent: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.unsent = unsent
 
 
 class EngineNotFoundError(EngineError):
@@ -26,10 +29,12 @@ class EngineStartError(EngineError):
 class EngineExitedError(EngineError):
     """The child process died while a request was running on it."""
 
-    def __init__(self, returncode: int | None, output_tail: str) -> None:
+    def __init__(self, returncode: int | None, output_tail: str, *, unsent: bool = False) -> None:
         code = "unknown" if returncode is None else str(returncode)
         detail = output_tail.strip() or "no output"
-        super().__init__(f"engine process exited unexpectedly (code {code}): {detail}")
+        super().__init__(
+            f"engine process exited unexpectedly (code {code}): {detail}", unsent=unsent
+        )
         self.returncode = returncode
         self.output_tail = output_tail
 

@@ -11,6 +11,9 @@ Rules (reference §2.6, with the port's fixes):
 * A failed load leaves nothing loaded, and `current()` says so.
 * A child that died is restarted transparently by the next `acquire`; the request that was running
   on it gets `EngineExitedError` ("engine process exited unexpectedly (code X): <output tail>").
+  When the request never reached the child (connection refused: it died while idle, before the
+  exit was noticed), the error says so (`unsent`) and the use-case retries it once on a fresh
+  child (`inference.slots.run_on_engine`).
 * On a GPU backend, a child that fails to start is retried once on the CPU; when that works the
   manager stays on the CPU and the backend choice records why (shown by /state).
 """
@@ -147,7 +150,9 @@ class EngineHandle:
         if process.alive:
             await process.wait_exit(1.0)
         if not process.alive:
-            return EngineExitedError(process.returncode, process.output_tail(10))
+            return EngineExitedError(
+                process.returncode, process.output_tail(10), unsent=error.unsent
+            )
         return error
 
     async def complete(

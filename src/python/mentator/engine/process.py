@@ -136,6 +136,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def exited_in_kernel(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie not yet reaped, or gone) per ``/proc``;
+    False where ``/proc`` cannot tell."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        # Gone — unless there is no /proc at all (not Linux): then it cannot tell.
+        return Path("/proc/self/stat").exists()
+    except OSError:
+        return False
+    state = text.rsplit(")", 1)[-1].split()[:1]
+    return state in (["Z"], ["X"])
+
+
 class LlamaServerProcess:
     """A supervised llama-server. Not reusable: a new model or a restart is a new object."""
 
@@ -180,7 +194,12 @@ class LlamaServerProcess:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        # The kernel knows of a death (a zombie, or gone) before the event loop has reaped the
+        # child and set its returncode: asking it lets the next request restart the engine
+        # instead of meeting a dead one.
+        if self._proc is None or self._proc.returncode is not None:
+            return False
+        return not exited_in_kernel(self._proc.pid)
 
     def output_tail(self, lines: int = 20) -> str:
         """The last lines the child printed, for error messages."""

@@ -12,7 +12,8 @@ Shared steps (reference §2.4; the ones before the queue fail fast even when the
 
 `/prompt` adds (`Completions.prompt`): a schema that can never validate anything → 400
 ``on validate response: <err>`` before generating (the original found out afterwards, with a 500);
-the answer text (reasoning excluded, trimmed) is ``answerRaw``; without ``format`` it is the data,
+the answer text (reasoning excluded; leading whitespace trimmed, trailing whitespace too unless
+the option ``trimWhitespace`` is false) is ``answerRaw``; without ``format`` it is the data,
 with it the first fenced block (or the whole text) is parsed as JSON (400
 ``on convert response text to JSON: <err>``) and validated (400
 ``JSON Schema validation failed: <path> <message>``). Every failure is logged and stored in the
@@ -26,6 +27,7 @@ ignored, as in the original.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -37,13 +39,22 @@ from mentator.engine.client import CompletionDelta, CompletionResult, Message
 from mentator.engine.errors import EngineError
 from mentator.engine.ports import EngineHandlePort, EngineManagerPort, LoadStatus
 from mentator.inference.envelope import error_envelope, success_envelope
-from mentator.inference.errors import AnswerRejected, EngineFailed, InferenceError, InvalidRequest
+from mentator.inference.errors import (
+    AnswerRejected,
+    CallerLeft,
+    EngineFailed,
+    InferenceError,
+    InvalidRequest,
+    TimedOut,
+)
 from mentator.inference.requests import Caller, ChatRequest, PromptRequest
 from mentator.inference.slots import (
     ModelFinder,
     engine_slot,
     find_model,
+    remaining_s,
     require_engine,
+    run_on_engine,
     until_caller_leaves,
     with_timeout,
 )
@@ -130,6 +141,13 @@ def prompt_messages(request: PromptRequest) -> list[Message]:
     return [{"role": "system", "content": system}, {"role": "user", "content": request.user}]
 
 
+def answer_text(text: str, options: Mapping[str, object]) -> str:
+    """The answer as stored and parsed: ``trimWhitespace: false`` keeps the trailing whitespace
+    (the original's trimWhitespaceSuffix); leading whitespace is always dropped."""
+    text = text.lstrip()
+    return text if options.get("trimWhitespace") is False else text.rstrip()
+
+
 def _engine_failed(error: EngineError) -> EngineFailed:
     return EngineFailed(f"on get response text: {error.message}")
 
@@ -175,7 +193,8 @@ class ChatStream:
         grammar: str | None,
         handle: EngineHandlePort,
         stack: AsyncExitStack,
-        on_close: Callable[[], None],
+        on_close: Callable[[ChatStream], None],
+        deadline: float | None = None,
     ) -> None:
         self.model_name = model_name
         self._request = request
@@ -184,23 +203,39 @@ class ChatStream:
         self._handle = handle
         self._stack = stack
         self._on_close = on_close
+        self._deadline = deadline
         self._closed = False
+        self.text = ""  # what was streamed so far (the chat log's answer)
+        self.failure: InferenceError | None = None  # how the stream ended, when it failed
 
     async def deltas(self) -> AsyncIterator[CompletionDelta]:
-        """The engine's pieces; an engine failure in the middle is `EngineFailed`."""
+        """The engine's pieces; an engine failure in the middle is `EngineFailed`, the deadline
+        passing is `TimedOut`."""
         try:
-            if self._request.prompt is not None:
-                pieces = self._handle.stream_text(
-                    self._request.prompt, self._options, grammar=self._grammar
-                )
-            else:
-                pieces = self._handle.stream(
-                    self._request.messages, self._options, grammar=self._grammar
-                )
-            async for delta in pieces:
-                yield delta
+            async with asyncio.timeout(remaining_s(self._deadline)):
+                if self._request.prompt is not None:
+                    pieces = self._handle.stream_text(
+                        self._request.prompt, self._options, grammar=self._grammar
+                    )
+                else:
+                    pieces = self._handle.stream(
+                        self._request.messages, self._options, grammar=self._grammar
+                    )
+                async for delta in pieces:
+                    self.text += delta.text
+                    yield delta
         except EngineError as error:
-            raise _engine_failed(error) from error
+            self.failure = _engine_failed(error)
+            raise self.failure from error
+        except TimeoutError as error:
+            self.failure = TimedOut()
+            raise self.failure from error
+        except InferenceError as error:
+            self.failure = error
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            self.failure = CallerLeft()  # the client closed the stream
+            raise
 
     async def close(self) -> None:
         """Release the slot and the handle, log the request; safe to call twice."""
@@ -208,7 +243,7 @@ class ChatStream:
             return
         self._closed = True
         await self._stack.aclose()
-        self._on_close()
+        self._on_close(self)
 
 
 class Completions:
@@ -263,8 +298,7 @@ class Completions:
             caller.message,
             json_text({"duration": duration.to_json(), "loadModelStatus": exchange.load_status}),
         )
-        if self._save_prompt:
-            self._store(200, duration, request, body, exchange.answer_raw)
+        self._store(200, duration, request, body, exchange.answer_raw)
         return PromptAnswer(body, duration, exchange.tokens)
 
     async def _generate(self, request: PromptRequest, exchange: _Exchange) -> Any:
@@ -275,39 +309,42 @@ class Completions:
         tools = resolve_tools(self._tools, request.tool_server or [])
         model = find_model(self._models, request.model)
         deadline = exchange.timing.started + request.duration_msec / 1000
-        async with engine_slot(
-            engine,
-            self._queue,
-            model,
-            request.gpulayer,
-            request.context_size,
-            deadline,
-            exchange.timing,
-        ) as (handle, status):
+        messages = prompt_messages(request)
+
+        async def work(handle: EngineHandlePort, status: LoadStatus) -> CompletionResult:
             exchange.load_status = status
             # durationMsec bounds the queue wait plus the generation; a model load does not count.
             budget_s = request.duration_msec / 1000 - exchange.timing.queue_ms / 1000
             generation_deadline = time.monotonic() + budget_s
-            try:
-                if tools:
-                    exchange.used_tools = []
-                    loop = ToolLoop(
-                        handle,
-                        self._tools,
-                        tools,
-                        self._tool_timeout_s,
-                        self._logger,
-                        exchange.used_tools,
-                    )
-                    work = loop.run(
-                        prompt_messages(request), options, grammar, request.format is not None
-                    )
-                else:
-                    work = handle.complete(prompt_messages(request), options, grammar=grammar)
-                result = await with_timeout(work, generation_deadline)
-            except EngineError as error:
-                raise _engine_failed(error) from error
-        exchange.answer_raw = result.text.strip()
+            if tools:
+                exchange.used_tools = []
+                loop = ToolLoop(
+                    handle,
+                    self._tools,
+                    tools,
+                    self._tool_timeout_s,
+                    self._logger,
+                    exchange.used_tools,
+                )
+                answer = loop.run(messages, options, grammar, request.format is not None)
+            else:
+                answer = handle.complete(messages, options, grammar=grammar)
+            return await with_timeout(answer, generation_deadline)
+
+        try:
+            result = await run_on_engine(
+                engine,
+                self._queue,
+                model,
+                request.gpulayer,
+                request.context_size,
+                deadline,
+                exchange.timing,
+                work,
+            )
+        except EngineError as error:
+            raise _engine_failed(error) from error
+        exchange.answer_raw = answer_text(result.text, options)
         exchange.tokens = result.completion_tokens
         return answer_data(request, exchange.answer_raw)
 
@@ -315,11 +352,13 @@ class Completions:
         self,
         code: int,
         duration: Duration,
-        request: PromptRequest,
+        request: PromptRequest | ChatRequest,
         response: dict[str, Any],
         answer_raw: str | None,
     ) -> None:
-        if self._chatlog is None:
+        """One chat-log row (the /state stats count them): errors always, successes when
+        ``log.savePrompt`` is on — the same rule for /prompt and /v1/chat/completions."""
+        if self._chatlog is None or (code == 200 and not self._save_prompt):
             return
         try:
             self._chatlog.write(
@@ -348,18 +387,23 @@ class Completions:
 
     async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
         timing = Timing()
+        deadline = timing.started + request.timeout_ms / 1000
         try:
             model, options, grammar = self._chat_parts(request)
             result = await until_caller_leaves(
-                self._complete(model, request, options, grammar, timing),
+                self._complete(model, request, options, grammar, timing, deadline),
                 caller.left() if caller.left else None,
             )
         except InferenceError as failure:
             failure.duration = timing.duration()
             self._logger.error(caller.pipe, caller.message, failure.message)
+            body = error_envelope(failure.message, failure.duration)
+            self._store(failure.code, failure.duration, request, body, None)
             raise
         duration = timing.duration()
         self._logger.debug(caller.pipe, caller.message, json_text({"duration": duration.to_json()}))
+        answer = success_envelope({"data": result.text}, duration)
+        self._store(200, duration, request, answer, result.text)
         return ChatAnswer(model.name, result, duration)
 
     async def _complete(
@@ -369,17 +413,21 @@ class Completions:
         options: dict[str, object],
         grammar: str | None,
         timing: Timing,
+        deadline: float,
     ) -> CompletionResult:
-        async with engine_slot(self._engine, self._queue, model, None, None, None, timing) as (
-            handle,
-            _status,
-        ):
-            try:
-                if request.prompt is not None:
-                    return await handle.complete_text(request.prompt, options, grammar=grammar)
-                return await handle.complete(request.messages, options, grammar=grammar)
-            except EngineError as error:
-                raise _engine_failed(error) from error
+        async def work(handle: EngineHandlePort, _status: LoadStatus) -> CompletionResult:
+            if request.prompt is not None:
+                answer = handle.complete_text(request.prompt, options, grammar=grammar)
+            else:
+                answer = handle.complete(request.messages, options, grammar=grammar)
+            return await with_timeout(answer, deadline)
+
+        try:
+            return await run_on_engine(
+                self._engine, self._queue, model, None, None, deadline, timing, work
+            )
+        except EngineError as error:
+            raise _engine_failed(error) from error
 
     async def open_stream(
         self, request: ChatRequest, caller: Caller, on_done: Callable[[Duration], None]
@@ -387,25 +435,36 @@ class Completions:
         """A stream holding its slot: the errors before the first byte (unknown model, busy
         queue, failed load) are raised here, so the answer can still carry their status."""
         timing = Timing()
+        deadline = timing.started + request.timeout_ms / 1000
         stack = AsyncExitStack()
         try:
             model, options, grammar = self._chat_parts(request)
             handle, _status = await stack.enter_async_context(
-                engine_slot(self._engine, self._queue, model, None, None, None, timing)
+                engine_slot(self._engine, self._queue, model, None, None, deadline, timing)
             )
         except InferenceError as failure:
             await stack.aclose()
             failure.duration = timing.duration()
             self._logger.error(caller.pipe, caller.message, failure.message)
+            body = error_envelope(failure.message, failure.duration)
+            self._store(failure.code, failure.duration, request, body, None)
             raise
 
-        def closed() -> None:
+        def closed(stream: ChatStream) -> None:
             duration = timing.duration()
             self._logger.debug(
                 caller.pipe,
                 caller.message,
                 json_text({"duration": duration.to_json(), "stream": True}),
             )
+            failure = stream.failure
+            if failure is None:
+                answer = success_envelope({"data": stream.text}, duration)
+                self._store(200, duration, request, answer, stream.text)
+            else:
+                self._logger.error(caller.pipe, caller.message, failure.message)
+                body = error_envelope(failure.message, duration)
+                self._store(failure.code, duration, request, body, stream.text or None)
             on_done(duration)
 
-        return ChatStream(model.name, request, options, grammar, handle, stack, closed)
+        return ChatStream(model.name, request, options, grammar, handle, stack, closed, deadline)

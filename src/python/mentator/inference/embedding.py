@@ -13,14 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mentator.engine.errors import EngineError
-from mentator.engine.ports import EngineManagerPort, LoadStatus
+from mentator.engine.ports import EngineHandlePort, EngineManagerPort, LoadStatus
 from mentator.inference.errors import EngineFailed, InferenceError
 from mentator.inference.requests import Caller, EmbeddingRequest
 from mentator.inference.slots import (
     ModelFinder,
-    engine_slot,
     find_model,
     require_engine,
+    run_on_engine,
     until_caller_leaves,
 )
 from mentator.inference.timing import Duration, Timing
@@ -90,13 +90,14 @@ class Embeddings:
         engine = require_engine(self._engine)
         model = find_model(self._models, request.model)
         gpulayer, context_size = engine_settings_for(engine, model.name, request.gpulayer)
-        vectors: list[list[float]] = []
-        async with engine_slot(
-            engine, self._queue, model, gpulayer, context_size, None, timing
-        ) as (handle, status):
-            for text in request.texts:
-                try:
-                    vectors.append(await handle.embed(text))
-                except EngineError as error:
-                    raise EngineFailed(error.message) from error
-        return EmbeddingAnswer(model.name, vectors, status, timing.duration())
+
+        async def work(handle: EngineHandlePort, status: LoadStatus) -> EmbeddingAnswer:
+            vectors = [await handle.embed(text) for text in request.texts]
+            return EmbeddingAnswer(model.name, vectors, status, timing.duration())
+
+        try:
+            return await run_on_engine(
+                engine, self._queue, model, gpulayer, context_size, None, timing, work
+            )
+        except EngineError as error:
+            raise EngineFailed(error.message) from error

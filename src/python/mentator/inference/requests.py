@@ -43,6 +43,9 @@ class PromptRequest:
     tool_server: list[str] | None
 
 
+CHAT_TIMEOUT_MS = 600_000
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """An OpenAI chat completion, in our terms: ``options`` uses our option names (only those
@@ -56,6 +59,10 @@ class ChatRequest:
     json_schema: Any | None = None
     prompt: str | None = None
     grammar: str | None = None  # a ready GBNF (tool calls); wins over ``json_schema``
+    body: Any = None  # the request as sent, for the chat log
+    # OpenAI's API has no per-request time limit; the queue wait plus the generation are bounded
+    # like /prompt's durationMsec, by this (a stuck request must not hold a slot forever).
+    timeout_ms: int = CHAT_TIMEOUT_MS
 
 
 @dataclass(frozen=True)

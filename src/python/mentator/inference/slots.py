@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol, TypeVar
 
@@ -21,11 +21,14 @@ from mentator.inference.errors import (
     Busy,
     CallerLeft,
     EngineFailed,
+    InferenceError,
+    InvalidRequest,
     ModelNotFound,
     Starting,
     TimedOut,
 )
 from mentator.inference.timing import Timing
+from mentator.memory import available_memory_mb
 from mentator.models.discovery import ModelInfo
 from mentator.scheduling import QueueFull, QueueTimeout, RequestQueue
 
@@ -51,6 +54,32 @@ def find_model(models: ModelFinder, name: str) -> ModelInfo:
     return model
 
 
+def check_context_size(model: ModelInfo, context_size: int | None) -> None:
+    """A ``contextSize`` above what the model was trained for (GGUF ``context_length``, llama.cpp's
+    ``n_ctx_train``) is the client's mistake: say so before loading anything."""
+    limit = model.context_length
+    if context_size is not None and limit is not None and context_size > limit:
+        raise InvalidRequest(
+            f'contextSize {context_size} is more than model "{model.name}" supports '
+            f"(trained context {limit} tokens): use at most {limit}, or leave contextSize out"
+        )
+
+
+def load_failure(model: ModelInfo, context_size: int | None, error: EngineError) -> InferenceError:
+    """A failed load. With a contextSize the client chose, the context (its KV cache) not fitting
+    in memory is the likely cause: a 400 that says what the model and the memory allow."""
+    text = f'on load model "{model.name}": {error.message}'
+    if context_size is None:
+        return EngineFailed(text)
+    limit = "unknown" if model.context_length is None else f"{model.context_length} tokens"
+    free = available_memory_mb()
+    memory = "unknown" if free is None else f"{free} MB"
+    return InvalidRequest(
+        f"{text} (contextSize {context_size} could not be loaded: the model supports up to "
+        f"{limit}, available memory is {memory}; try a smaller contextSize or leave it out)"
+    )
+
+
 @asynccontextmanager
 async def engine_slot(
     engine: EngineManagerPort | None,
@@ -66,17 +95,59 @@ async def engine_slot(
     ``deadline`` is a `time.monotonic` instant (the queue's clock) or None for no limit.
     """
     manager = require_engine(engine)
+    check_context_size(model, context_size)
     try:
         async with queue.slot(deadline) as waited_ms:
             timing.queue_ms = waited_ms
             try:
                 handle, status = await manager.acquire(model, gpulayer, context_size)
             except EngineError as error:
-                raise EngineFailed(f'on load model "{model.name}": {error.message}') from error
+                raise load_failure(model, context_size, error) from error
             try:
                 yield handle, status
             finally:
                 handle.release()
+    except QueueFull as error:
+        raise Busy(str(error)) from error
+    except QueueTimeout as error:
+        raise TimedOut() from error
+
+
+async def run_on_engine(
+    engine: EngineManagerPort | None,
+    queue: RequestQueue,
+    model: ModelInfo,
+    gpulayer: float | None,
+    context_size: int | None,
+    deadline: float | None,
+    timing: Timing,
+    work: Callable[[EngineHandlePort, LoadStatus], Awaitable[T]],
+) -> T:
+    """`work` on a handle from `engine_slot`, retried once on a fresh engine when the engine had
+    died before the request reached it (`EngineError.unsent`: the connection was refused, so it
+    did no work and produced no token). A request the engine had started gets the error.
+
+    The retry keeps the queue slot; it releases the dead engine's handle first, so the manager
+    (which now sees the exit) starts a new child on the next acquire.
+    """
+    manager = require_engine(engine)
+    check_context_size(model, context_size)
+    try:
+        async with queue.slot(deadline) as waited_ms:
+            timing.queue_ms = waited_ms
+            for attempt in (1, 2):
+                try:
+                    handle, status = await manager.acquire(model, gpulayer, context_size)
+                except EngineError as error:
+                    raise load_failure(model, context_size, error) from error
+                try:
+                    return await work(handle, status)
+                except EngineError as error:
+                    if attempt == 2 or not error.unsent or error.status is not None:
+                        raise
+                finally:
+                    handle.release()
+            raise AssertionError("unreachable")  # pragma: no cover
     except QueueFull as error:
         raise Busy(str(error)) from error
     except QueueTimeout as error:

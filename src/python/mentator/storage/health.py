@@ -30,6 +30,12 @@ class StorageHealth:
             self.open_error = why
             self._failures["open"] = (why, _now_ms())
 
+    def opened(self) -> None:
+        """The database could be opened after all (a retry at start): no longer unavailable."""
+        with self._lock:
+            self.open_error = None
+            self._failures.pop("open", None)
+
     def db_failed(self, message: str, now_ms: int | None = None, action: str = "") -> None:
         with self._lock:
             self._failures[action] = (message, _now_ms() if now_ms is None else now_ms)

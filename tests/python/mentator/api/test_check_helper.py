@@ -6,7 +6,9 @@ import json
 
 from fastapi.testclient import TestClient
 
+from mentator.api.app import create_app
 from mentator.config.options import CORE_DEFAULTS, JSON_DEFAULTS
+from mentator_testing.fake_engine import ServicesFactory
 from mentator_testing.spec_examples import PROMPT_FILE
 
 
@@ -123,11 +125,27 @@ def test_prompt_tostring_round_trip(client: TestClient) -> None:
     assert again == prompts
 
 
-def test_prompt_tostring_bad_item_is_500(client: TestClient) -> None:
+def test_prompt_tostring_bad_item_is_400(client: TestClient) -> None:
+    # The original answered 500 (a serializer failure); a bad item is the client's (issue 14).
+    for item in (1, None, [1], "x"):
+        response = client.post("/helper/prompt/tostring", json={"prompts": [item]})
+        assert response.status_code == 400, item
     response = client.post("/helper/prompt/tostring", json={"prompts": [1]})
-    assert response.status_code == 500
     assert response.json()["error"].startswith("prompts[0] must be an object")
     assert (
         client.post("/helper/prompt/tostring", json={}).json()["error"]
         == "body must have required property 'prompts'"
     )
+
+
+def test_check_options_answers_what_prompt_would_use_config_default_options(
+    make_services: ServicesFactory,
+) -> None:
+    services = make_services(None, default_options={"temperature": 0.1, "maxTokens": 99})
+    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+        empty = client.post("/check/options", json={"options": {}}).json()
+        given = client.post("/check/options", json={"options": {"temperature": 0.9}}).json()
+        bad = client.post("/check/options", json={"options": "x"}).json()
+    assert empty["options"] == {**JSON_DEFAULTS, "temperature": 0.1, "maxTokens": 99}
+    assert given["options"] == {**JSON_DEFAULTS, "temperature": 0.9, "maxTokens": 99}
+    assert bad["options"] == empty["options"]

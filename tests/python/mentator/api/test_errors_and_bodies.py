@@ -182,3 +182,26 @@ def test_unexpected_exception_is_a_500_envelope(
     assert any(
         entry["message"] == "unexpected error on GET /state/models" for entry in core_log(services)
     )
+
+
+@pytest.mark.parametrize("path", ["/prompt", "/v1/chat/completions", "/check/gbnf"])
+@pytest.mark.parametrize("levels", [300, 100_000])
+def test_deeply_nested_json_is_a_clear_400_not_a_recursion_error(
+    client: TestClient, path: str, levels: int
+) -> None:
+    # 100 000 levels overflow Python's parser; 300 parse but would overflow the recursive checks.
+    raw = "[" * levels + "]" * levels
+    response = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    text = json.dumps(response.json())
+    assert "nested too deeply" in text
+    assert "256 levels" in text
+
+
+def test_nesting_within_the_limit_is_accepted_by_the_body_reader(client: TestClient) -> None:
+    nested: object = {"type": "string"}
+    for _ in range(20):
+        nested = {"type": "object", "properties": {"a": nested}}
+    response = client.post("/check/gbnf", json={"schema": nested})
+    assert response.status_code == 200
+    assert response.json()["error"] == ""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 
@@ -118,3 +120,47 @@ def test_fastapi_default_doc_routes_are_off(client: TestClient) -> None:
     redirect = client.get("/docs", follow_redirects=False)
     assert redirect.status_code in (302, 307)
     assert redirect.headers["location"] == "/doc"
+
+
+JSON_TYPE = {"content-type": "application/json"}
+XML_TYPE = {"content-type": "application/xml"}
+
+# The operations schemathesis found answering an undeclared 400 (issue 14), and what they answer.
+UNDECLARED_BEFORE = [
+    ("get", "/log/core/bydate", {"params": {"date": "nope"}}),
+    ("get", "/log/chat/bydate", {"params": {"date": "nope"}}),
+    ("get", "/log/core/byid", {"params": {"afterId": "x"}}),
+    ("get", "/log/chat/byid", {"params": {"afterId": "x"}}),
+    ("post", "/helper/prompt/fromstring", {"json": {"nope": 1}}),
+    ("post", "/helper/prompt/tostring", {"json": {"nope": 1}}),
+    ("post", "/v1/chat/completions", {"json": {"nope": 1}}),
+    ("post", "/v1/embeddings", {"json": {"nope": 1}}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "request_args"), UNDECLARED_BEFORE)
+def test_every_status_an_operation_answers_is_declared(
+    client: TestClient, method: str, path: str, request_args: dict[str, Any]
+) -> None:
+    document = client.get("/doc/json").json()
+    declared = document["paths"][path][method]["responses"]
+    response = client.request(method.upper(), path, **request_args)
+    assert response.status_code == 400, response.text
+    assert "400" in declared
+    if method == "post":
+        assert {"413", "415"} <= set(declared)
+        too_big = client.post(path, content=b"x" * (1024 * 1024 + 1), headers=JSON_TYPE)
+        assert too_big.status_code == 413
+        assert client.post(path, content=b"<a/>", headers=XML_TYPE).status_code == 415
+    assert "401" not in declared  # no keys configured
+
+
+def test_with_keys_the_guarded_operations_declare_401_and_the_schemes(
+    services: ServiceContext,
+) -> None:
+    services.settings = dataclasses.replace(services.settings, api_keys=("k",))
+    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+        document = client.get("/doc/json", headers={"x-api-key": "k"}).json()
+    assert "401" in document["paths"]["/prompt"]["post"]["responses"]
+    assert "401" not in document["paths"]["/health"]["get"]["responses"]
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from mentator.api.app import create_app
 from mentator.config.options import JSON_DEFAULTS
 from mentator.context import ServiceContext
-from mentator.engine.errors import EngineRequestError, EngineStartError
+from mentator.engine.errors import EngineExitedError, EngineRequestError, EngineStartError
 from mentator.inference.completion import DEFAULT_SYSTEM_PROMPT
 from mentator_testing.asgi import post_then_disconnect
 
@@ -300,3 +300,42 @@ def test_prompt_grammar_is_the_check_gbnf_grammar(client: TestClient, engine: Fa
     )
     checked = client.post("/check/gbnf", json={"schema": PEOPLE}).json()
     assert engine.calls[0].grammar == checked["grammar"]
+
+
+def test_request_the_engine_never_saw_is_retried_once_on_a_fresh_engine(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    refused = EngineExitedError(-9, "killed", unsent=True)
+    engine.replies = [refused, "fine"]
+    response = client.post("/prompt", json=body())
+    assert response.status_code == 200, response.text
+    assert response.json()["result"]["data"] == "fine"
+    assert len(engine.acquired) == 2
+    assert engine.released == 2
+
+
+def test_request_the_engine_had_started_gets_the_error(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    engine.replies = [EngineExitedError(-9, "killed"), "never"]
+    response = client.post("/prompt", json=body())
+    assert response.status_code == 500
+    assert "exited unexpectedly (code -9)" in response.json()["error"]
+    assert len(engine.acquired) == 1
+
+
+def test_second_refusal_is_not_retried_again(client: TestClient, engine: FakeEngine) -> None:
+    engine.replies = [EngineExitedError(-9, "a", unsent=True)] * 3
+    response = client.post("/prompt", json=body())
+    assert response.status_code == 500
+    assert len(engine.acquired) == 2
+
+
+def test_trim_whitespace_false_keeps_the_trailing_whitespace(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    engine.replies = ["  text \n", "  text \n"]
+    kept = client.post("/prompt", json=body(options={"trimWhitespace": False}))
+    trimmed = client.post("/prompt", json=body(options={"trimWhitespace": True}))
+    assert kept.json()["result"]["data"] == "text \n"
+    assert trimmed.json()["result"]["data"] == "text"

@@ -15,7 +15,7 @@ from mentator.config.settings import Settings
 from mentator.context import ServiceContext
 from mentator.engine.manager import EngineManager
 from mentator.hardware.probes import ProbeEnv
-from mentator.server import build_services, initialize_services, serve
+from mentator.server import build_services, initialize_services, reopen_database, serve
 
 if TYPE_CHECKING:
     from mentator_testing.fake_engine import FakeEngine, LogReader
@@ -133,3 +133,57 @@ def test_serve_reports_a_taken_port(settings: Settings, core_log: LogReader) -> 
         code = asyncio.run(serve(services, initialize=lambda _: None))
     assert code == 1
     assert any(str(entry["message"]).startswith("cannot listen on") for entry in core_log(services))
+
+
+def test_a_database_that_failed_at_start_is_opened_on_a_retry(
+    tmp_path: Path, settings: Settings, core_log: LogReader
+) -> None:
+    blocker = tmp_path / "later"
+    blocker.write_text("not a folder yet")
+    late = replace(settings, db_file=blocker / "x.db")
+    services = build_services(late, stream_out=io.StringIO(), stream_err=io.StringIO())
+    assert services.database is None
+    assert not reopen_database(services)  # still impossible: stays unavailable
+    assert services.db_error is not None
+    blocker.unlink()
+    blocker.mkdir()  # the folder appears (a volume mounted late, a permission fixed)
+    assert reopen_database(services)
+    assert services.database is not None and services.chatlog is not None
+    assert services.db_error is None and services.health.problem() is None
+    messages = [str(entry["message"]) for entry in core_log(services)]
+    assert f'init db in "{late.db_file}" (after a retry)' in messages
+    services.database.close()
+
+
+def test_an_exception_during_startup_makes_health_failed_not_starting_forever(
+    settings: Settings,
+) -> None:
+    settings = replace(settings, port=_free_port())
+    services = build_services(settings, stream_out=io.StringIO(), stream_err=io.StringIO())
+
+    def broken(_target: ServiceContext) -> None:
+        raise OSError("model folder unreadable")
+
+    async def scenario() -> httpx.Response:
+        stop = asyncio.Event()
+        server = asyncio.create_task(serve(services, initialize=broken, stop=stop))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.port}") as http:
+            for _ in range(200):
+                try:
+                    response = await http.get("/health")
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+                    continue
+                if response.json()["status"] != "starting":
+                    break
+                await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(server, 15)
+        return response
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 503
+    assert response.json()["status"] == "failed"
+    assert response.json()["reason"] == "startup failed: OSError: model folder unreadable"
+    assert services.database is not None
+    services.database.close()

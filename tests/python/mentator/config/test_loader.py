@@ -44,7 +44,7 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
     assert isinstance(data, dict)
     assert set(data) == {
         "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "toolTimeoutMsec",
-        "engineDir", "parallel", "queueLimit", "threads", "defaultOptions", "log",
+        "engineDir", "parallel", "queueLimit", "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert list(data["defaultOptions"]) == list(OPTION_KEYS)
     assert data["log"] == {"level": "debug", "liveDay": 30, "savePrompt": False}
@@ -204,8 +204,9 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
     data = parse_jsonc(docker_template_text())
     assert isinstance(data, dict)
     assert set(data) == {
-        "toolTimeoutMsec", "parallel", "queueLimit", "threads", "defaultOptions", "log",
+        "toolTimeoutMsec", "parallel", "queueLimit", "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
+    assert data["apiKeys"] == []
     assert settings.port == 19777 and settings.host == "0.0.0.0" and settings.mode == "docker"
     assert settings.model_dir == tmp_path / "data" / "models"
     assert settings.db_file == tmp_path / "data" / "mentator-llm-service.db"
@@ -332,3 +333,33 @@ def test_docker_read_only_file_needing_keys_is_a_config_error(tmp_path: Path) ->
             load_docker(path, data_root=tmp_path, environ={})
     finally:
         path.chmod(0o644)
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+
+def test_api_keys_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    text = VALID.replace('"defaultOptions"', '"apiKeys": ["file-key"],\n    "defaultOptions"')
+    path = write(tmp_path / "c.jsonc", text)
+    assert load_use(path, environ={}, cwd=tmp_path).api_keys == ("file-key",)
+    both = load_use(path, environ={"MENTATOR_API_KEYS": "env-1, env-2"}, cwd=tmp_path)
+    assert both.api_keys == ("file-key", "env-1", "env-2")
+    plain = write(tmp_path / "d.jsonc", VALID)
+    assert load_use(plain, environ={}, cwd=tmp_path).api_keys == ()
+    docker = load_docker(
+        tmp_path / "docker.jsonc",
+        data_root=tmp_path / "data",
+        environ={"MENTATOR_ENGINE_DIR": "/opt/engine", "MENTATOR_API_KEYS": "k"},
+    )
+    assert docker.api_keys == ("k",)
+
+
+@pytest.mark.parametrize("value", ['"secret-in-a-string"', '["ok", ""]', '["ok", 5]', "{}"])
+def test_a_bad_api_keys_value_is_explained_without_echoing_it(tmp_path: Path, value: str) -> None:
+    text = VALID.replace('"defaultOptions"', f'"apiKeys": {value},\n    "defaultOptions"')
+    path = write(tmp_path / "c.jsonc", text)
+    with pytest.raises(ConfigError) as caught:
+        load_use(path, environ={})
+    message = str(caught.value)
+    assert 'key "apiKeys": expected a list of non-empty strings' in message
+    assert "secret-in-a-string" not in message and '"ok"' not in message

@@ -19,7 +19,13 @@ import pytest
 from mentator.backends.choice import BackendChoice
 from mentator.backends.layout import EngineLayout
 from mentator.engine.errors import EngineNotFoundError, EngineStartError
-from mentator.engine.process import LaunchSpec, LlamaServerProcess, build_argv, pooling_for
+from mentator.engine.process import (
+    LaunchSpec,
+    LlamaServerProcess,
+    build_argv,
+    exited_in_kernel,
+    pooling_for,
+)
 
 CPU = BackendChoice(backend="cpu", reason="test")
 
@@ -279,3 +285,18 @@ def test_relative_engine_and_model_paths_work(
     run(scenario())
     (launch,) = recorded_launches()
     assert launch["argv"][launch["argv"].index("--model") + 1] == str(model.path)
+
+
+def test_exited_in_kernel_sees_a_killed_child_before_it_is_reaped() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert not exited_in_kernel(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while not exited_in_kernel(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert exited_in_kernel(child.pid)  # a zombie: not reaped (no wait() yet)
+    finally:
+        child.kill()
+        child.wait()
+    assert exited_in_kernel(child.pid)  # reaped: gone

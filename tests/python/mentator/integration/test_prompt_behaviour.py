@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from mentator_testing.service_process import RunningService
+from mentator_testing.service_process import RunningService, still_running
 
 
 def prompt(client: httpx.Client, model: str, user: str, **extra: object) -> httpx.Response:
@@ -132,3 +132,33 @@ def test_chat_log_rows_are_written(client: httpx.Client, model_name: str) -> Non
     state = client.get("/state").json()
     assert state["currentModel"]["name"] == model_name
     assert state["backend"]["name"] == "cpu"
+
+
+def test_engine_killed_while_idle_next_request_is_retried_on_a_fresh_engine(
+    client: httpx.Client, service: RunningService, model_name: str
+) -> None:
+    warm = prompt(client, model_name, "Say hi.", options={"maxTokens": 4})
+    assert warm.status_code == 200, warm.text
+    children = service.engine_children()
+    assert children
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while still_running(children) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    # At once (the kernel has the child dead; the service may not have reaped it yet).
+    response = prompt(client, model_name, "Say hi.", options={"maxTokens": 4})
+    assert response.status_code == 200, response.text
+    assert set(service.engine_children()).isdisjoint(children)
+    assert "exited unexpectedly" in service.log_text()
+
+
+def test_context_size_beyond_the_model_is_a_400_saying_what_it_allows(
+    client: httpx.Client, model_name: str
+) -> None:
+    response = prompt(client, model_name, "Hi", contextSize=1_000_000_000)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "contextSize 1000000000" in error
+    assert "trained context 8192 tokens" in error
+    assert "use at most 8192" in error

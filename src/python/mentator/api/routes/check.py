@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,10 +18,10 @@ from fastapi.responses import JSONResponse
 
 from mentator.api.body import read_body
 from mentator.api.coerce import RequestValidationError, validate
-from mentator.api.deps import LoggerDep, api_message, api_pipe
+from mentator.api.deps import LoggerDep, SettingsDep, api_message, api_pipe
 from mentator.api.requests import OPTIONS_CHECK_SCHEMA, OPTIONS_SCHEMA, SCHEMA_CHECK_SCHEMA, check
 from mentator.api.schemas import CHECK_RESULT_SCHEMA, json_body_doc, json_response_doc
-from mentator.config.options import JSON_DEFAULTS, parse_options
+from mentator.config.options import JSON_DEFAULTS, merge_options, parse_options
 from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 from mentator.schema.validation import check_schema
 
@@ -52,18 +53,19 @@ def gbnf_check(schema: Any) -> dict[str, str]:
     return {"error": "", "grammar": grammar}
 
 
-def check_options(options: Any) -> dict[str, Any]:
+def check_options(options: Any, defaults: Mapping[str, object] = JSON_DEFAULTS) -> dict[str, Any]:
     """Normalise options the way ``/prompt`` would read them.
 
     Decision (reference §2.7 vs port.md): the original answered the given options with every
     missing key filled from the *core* defaults (a side effect of its response serializer) and
-    never reported a bad value. Here the answer is the valid given keys over the *JSON* defaults
-    — the defaults a config without ``defaultOptions`` gives ``/prompt`` — and ``error`` lists
-    every value ``/prompt`` would reject with 400 (``options/topK must be integer; …``), those keys
-    falling back to their defaults. Values are coerced like in ``/prompt`` (``"0.5"`` → 0.5).
+    never reported a bad value. Here the answer is what ``/prompt`` would use: the valid given keys
+    over the config's ``defaultOptions`` (``defaults``; themselves over the JSON defaults) — and
+    ``error`` lists every value ``/prompt`` would reject with 400 (``options/topK must be integer;
+    …``), those keys falling back to their defaults. Values are coerced like in ``/prompt``
+    (``"0.5"`` → 0.5).
     """
     if not isinstance(options, dict):
-        return {"error": NOT_AN_OBJECT, "options": dict(JSON_DEFAULTS)}
+        return {"error": NOT_AN_OBJECT, "options": _filled(defaults, {})}
     coerced: dict[str, Any] = {}
     problems: list[str] = []
     properties: dict[str, Any] = OPTIONS_SCHEMA["properties"]
@@ -74,10 +76,12 @@ def check_options(options: Any) -> dict[str, Any]:
             coerced[key] = validate(properties[key], value, f"options/{key}")
         except RequestValidationError as error:
             problems.append(str(error))
-    return {
-        "error": "; ".join(problems),
-        "options": parse_options(coerced, fill=True, defaults=JSON_DEFAULTS),
-    }
+    return {"error": "; ".join(problems), "options": _filled(defaults, coerced)}
+
+
+def _filled(defaults: Mapping[str, object], given: Mapping[str, object]) -> dict[str, object]:
+    # The same merge as the completion use-case: given over config defaults over JSON defaults.
+    return parse_options(merge_options(defaults, given), fill=True, defaults=JSON_DEFAULTS)
 
 
 @router.post(
@@ -110,7 +114,9 @@ async def check_gbnf(request: Request, logger: LoggerDep) -> JSONResponse:
         **json_response_doc(_OPTIONS_RESULT_SCHEMA),
     },
 )
-async def check_options_route(request: Request, logger: LoggerDep) -> JSONResponse:
+async def check_options_route(
+    request: Request, logger: LoggerDep, settings: SettingsDep
+) -> JSONResponse:
     body = check(OPTIONS_CHECK_SCHEMA, await read_body(request))
     logger.trace(api_pipe(request), api_message(request))
-    return JSONResponse(check_options(body["options"]))
+    return JSONResponse(check_options(body["options"], settings.default_options))

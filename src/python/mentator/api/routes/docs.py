@@ -20,6 +20,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from mentator.api.auth import needs_key
+
 TITLE = "Mentator LLM Service"
 DESCRIPTION = (
     "A local LLM behind an HTTP API. `POST /prompt` runs one chat turn on a GGUF model "
@@ -73,9 +75,82 @@ _PAGE = """<!DOCTYPE html>
 router = APIRouter(include_in_schema=False)
 
 
+_ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "duration": {
+            "type": "object",
+            "properties": {"promptMsec": {"type": "integer"}, "queueMsec": {"type": "integer"}},
+        },
+        "error": {"type": "string"},
+    },
+}
+_OPENAI_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": "string", "nullable": True},
+                "code": {"type": "string", "nullable": True},
+            },
+        }
+    },
+}
+_ENGINE_TAGS = frozenset({"main", "openai"})
+
+
+def _error_response(path: str, description: str) -> dict[str, Any]:
+    schema = _OPENAI_ERROR_SCHEMA if path.startswith("/v1/") else _ENVELOPE_SCHEMA
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def declare_error_responses(document: dict[str, Any], keys_required: bool) -> None:
+    """Declare, on every operation, the error statuses the shared machinery can answer — so the
+    document lists every status a client can get (a fuzzer checks it): 400 for an operation
+    with a body or query parameters (validation), 413/415 for a body (`body.read_body`), 500/503
+    for engine-backed operations (engine failure, queue full or starting), 401 when API keys
+    are required (`auth`). Explicit declarations of a route are kept."""
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            declared: dict[str, Any] = operation["responses"]
+            wanted: dict[str, str] = {}
+            if operation.get("requestBody") or operation.get("parameters"):
+                wanted["400"] = "Invalid request (the message says what and where)"
+            if operation.get("requestBody"):
+                wanted["413"] = "Request body larger than 1 MiB"
+                wanted["415"] = "Content type other than application/json or text/plain"
+            if _ENGINE_TAGS & set(operation.get("tags", ())):
+                wanted["500"] = "Engine error"
+                wanted["503"] = "Queue full or service starting"
+            if keys_required and needs_key(method.upper(), path):
+                wanted["401"] = "API key missing or not accepted"
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            for status, description in wanted.items():
+                declared.setdefault(status, _error_response(path, description))
+    if keys_required:
+        components = document.setdefault("components", {})
+        components.setdefault("securitySchemes", {}).update(
+            {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            }
+        )
+
+
 def openapi_document(app: FastAPI) -> dict[str, Any]:
-    """The app's OpenAPI document (FastAPI caches it after the first build)."""
-    return app.openapi()
+    """The app's OpenAPI document (FastAPI caches it after the first build), with the shared
+    error answers declared (`declare_error_responses`, once)."""
+    document = app.openapi()
+    if not getattr(app.state, "errors_declared", False):
+        keys = bool(app.state.context.settings.api_keys)
+        declare_error_responses(document, keys)
+        app.state.errors_declared = True
+    return document
 
 
 @router.get("/doc")

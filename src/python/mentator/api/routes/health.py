@@ -1,6 +1,8 @@
 """``/health`` — one word for orchestrators and container health checks.
 
 * ``starting`` (HTTP 503): the first model scan or the backend selection is not finished;
+* ``failed`` (HTTP 503): the startup raised an error (``reason`` says which); the service will
+  not become ready without a restart, so the container's HEALTHCHECK turns unhealthy;
 * ``degraded`` (HTTP 200, the service answers but something needs a look): no models found, the
   engine child of the loaded model died (it restarts on the next request), or the database
   failed its last operation / could not be opened;
@@ -36,6 +38,8 @@ def _database_problem(context: ServiceContext) -> str | None:
 
 def health_json(context: ServiceContext) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body). /health weighs every part: it gets the whole context."""
+    if context.startup_error is not None:
+        return 503, {"status": "failed", "version": VERSION, "reason": context.startup_error}
     if not context.ready:
         waiting = []
         if not context.registry.scanned:

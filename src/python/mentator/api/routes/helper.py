@@ -65,7 +65,8 @@ async def prompt_to_string(request: Request, logger: LoggerDep) -> PlainTextResp
     try:
         text = format_prompt_file(body["prompts"])
     except PromptFormatError as error:
-        raise ApiError(500, str(error)) from error
+        # The original answered 500 here; the items are the client's input: a 400 (issue 14).
+        raise ApiError(400, str(error)) from error
     return PlainTextResponse(text)
 
 

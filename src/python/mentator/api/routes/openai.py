@@ -268,6 +268,7 @@ def _chat_request(body: dict[str, Any]) -> ChatRequest:
         messages=chat_messages(body),
         options=chat_options(body),
         json_schema=chat_schema(body),
+        body=body,
     )
 
 

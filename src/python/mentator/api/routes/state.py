@@ -19,7 +19,9 @@ from fastapi.responses import JSONResponse
 from mentator.api.deps import ContextDep, LoggerDep, RegistryDep, api_message, api_pipe
 from mentator.api.errors import ApiError
 from mentator.api.schemas import query_doc
+from mentator.backends.choice import BackendChoice
 from mentator.context import ServiceContext
+from mentator.hardware.vram import VramMeter
 from mentator.memory import memory_usage
 from mentator.storage.database import StorageError
 from mentator.version import VERSION
@@ -53,6 +55,22 @@ def backend_json(context: ServiceContext) -> dict[str, Any] | None:
     }
 
 
+VRAM = VramMeter()
+
+
+def _gpu_info(choice: BackendChoice | None) -> dict[str, object] | None:
+    """The backend's GPU facts with ``usedVramMb`` measured now (the decision's value is from
+    the start, before any model was loaded; it stays when nothing can be measured)."""
+    if choice is None:
+        return None
+    info = choice.gpu_info()
+    if choice.is_gpu:
+        used = VRAM.used_mb(choice.backend)
+        if used is not None:
+            info["usedVramMb"] = used
+    return info
+
+
 def state_json(context: ServiceContext) -> dict[str, Any]:
     """/state reads most parts of the service: it is the one route given the whole context."""
     now = context.clock_ms()
@@ -63,7 +81,7 @@ def state_json(context: ServiceContext) -> dict[str, Any]:
         "serverStartTimestamp": context.started_ms,
         "serverUptimeSeconds": max(0, (now - context.started_ms) // 1000),
         "currentModel": loaded.to_json() if loaded is not None else None,
-        "gpuInfo": choice.gpu_info() if choice is not None else None,
+        "gpuInfo": _gpu_info(choice),
         "memoryUsageMb": memory.rss_mb,
         "memoryHeapMb": memory.heap_mb,
         "memoryExternalMb": memory.external_mb,
