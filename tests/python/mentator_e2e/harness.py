@@ -151,8 +151,8 @@ class Service:
 
         return wait_for("the container to exit", probe, timeout_s, self.log_block)
 
-    def _run_in_container(self, script: str) -> str:
-        output = self.container.exec_run(["sh", "-c", script], user="root").output
+    def _run_in_container(self, script: str, user: str = "root") -> str:
+        output = self.container.exec_run(["sh", "-c", script], user=user).output
         return output.decode("ascii", "replace") if isinstance(output, bytes) else ""
 
     def own_listeners(self, port: int = SERVICE_PORT) -> list[str]:
@@ -164,8 +164,13 @@ class Service:
         container's PID namespace shows only its own processes). Without this, another service on
         the same port would pass every check.
         """
-        fds = self._run_in_container("ls -l /proc/[0-9]*/fd/ 2>/dev/null")
-        inodes = set(re.findall(r"socket:\[(\d+)\]", fds))
+        # Root in a container lacks CAP_SYS_PTRACE, so another user's fd links are unreadable:
+        # list them as each user that owns a process in the container.
+        owners = self._run_in_container("stat -c %u /proc/[0-9]* 2>/dev/null | sort -u").split()
+        inodes: set[str] = set()
+        for uid in owners:
+            fds = self._run_in_container("ls -l /proc/[0-9]*/fd/ 2>/dev/null", user=uid)
+            inodes.update(re.findall(r"socket:\[(\d+)\]", fds))
         table = self._run_in_container("cat /proc/net/tcp /proc/net/tcp6")
         wanted = f"{port:04X}"
         addresses = []
