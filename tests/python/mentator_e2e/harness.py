@@ -165,8 +165,8 @@ class Service:
         the same port would pass every check.
         """
         # Root in a container lacks CAP_SYS_PTRACE, so another user's fd links are unreadable:
-        # list them as each user that owns a process in the container.
-        owners = self._run_in_container("stat -c %u /proc/[0-9]* 2>/dev/null | sort -u").split()
+        # list them as each uid:gid that owns a process in the container (both must match).
+        owners = self._run_in_container("stat -c %u:%g /proc/[0-9]* 2>/dev/null | sort -u").split()
         inodes: set[str] = set()
         for uid in owners:
             fds = self._run_in_container("ls -l /proc/[0-9]*/fd/ 2>/dev/null", user=uid)

@@ -10,6 +10,7 @@ start, and the service user must hold the nodes' gid through the entrypoint's gr
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,12 @@ def test_amd_compose_settings_start_with_device_nodes(
     data = tmp_path / "data"
     data.mkdir()
     chown_tree(data, DATA_UID, DATA_GID)
-    environment = {k: str(v) for k, v in (service.get("environment") or {}).items() if v}
+    # As compose would: `${NAME:-default}` from an environment that sets none of them.
+    environment = {
+        name: value
+        for name, raw in (service.get("environment") or {}).items()
+        if (value := re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(raw)))
+    }
     with run_service(
         docker_client,
         universal_image,
