@@ -1,7 +1,6 @@
-"""Issue 12's acceptance against the images: the official `openai` client (function calling with
+"""Issue 12's acceptance against the image: the official `openai` client (function calling with
 `tool_choice="required"` and a named function, legacy `completions.create`, each also streamed)
-on the CPU image, and a JS server-side tool run by `/prompt` in the universal image (which
-carries Node.js)."""
+on the CPU image. (The JS tool in the universal image: test_universal_image.py.)"""
 
 from __future__ import annotations
 
@@ -26,19 +25,41 @@ from mentator_e2e.harness import (
 
 pytestmark = pytest.mark.e2e
 
+# The same tools and questions as tests/python/mentator/integration/test_openai_client.py.
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+}
 ADD = {
     "type": "object",
     "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
     "required": ["a", "b"],
 }
+SCHEMAS = {"get_weather": WEATHER, "add": ADD}
 TOOLS: Any = [
     {
         "type": "function",
-        "function": {"name": "add", "description": "Adds two integers.", "parameters": ADD},
+        "function": {"name": name, "description": f"The {name} tool.", "parameters": schema},
     }
+    for name, schema in SCHEMAS.items()
 ]
-ASK: Any = [{"role": "user", "content": "What is 2 plus 3?"}]
-MATH_JS = Path("docs/tools/example-math-js.tool.txt")
+# (question, tool_choice, tools the answer may call)
+CHOICES: dict[str, tuple[Any, Any, set[str]]] = {
+    "required": (
+        [{"role": "user", "content": "What is the weather in Paris, in celsius?"}],
+        "required",
+        set(SCHEMAS),
+    ),
+    "named": (
+        [{"role": "user", "content": "What is 2 plus 3?"}],
+        {"type": "function", "function": {"name": "add"}},
+        {"add"},
+    ),
+}
 
 
 def _data(tmp_path: Path) -> Path:
@@ -71,40 +92,41 @@ def model(cpu_service: Service) -> str:
     return str(cpu_service.get_json("/state/models")["models"][0]["name"])
 
 
-def _arguments(text: str) -> dict[str, Any]:
-    arguments = json.loads(text)
-    jsonschema.validate(arguments, ADD)
-    return dict(arguments)
+def _check(name: str, arguments: str, allowed: set[str]) -> None:
+    assert name in allowed, name
+    jsonschema.validate(json.loads(arguments), SCHEMAS[name])
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("choice", ["required", "named"])
+@pytest.mark.parametrize("choice", sorted(CHOICES))
 def test_openai_client_tool_calls(
     oai: openai.OpenAI, model: str, choice: str, stream: bool
 ) -> None:
-    tool_choice: Any = (
-        "required" if choice == "required" else {"type": "function", "function": {"name": "add"}}
-    )
+    messages, tool_choice, allowed = CHOICES[choice]
+    common: Any = {
+        "model": model,
+        "messages": messages,
+        "tools": TOOLS,
+        "tool_choice": tool_choice,
+        "parallel_tool_calls": False,
+        "max_tokens": 120,
+        "temperature": 0,
+    }
     if not stream:
-        answer = oai.chat.completions.create(
-            model=model, messages=ASK, tools=TOOLS, tool_choice=tool_choice, temperature=0
-        )
+        answer = oai.chat.completions.create(**common)
         message = answer.choices[0].message
         assert answer.choices[0].finish_reason == "tool_calls"
         assert message.tool_calls and message.tool_calls[0].type == "function"
-        call = message.tool_calls[0].function
-        assert call.name == "add"
-        _arguments(call.arguments)
+        _check(
+            message.tool_calls[0].function.name, message.tool_calls[0].function.arguments, allowed
+        )
         return
     pieces: dict[int, dict[str, str]] = {}
     finish = None
-    for chunk in oai.chat.completions.create(
-        model=model, messages=ASK, tools=TOOLS, tool_choice=tool_choice, temperature=0, stream=True
-    ):
+    for chunk in oai.chat.completions.create(**common, stream=True):
         if not chunk.choices:
             continue
-        delta = chunk.choices[0].delta
-        for call_delta in delta.tool_calls or []:
+        for call_delta in chunk.choices[0].delta.tool_calls or []:
             entry = pieces.setdefault(call_delta.index, {"name": "", "arguments": ""})
             if call_delta.function and call_delta.function.name:
                 entry["name"] += call_delta.function.name
@@ -112,8 +134,7 @@ def test_openai_client_tool_calls(
                 entry["arguments"] += call_delta.function.arguments
         finish = chunk.choices[0].finish_reason or finish
     assert finish == "tool_calls"
-    assert pieces[0]["name"] == "add"
-    _arguments(pieces[0]["arguments"])
+    _check(pieces[0]["name"], pieces[0]["arguments"], allowed)
 
 
 def test_openai_client_text_completions(oai: openai.OpenAI, model: str) -> None:
@@ -129,32 +150,3 @@ def test_openai_client_text_completions(oai: openai.OpenAI, model: str) -> None:
         if chunk.choices
     )
     assert streamed.strip()
-
-
-def test_js_tool_runs_in_the_universal_image(
-    docker_client: docker.DockerClient, universal_image: str, tmp_path: Path
-) -> None:
-    data = _data(tmp_path)
-    tools = data / "tools"
-    tools.mkdir()
-    shutil.copy(MATH_JS, tools / "calc.tool.txt")
-    chown_tree(data, DATA_UID, DATA_GID)
-    answer_schema = {"type": "object", "properties": {"result": {"type": "number"}}}
-    with run_service(docker_client, universal_image, data) as running:
-        running.wait_http()
-        model = str(running.get_json("/state/models")["models"][0]["name"])
-        response = running.post_json(
-            "/prompt",
-            {
-                "model": model,
-                "message": {"user": "Use the calc tool to compute 6 * 7."},
-                "durationMsec": 600_000,
-                "toolServer": ["calc"],
-                "options": {"temperature": 0},
-                "format": {"useGrammar": True, "jsonSchema": answer_schema},
-            },
-            timeout_s=600,
-        )
-        assert response.status_code == 200, f"{response.text}\n{running.log_block()}"
-        result = response.json()["result"]
-        assert result.get("usedTools") and set(result["usedTools"]) == {"calc.tool.txt"}, result

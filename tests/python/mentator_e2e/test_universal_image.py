@@ -8,6 +8,7 @@ One container at a time (host network, fixed port 19777), each on its own empty 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,35 @@ def test_node_runs_for_js_tools(docker_client: docker.DockerClient, universal_im
         user="10001",
     ).decode()
     assert output.strip() == '{"sum":42}', output
+
+
+MATH_JS = Path("docs/tools/example-math-js.tool.txt")
+
+
+def test_js_tool_runs_in_the_universal_image(
+    docker_client: docker.DockerClient, universal_image: str, tmp_path: Path
+) -> None:
+    data = _data(tmp_path)
+    tools = data / "tools"
+    tools.mkdir()
+    shutil.copy(MATH_JS, tools / "calc.tool.txt")
+    chown_tree(data, DATA_UID, DATA_GID)
+    answer_schema = {"type": "object", "properties": {"result": {"type": "number"}}}
+    with run_service(docker_client, universal_image, data) as running:
+        running.wait_http()
+        model = str(running.get_json("/state/models")["models"][0]["name"])
+        response = running.post_json(
+            "/prompt",
+            {
+                "model": model,
+                "message": {"user": "Use the calc tool to compute 6 * 7."},
+                "durationMsec": 600_000,
+                "toolServer": ["calc"],
+                "options": {"temperature": 0},
+                "format": {"useGrammar": True, "jsonSchema": answer_schema},
+            },
+            timeout_s=600,
+        )
+        assert response.status_code == 200, f"{response.text}\n{running.log_block()}"
+        result = response.json()["result"]
+        assert result.get("usedTools") and set(result["usedTools"]) == {"calc.tool.txt"}, result
