@@ -28,7 +28,10 @@ fi
 run() { # $1 label, then the command → prints one line, sets PP/TG (tokens/s of prompt / generation)
   local label="$1" out
   shift
-  out="$("$@" -m "$MODEL" -p 128 -n 64 -r 3 -t "$THREADS" -o csv 2>/dev/null | tr -d '"')"
+  # The native binary (static, run with the engine's glibc) can crash at exit after printing its
+  # results, and ggml then prints a backtrace on stdout: keep only the CSV lines.
+  out="$("$@" -m "$MODEL" -p 128 -n 64 -r 3 -t "$THREADS" -o csv 2>/dev/null |
+    grep -E '^(build_commit|")' | tr -d '"' || true)"
   read -r PP TG < <(printf '%s\n' "$out" | awk -F, '
     NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
     $col["n_prompt"] > 0 { pp = $col["avg_ts"] }
