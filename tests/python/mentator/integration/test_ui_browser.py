@@ -414,6 +414,32 @@ def test_api_key_is_asked_once_on_401_then_sent(
     context.close()
 
 
+def test_real_api_keys_the_pages_ask_once_and_work(
+    browser: Browser, engine_dir: Path, test_model: Path, tmp_path: Path
+) -> None:
+    """With keys configured in the service itself (not intercepted): the chat page asks once,
+    then the chat and stat pages work with the stored key."""
+    extra: dict[str, object] = {"apiKeys": ["s3cret-key"]}
+    with running_service(tmp_path, engine_dir=engine_dir, model=test_model, extra=extra) as svc:
+        assert httpx.get(f"{svc.base_url}/state/models").status_code == 401
+        context = browser.new_context(base_url=svc.base_url)
+        tab = context.new_page()
+        asked: list[str] = []
+
+        def on_dialog(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            dialog.accept("s3cret-key")
+
+        tab.on("dialog", on_dialog)
+        tab.goto("/chat")
+        expect(tab.locator("#model")).to_contain_text(test_model.name)
+        assert len(asked) == 1 and "API key" in asked[0]
+        tab.goto("/stat")
+        expect(tab.locator("#card-models")).to_contain_text("1")
+        assert len(asked) == 1
+        context.close()
+
+
 def test_pages_without_saveprompt(
     browser: Browser, engine_dir: Path, test_model: Path, tmp_path: Path
 ) -> None:
