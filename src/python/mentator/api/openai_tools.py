@@ -173,7 +173,10 @@ class ChatIdentity(Protocol):
     def model_name(self) -> str: ...
 
 
-def _chunk(call: ChatIdentity, delta: dict[str, Any], finish: str | None, usage: Any = None) -> str:
+def chat_chunk(
+    call: ChatIdentity, delta: dict[str, Any], finish: str | None, usage: Any = None
+) -> str:
+    """One server-sent event of a streamed chat completion (a usage-only chunk has no choices)."""
     chunk: dict[str, Any] = {
         "id": call.completion_id,
         "object": "chat.completion.chunk",
@@ -197,7 +200,7 @@ async def tool_event_stream(
     a call is held until complete (its JSON must parse) and sent as one ``tool_calls`` delta
     per call, with the whole ``arguments`` string."""
     try:
-        yield _chunk(call, {"role": "assistant", "content": None}, None)
+        yield chat_chunk(call, {"role": "assistant", "content": None}, None)
         held = ""
         calling: bool | None = None  # None: not decided yet (only blanks so far)
         finish: str | None = None
@@ -209,16 +212,16 @@ async def tool_event_stream(
                 if not delta.text:
                     continue
                 if calling is False:
-                    yield _chunk(call, {"content": delta.text}, None)
+                    yield chat_chunk(call, {"content": delta.text}, None)
                     continue
                 held += delta.text
                 if calling is None and held.strip():
                     calling = offer.mode != "auto" or looks_like_call(held)
                     if not calling:
-                        yield _chunk(call, {"content": held}, None)
+                        yield chat_chunk(call, {"content": held}, None)
             if calling:
                 calls = parse_calls(held)
-                yield _chunk(
+                yield chat_chunk(
                     call, {"tool_calls": [c.to_openai(i) for i, c in enumerate(calls)]}, None
                 )
                 finish = "tool_calls"
@@ -226,11 +229,11 @@ async def tool_event_stream(
             yield f"data: {json_text(openai_error_body(error.code, error.message))}\n\n"
             yield "data: [DONE]\n\n"
             return
-        yield _chunk(call, {}, finish or "stop")
+        yield chat_chunk(call, {}, finish or "stop")
         if usage is not None:
             tokens.append(int(usage.get("completion_tokens") or 0))
             if include_usage:
-                yield _chunk(call, {}, None, usage)
+                yield chat_chunk(call, {}, None, usage)
         yield "data: [DONE]\n\n"
     finally:
         await stream.close()

@@ -164,6 +164,16 @@ class EngineClient:
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
+    async def _post_completion(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a non-streamed completion; the engine's JSON answer, or an EngineError."""
+        try:
+            response = await self._http.post(self._url(path), json=body)
+        except httpx.HTTPError as error:
+            raise _connection_error(error, "completion") from error
+        if response.status_code >= 400:
+            raise EngineRequestError(_error_message(response), status=response.status_code)
+        return _json_object(response, "completion")
+
     @staticmethod
     def chat_body(
         messages: Sequence[Message],
@@ -202,13 +212,7 @@ class EngineClient:
         body = self.chat_body(
             messages, options, grammar=grammar, json_schema=json_schema, extra=extra, stream=False
         )
-        try:
-            response = await self._http.post(self._url("/v1/chat/completions"), json=body)
-        except httpx.HTTPError as error:
-            raise _connection_error(error, "completion") from error
-        if response.status_code >= 400:
-            raise EngineRequestError(_error_message(response), status=response.status_code)
-        data = _json_object(response, "completion")
+        data = await self._post_completion("/v1/chat/completions", body)
         choices = data.get("choices") or [{}]
         choice = choices[0] if isinstance(choices[0], dict) else {}
         message = choice.get("message") or {}
@@ -261,13 +265,7 @@ class EngineClient:
     ) -> CompletionResult:
         """A legacy text completion of `prompt` as given (no chat template), whole."""
         body = self.text_body(prompt, options, grammar=grammar, stream=False)
-        try:
-            response = await self._http.post(self._url("/v1/completions"), json=body)
-        except httpx.HTTPError as error:
-            raise _connection_error(error, "completion") from error
-        if response.status_code >= 400:
-            raise EngineRequestError(_error_message(response), status=response.status_code)
-        data = _json_object(response, "completion")
+        data = await self._post_completion("/v1/completions", body)
         choices = data.get("choices") or [{}]
         choice = choices[0] if isinstance(choices[0], dict) else {}
         usage = data.get("usage") or {}

@@ -147,7 +147,9 @@ class EngineHandle:
         if not isinstance(error, EngineConnectionError):
             return error
         process = self._resident.process
-        if process.alive:
+        # Also when the kernel already reports the death: the event loop may not have reaped
+        # the child yet, and its exit code belongs in the message.
+        if process.alive or process.returncode is None:
             await process.wait_exit(1.0)
         if not process.alive:
             return EngineExitedError(
@@ -308,6 +310,8 @@ class EngineManager:
                 if resident.process.alive:
                     config_only = resident.key[0] == model.name
                 else:
+                    if resident.process.returncode is None:  # dead, not yet reaped
+                        await resident.process.wait_exit(1.0)
                     self._logger.error(
                         APP_PIPE,
                         f'engine process for "{resident.loaded.name}" exited unexpectedly '

@@ -39,6 +39,7 @@ from mentator.api.errors import ApiError, openai_error_body
 from mentator.api.metrics import MetricsDep
 from mentator.api.openai_tools import (
     TOOL_FIELDS,
+    chat_chunk,
     tool_chat_request,
     tool_event_stream,
     with_tool_calls,
@@ -210,28 +211,13 @@ def _completion_json(call: _ChatCall, result: CompletionResult) -> dict[str, Any
     }
 
 
-def _chunk(
-    call: _ChatCall, delta: dict[str, Any], finish: str | None, usage: dict[str, Any] | None = None
-) -> str:
-    chunk: dict[str, Any] = {
-        "id": call.completion_id,
-        "object": "chat.completion.chunk",
-        "created": call.created,
-        "model": call.model_name,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else [],
-    }
-    if usage is not None:
-        chunk["usage"] = usage
-    return f"data: {json_text(chunk)}\n\n"
-
-
 async def _event_stream(
     call: _ChatCall, stream: ChatStream, include_usage: bool, tokens: list[int]
 ) -> AsyncIterator[str]:
     """SSE lines of one completion; the stream (its slot) is closed at the end, on an error, or
     when the client goes away (the generator is then closed)."""
     try:
-        yield _chunk(call, {"role": "assistant", "content": ""}, None)
+        yield chat_chunk(call, {"role": "assistant", "content": ""}, None)
         finish: str | None = None
         usage: dict[str, Any] | None = None
         try:
@@ -242,7 +228,7 @@ async def _event_stream(
                         piece["content"] = delta.text
                     if delta.reasoning:
                         piece["reasoning_content"] = delta.reasoning
-                    yield _chunk(call, piece, None)
+                    yield chat_chunk(call, piece, None)
                 if delta.finish_reason:
                     finish = delta.finish_reason
                 if delta.usage:
@@ -252,11 +238,11 @@ async def _event_stream(
             yield f"data: {json_text(openai_error_body(error.code, error.message))}\n\n"
             yield "data: [DONE]\n\n"
             return
-        yield _chunk(call, {}, finish or "stop")
+        yield chat_chunk(call, {}, finish or "stop")
         if usage is not None:
             tokens.append(int(usage.get("completion_tokens") or 0))
             if include_usage:
-                yield _chunk(call, {}, None, usage)
+                yield chat_chunk(call, {}, None, usage)
         yield "data: [DONE]\n\n"
     finally:
         await stream.close()
