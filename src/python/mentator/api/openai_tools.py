@@ -189,6 +189,32 @@ def chat_chunk(
     return f"data: {json_text(chunk)}\n\n"
 
 
+def error_events(error: InferenceError) -> list[str]:
+    """A failure after the 200 was sent travels as an error event (as OpenAI's does), then DONE."""
+    return [
+        f"data: {json_text(openai_error_body(error.code, error.message))}\n\n",
+        "data: [DONE]\n\n",
+    ]
+
+
+def end_events(
+    call: ChatIdentity,
+    finish: str | None,
+    usage: dict[str, Any] | None,
+    include_usage: bool,
+    tokens: list[int],
+) -> list[str]:
+    """The last events of a streamed chat answer: the finish chunk, the usage chunk when asked
+    for, DONE; the generated tokens are counted into `tokens` (the metrics)."""
+    events = [chat_chunk(call, {}, finish or "stop")]
+    if usage is not None:
+        tokens.append(int(usage.get("completion_tokens") or 0))
+        if include_usage:
+            events.append(chat_chunk(call, {}, None, usage))
+    events.append("data: [DONE]\n\n")
+    return events
+
+
 async def tool_event_stream(
     call: ChatIdentity,
     stream: ChatStream,
@@ -226,14 +252,10 @@ async def tool_event_stream(
                 )
                 finish = "tool_calls"
         except InferenceError as error:
-            yield f"data: {json_text(openai_error_body(error.code, error.message))}\n\n"
-            yield "data: [DONE]\n\n"
+            for event in error_events(error):
+                yield event
             return
-        yield chat_chunk(call, {}, finish or "stop")
-        if usage is not None:
-            tokens.append(int(usage.get("completion_tokens") or 0))
-            if include_usage:
-                yield chat_chunk(call, {}, None, usage)
-        yield "data: [DONE]\n\n"
+        for event in end_events(call, finish, usage, include_usage, tokens):
+            yield event
     finally:
         await stream.close()

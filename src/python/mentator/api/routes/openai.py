@@ -35,11 +35,13 @@ from mentator.api.deps import (
     EmbeddingsDep,
     RegistryDep,
 )
-from mentator.api.errors import ApiError, openai_error_body
+from mentator.api.errors import ApiError
 from mentator.api.metrics import MetricsDep
 from mentator.api.openai_tools import (
     TOOL_FIELDS,
     chat_chunk,
+    end_events,
+    error_events,
     tool_chat_request,
     tool_event_stream,
     with_tool_calls,
@@ -51,7 +53,6 @@ from mentator.inference.completion import ChatStream
 from mentator.inference.errors import InferenceError
 from mentator.inference.requests import ChatRequest, EmbeddingRequest
 from mentator.inference.timing import Duration
-from mentator.jsontext import json_text
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -234,16 +235,11 @@ async def _event_stream(
                 if delta.usage:
                     usage = delta.usage
         except InferenceError as error:
-            # The 200 status is already sent: the error travels as an event, like OpenAI does.
-            yield f"data: {json_text(openai_error_body(error.code, error.message))}\n\n"
-            yield "data: [DONE]\n\n"
+            for event in error_events(error):
+                yield event
             return
-        yield chat_chunk(call, {}, finish or "stop")
-        if usage is not None:
-            tokens.append(int(usage.get("completion_tokens") or 0))
-            if include_usage:
-                yield chat_chunk(call, {}, None, usage)
-        yield "data: [DONE]\n\n"
+        for event in end_events(call, finish, usage, include_usage, tokens):
+            yield event
     finally:
         await stream.close()
 
