@@ -18,10 +18,9 @@ from typing import TextIO
 
 from mentator.config.settings import LogLevel
 from mentator.storage.corelog import CoreLogStore, truncate_extra
-from mentator.storage.database import StorageError
+from mentator.storage.database import DB_PIPE, StorageError
 
 _RANK: dict[str, int] = {"error": 0, "debug": 1, "trace": 2}
-DB_PIPE = "DB"
 
 
 def wall_clock_ms() -> int:

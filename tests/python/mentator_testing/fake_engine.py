@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,15 @@ from mentator.backends.choice import BackendChoice
 from mentator.config.options import JSON_DEFAULTS
 from mentator.config.settings import LogSettings, Settings
 from mentator.context import ServiceContext
-from mentator.engine.client import CompletionDelta, CompletionResult
 from mentator.engine.errors import EngineError
-from mentator.engine.ports import LoadedModel, LoadStatus, ModelLike
+from mentator.engine.ports import (
+    CompletionDelta,
+    CompletionRequest,
+    CompletionResult,
+    LoadedModel,
+    LoadStatus,
+    ModelLike,
+)
 from mentator.server import build_services
 
 MODEL_NAMES = ("alpha.gguf", "beta.gguf")
@@ -39,16 +45,17 @@ class FakeHandle:
         self.engine = engine
         self.released = False
 
-    async def complete(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        options: Mapping[str, Any] | None = None,
-        *,
-        grammar: str | None = None,
-        json_schema: Any | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> CompletionResult:
-        self.engine.calls.append(Call("complete", list(messages), dict(options or {}), grammar))
+    @staticmethod
+    def _messages(request: CompletionRequest) -> list[Any]:
+        # A text completion is recorded as one "raw" turn holding the prompt.
+        if request.prompt is not None:
+            return [{"role": "raw", "content": request.prompt}]
+        return list(request.messages)
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        self.engine.calls.append(
+            Call("complete", self._messages(request), dict(request.options), request.grammar)
+        )
         if self.engine.delay_s:
             await asyncio.sleep(self.engine.delay_s)
         reply = self.engine.replies.pop(0) if self.engine.replies else "ok"
@@ -58,16 +65,10 @@ class FakeHandle:
             text=reply, reasoning=None, finish_reason="stop", prompt_tokens=7, completion_tokens=3
         )
 
-    async def stream(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        options: Mapping[str, Any] | None = None,
-        *,
-        grammar: str | None = None,
-        json_schema: Any | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[CompletionDelta]:
-        self.engine.calls.append(Call("stream", list(messages), dict(options or {}), grammar))
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
+        self.engine.calls.append(
+            Call("stream", self._messages(request), dict(request.options), request.grammar)
+        )
         for piece in self.engine.stream_pieces:
             yield CompletionDelta(
                 text=piece, reasoning="", finish_reason=None, usage=None, timings=None, raw={}
@@ -86,19 +87,6 @@ class FakeHandle:
             timings=None,
             raw={},
         )
-
-    async def complete_text(
-        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
-    ) -> CompletionResult:
-        return await self.complete([{"role": "raw", "content": prompt}], options, grammar=grammar)
-
-    async def stream_text(
-        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
-    ) -> AsyncIterator[CompletionDelta]:
-        async for delta in self.stream(
-            [{"role": "raw", "content": prompt}], options, grammar=grammar
-        ):
-            yield delta
 
     async def embed(self, text: str) -> list[float]:
         self.engine.calls.append(Call("embed", text=text))

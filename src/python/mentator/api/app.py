@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mentator.api.auth import ApiKeyMiddleware
-from mentator.api.deps import request_url
+from mentator.api.deps import build_use_cases, request_url
 from mentator.api.errors import ApiError, answer_for, error_body, is_openai, openai_error_body
 from mentator.api.metrics import ApiMetrics, MetricsMiddleware
 from mentator.api.routes import (
@@ -141,6 +141,7 @@ def create_app(context: ServiceContext) -> FastAPI:
     app.openapi_version = docs.OPENAPI_VERSION
     app.state.context = context
     app.state.metrics = ApiMetrics()
+    app.state.use_cases = build_use_cases(context, app.state.metrics)
     handlers: dict[Any, Any] = {
         ApiError: _on_error,
         InferenceError: _on_error,

@@ -1,12 +1,14 @@
 """What route handlers get injected — each route asks for the parts it uses, nothing more — and
 the small request facts every log line needs.
 
-The `ServiceContext` lives on ``app.state`` (set once by `app.create_app`); the dependencies
-below hand out its parts and build the use-cases over them, never through a module global.
+The `ServiceContext` and the use-cases (`UseCases`, built once by `app.create_app` with
+`build_use_cases`) live on ``app.state``; the dependencies below hand them out, never through a
+module global.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,13 +16,13 @@ from fastapi import Depends, Request
 from mentator.api.errors import ApiError
 from mentator.config.settings import Settings
 from mentator.context import ServiceContext
-from mentator.engine.ports import EngineManagerPort
 from mentator.inference.completion import Completions
 from mentator.inference.embedding import Embeddings
+from mentator.inference.exchange import ExchangeObserver, ExchangeRecorder
 from mentator.inference.requests import Caller
+from mentator.inference.slots import Slots
 from mentator.logging_protocol import LoggerProtocol
 from mentator.models.registry import ModelRegistry
-from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
 from mentator.storage.corelog import CoreLogStore
 
@@ -47,13 +49,9 @@ def get_registry(context: ContextDep) -> ModelRegistry:
     return context.registry
 
 
-def get_queue(context: ContextDep) -> RequestQueue:
-    return context.queue
-
-
-def get_engine(context: ContextDep) -> EngineManagerPort | None:
-    """The engine manager, or None while the service is starting."""
-    return context.engine
+def get_started_ms(context: ContextDep) -> int:
+    """When the service started (ms since the epoch)."""
+    return context.started_ms
 
 
 def get_corelog(context: ContextDep) -> CoreLogStore:
@@ -68,25 +66,37 @@ def get_chatlog(context: ContextDep) -> ChatLogStore:
     return context.chatlog
 
 
-def get_completions(context: ContextDep) -> Completions:
-    return Completions(
-        engine=context.engine,
-        models=context.registry,
-        queue=context.queue,
-        default_options=context.settings.default_options,
-        logger=context.logger,
-        chatlog=context.chatlog,
-        save_prompt=context.settings.log.save_prompt,
-        clock_ms=context.clock_ms,
-        tools=context.tools,
-        tool_timeout_s=context.settings.tool_timeout_msec / 1000,
-    )
+@dataclass(frozen=True)
+class UseCases:
+    """The use-cases of one app, built once over the context's parts."""
+
+    completions: Completions
+    embeddings: Embeddings
 
 
-def get_embeddings(context: ContextDep) -> Embeddings:
-    return Embeddings(
-        engine=context.engine, models=context.registry, queue=context.queue, logger=context.logger
+def build_use_cases(context: ServiceContext, observer: ExchangeObserver | None) -> UseCases:
+    """The use-cases over ``context``: they read the engine (None while starting), the chat log
+    (None while the database is unavailable), the tools and the settings from it at each
+    request, so a part that changes later (a database reopened) is seen at once."""
+    slots = Slots(context, context.registry, context.queue)
+    recorder = ExchangeRecorder(
+        logger=context.logger, parts=context, clock_ms=context.clock_ms, observer=observer
     )
+    completions = Completions(slots=slots, recorder=recorder, parts=context, logger=context.logger)
+    return UseCases(completions, Embeddings(slots=slots, recorder=recorder))
+
+
+def _use_cases(request: Request) -> UseCases:
+    use_cases: UseCases = request.app.state.use_cases
+    return use_cases
+
+
+def get_completions(request: Request) -> Completions:
+    return _use_cases(request).completions
+
+
+def get_embeddings(request: Request) -> Embeddings:
+    return _use_cases(request).embeddings
 
 
 def client_ip(request: Request) -> str:
@@ -124,14 +134,14 @@ def get_caller(request: Request) -> Caller:
         pipe=api_pipe(request),
         message=api_message(request),
         left=lambda: _wait_for_disconnect(request),
+        route=request.url.path,
     )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 LoggerDep = Annotated[LoggerProtocol, Depends(get_logger)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-QueueDep = Annotated[RequestQueue, Depends(get_queue)]
-EngineDep = Annotated[EngineManagerPort | None, Depends(get_engine)]
+StartedMsDep = Annotated[int, Depends(get_started_ms)]
 CoreLogDep = Annotated[CoreLogStore, Depends(get_corelog)]
 ChatLogDep = Annotated[ChatLogStore, Depends(get_chatlog)]
 CompletionsDep = Annotated[Completions, Depends(get_completions)]

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mentator.context import ServiceContext
+from mentator.inference.exchange import Kind
+from mentator.inference.timing import Duration
 
 _SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -69,11 +71,16 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    def observe_completion(
-        self, route: str, prompt_msec: int, queue_msec: int, tokens: int | None
+    def exchange_ended(
+        self, route: str, kind: Kind, code: int, duration: Duration, tokens: int | None
     ) -> None:
-        self.prompt_seconds.labels(route).observe(prompt_msec / 1000)
-        self.queue_seconds.labels(route).observe(queue_msec / 1000)
+        """`inference.exchange.ExchangeObserver`: the durations of answered completions; the
+        tokens of every completion that generated some (a stream the client left counts too)."""
+        if kind != "completion":
+            return
+        if code == 200:
+            self.prompt_seconds.labels(route).observe(duration.prompt_msec / 1000)
+            self.queue_seconds.labels(route).observe(duration.queue_msec / 1000)
         if tokens:
             self.tokens_generated.labels(route).inc(tokens)
 

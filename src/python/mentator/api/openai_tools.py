@@ -4,22 +4,20 @@
 `inference.toolcalls` (design: docs/tools.md); this module only translates the HTTP shapes.
 
 Kept apart from `api/routes/openai.py`, which calls in at three places: the schema fragment
-(`TOOL_FIELDS`), the request (`tool_chat_request`) and the answer (`with_tool_calls`,
-`tool_event_stream`).
+(`TOOL_FIELDS`), the request (`tool_chat_request`) and the answer (`with_tool_calls`, and
+`ToolTranslator` for a stream).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
 from mentator.api.coerce import JsonSchema
-from mentator.api.errors import ApiError, openai_error_body
-from mentator.engine.client import Message
-from mentator.inference.completion import ChatStream
-from mentator.inference.errors import InferenceError
+from mentator.api.errors import ApiError
+from mentator.api.openai_wire import StreamEnd, WireCall
+from mentator.engine.ports import CompletionDelta, Message
 from mentator.inference.requests import ChatRequest
 from mentator.inference.toolcalls import (
     FunctionTool,
@@ -30,7 +28,6 @@ from mentator.inference.toolcalls import (
     parse_calls,
     plain_history,
 )
-from mentator.jsontext import json_text
 
 TOOL_FIELDS: dict[str, JsonSchema] = {
     "tools": {
@@ -162,100 +159,34 @@ def with_tool_calls(answer: dict[str, Any], offer: ToolOffer | None) -> dict[str
     return answer
 
 
-class ChatIdentity(Protocol):
-    @property
-    def completion_id(self) -> str: ...
+class ToolTranslator:
+    """The events of a chat stream with functions offered (`openai_wire.Translator`). Text
+    (``auto``) streams as it comes; a call is held until complete (its JSON must parse) and sent
+    as one ``tool_calls`` delta per call, with the whole ``arguments`` string."""
 
-    @property
-    def created(self) -> int: ...
+    def __init__(self, offer: ToolOffer) -> None:
+        self._offer = offer
+        self._held = ""
+        self._calling: bool | None = None  # None: not decided yet (only blanks so far)
 
-    @property
-    def model_name(self) -> str: ...
+    def opening(self, call: WireCall) -> list[str]:
+        return [call.delta_event({"role": "assistant", "content": None})]
 
+    def piece(self, call: WireCall, delta: CompletionDelta) -> list[str]:
+        if not delta.text:
+            return []
+        if self._calling is False:
+            return [call.delta_event({"content": delta.text})]
+        self._held += delta.text
+        if self._calling is None and self._held.strip():
+            self._calling = self._offer.mode != "auto" or looks_like_call(self._held)
+            if not self._calling:
+                return [call.delta_event({"content": self._held})]
+        return []
 
-def chat_chunk(
-    call: ChatIdentity, delta: dict[str, Any], finish: str | None, usage: Any = None
-) -> str:
-    """One server-sent event of a streamed chat completion (a usage-only chunk has no choices)."""
-    chunk: dict[str, Any] = {
-        "id": call.completion_id,
-        "object": "chat.completion.chunk",
-        "created": call.created,
-        "model": call.model_name,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else [],
-    }
-    if usage is not None:
-        chunk["usage"] = usage
-    return f"data: {json_text(chunk)}\n\n"
-
-
-def error_events(error: InferenceError) -> list[str]:
-    """A failure after the 200 was sent travels as an error event (as OpenAI's does), then DONE."""
-    return [
-        f"data: {json_text(openai_error_body(error.code, error.message))}\n\n",
-        "data: [DONE]\n\n",
-    ]
-
-
-def end_events(
-    call: ChatIdentity,
-    finish: str | None,
-    usage: dict[str, Any] | None,
-    include_usage: bool,
-    tokens: list[int],
-) -> list[str]:
-    """The last events of a streamed chat answer: the finish chunk, the usage chunk when asked
-    for, DONE; the generated tokens are counted into `tokens` (the metrics)."""
-    events = [chat_chunk(call, {}, finish or "stop")]
-    if usage is not None:
-        tokens.append(int(usage.get("completion_tokens") or 0))
-        if include_usage:
-            events.append(chat_chunk(call, {}, None, usage))
-    events.append("data: [DONE]\n\n")
-    return events
-
-
-async def tool_event_stream(
-    call: ChatIdentity,
-    stream: ChatStream,
-    offer: ToolOffer,
-    include_usage: bool,
-    tokens: list[int],
-) -> AsyncIterator[str]:
-    """SSE of a chat completion with functions offered. Text (``auto``) streams as it comes;
-    a call is held until complete (its JSON must parse) and sent as one ``tool_calls`` delta
-    per call, with the whole ``arguments`` string."""
-    try:
-        yield chat_chunk(call, {"role": "assistant", "content": None}, None)
-        held = ""
-        calling: bool | None = None  # None: not decided yet (only blanks so far)
-        finish: str | None = None
-        usage: dict[str, Any] | None = None
-        try:
-            async for delta in stream.deltas():
-                finish = delta.finish_reason or finish
-                usage = delta.usage or usage
-                if not delta.text:
-                    continue
-                if calling is False:
-                    yield chat_chunk(call, {"content": delta.text}, None)
-                    continue
-                held += delta.text
-                if calling is None and held.strip():
-                    calling = offer.mode != "auto" or looks_like_call(held)
-                    if not calling:
-                        yield chat_chunk(call, {"content": held}, None)
-            if calling:
-                calls = parse_calls(held)
-                yield chat_chunk(
-                    call, {"tool_calls": [c.to_openai(i) for i, c in enumerate(calls)]}, None
-                )
-                finish = "tool_calls"
-        except InferenceError as error:
-            for event in error_events(error):
-                yield event
-            return
-        for event in end_events(call, finish, usage, include_usage, tokens):
-            yield event
-    finally:
-        await stream.close()
+    def closing(self, call: WireCall, end: StreamEnd) -> list[str]:
+        if not self._calling:
+            return []
+        calls = parse_calls(self._held)
+        end.finish = "tool_calls"
+        return [call.delta_event({"tool_calls": [c.to_openai(i) for i, c in enumerate(calls)]})]

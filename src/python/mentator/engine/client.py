@@ -1,7 +1,8 @@
-"""HTTP client of one llama-server child: chat completions (whole or streamed) and embeddings.
+"""HTTP client of one llama-server child: completions (whole or streamed) and embeddings.
 
-Completions go to `/v1/chat/completions` with `messages`, so llama-server applies the model's own
-chat template (Jinja) and separates reasoning ("thinking") into `reasoning_content`. Our option
+A chat `CompletionRequest` goes to `/v1/chat/completions` with `messages`, so llama-server applies
+the model's own chat template (Jinja) and separates reasoning ("thinking") into
+`reasoning_content`; a text one (``prompt`` set) to `/v1/completions`, as given. Our option
 names (config `defaultOptions`, reference §2.3) are mapped to llama-server's sampling fields here,
 in one place. Cancelling the awaiting task closes the HTTP connection, and llama-server stops
 generating for a closed connection, so a timeout frees the slot at once.
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
 from mentator.engine.errors import EngineConnectionError, EngineError, EngineRequestError
+from mentator.engine.ports import CompletionDelta, CompletionRequest, CompletionResult
 
 # Our option name → llama-server's request field (same meaning, same unit).
 _DIRECT_OPTIONS: dict[str, str] = {
@@ -53,8 +54,6 @@ IGNORED_OPTIONS: frozenset[str] = frozenset(
     }
 )
 
-Message = Mapping[str, Any]
-
 
 def sampling_params(options: Mapping[str, Any]) -> dict[str, Any]:
     """llama-server request fields for our options (absent options are not sent)."""
@@ -87,27 +86,6 @@ def logit_bias(token_bias: Mapping[str, Any]) -> list[list[Any]]:
         ):
             pairs.append([str(text), value])
     return pairs
-
-
-@dataclass(frozen=True)
-class CompletionResult:
-    text: str
-    reasoning: str | None
-    finish_reason: str | None  # "stop" (end/stop word), "length" (maxTokens hit), ...
-    prompt_tokens: int
-    completion_tokens: int
-    timings: dict[str, float] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)  # llama-server's whole answer
-
-
-@dataclass(frozen=True)
-class CompletionDelta:
-    text: str
-    reasoning: str
-    finish_reason: str | None
-    usage: dict[str, Any] | None
-    timings: dict[str, float] | None
-    raw: dict[str, Any]
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -164,61 +142,44 @@ class EngineClient:
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    async def _post_completion(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """POST a non-streamed completion; the engine's JSON answer, or an EngineError."""
+    @staticmethod
+    def path_of(request: CompletionRequest) -> str:
+        """llama-server's route for the request: chat (template applied) or text (as given)."""
+        return "/v1/completions" if request.prompt is not None else "/v1/chat/completions"
+
+    @staticmethod
+    def request_body(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+        """llama-server's JSON body for ``request``."""
+        body: dict[str, Any]
+        if request.prompt is not None:
+            body = {"prompt": request.prompt}
+        else:
+            body = {"messages": [dict(m) for m in request.messages]}
+        body.update(sampling_params(request.options))
+        body.update({"n_probs": 0, "cache_prompt": True, "stream": stream})
+        if request.grammar is not None:
+            body["grammar"] = request.grammar
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        """One completion, whole."""
+        body = self.request_body(request, stream=False)
         try:
-            response = await self._http.post(self._url(path), json=body)
+            response = await self._http.post(self._url(self.path_of(request)), json=body)
         except httpx.HTTPError as error:
             raise _connection_error(error, "completion") from error
         if response.status_code >= 400:
             raise EngineRequestError(_error_message(response), status=response.status_code)
-        return _json_object(response, "completion")
-
-    @staticmethod
-    def chat_body(
-        messages: Sequence[Message],
-        options: Mapping[str, Any] | None,
-        *,
-        grammar: str | None,
-        json_schema: Any | None,
-        extra: Mapping[str, Any] | None,
-        stream: bool,
-    ) -> dict[str, Any]:
-        if grammar is not None and json_schema is not None:
-            raise ValueError("give either a grammar or a json_schema, not both")
-        body: dict[str, Any] = {"messages": [dict(m) for m in messages]}
-        body.update(sampling_params(options or {}))
-        body.update({"n_probs": 0, "cache_prompt": True, "stream": stream})
-        if grammar is not None:
-            body["grammar"] = grammar
-        if json_schema is not None:
-            body["json_schema"] = json_schema
-        if stream:
-            body["stream_options"] = {"include_usage": True}
-        if extra:
-            body.update(extra)
-        return body
-
-    async def complete(
-        self,
-        messages: Sequence[Message],
-        options: Mapping[str, Any] | None = None,
-        *,
-        grammar: str | None = None,
-        json_schema: Any | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> CompletionResult:
-        """One chat completion. `grammar`: GBNF text; `json_schema`: llama-server builds one."""
-        body = self.chat_body(
-            messages, options, grammar=grammar, json_schema=json_schema, extra=extra, stream=False
-        )
-        data = await self._post_completion("/v1/chat/completions", body)
+        data = _json_object(response, "completion")
         choices = data.get("choices") or [{}]
         choice = choices[0] if isinstance(choices[0], dict) else {}
+        # A chat answer carries `message.content`; a text completion's `text`.
         message = choice.get("message") or {}
         usage = data.get("usage") or {}
         return CompletionResult(
-            text=str(message.get("content") or ""),
+            text=str(message.get("content") or choice.get("text") or ""),
             reasoning=message.get("reasoning_content") or None,
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -227,64 +188,14 @@ class EngineClient:
             raw=data,
         )
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        options: Mapping[str, Any] | None = None,
-        *,
-        grammar: str | None = None,
-        json_schema: Any | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[CompletionDelta]:
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
         """The completion as it is generated (server-sent events). Closing the iterator early
         (or cancelling the consumer) closes the connection, which stops the generation."""
-        body = self.chat_body(
-            messages, options, grammar=grammar, json_schema=json_schema, extra=extra, stream=True
-        )
         # A fresh connection per stream: llama-server (Debian build 11669) stops its task loop
         # when a kept-alive connection is reused after a streamed answer; closing it after
         # the stream avoids that (measured: 40 streams in a row without it dying).
-        async for delta in self._events("/v1/chat/completions", body):
-            yield delta
-
-    @staticmethod
-    def text_body(
-        prompt: str, options: Mapping[str, Any] | None, *, grammar: str | None, stream: bool
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"prompt": prompt}
-        body.update(sampling_params(options or {}))
-        body.update({"n_probs": 0, "cache_prompt": True, "stream": stream})
-        if grammar is not None:
-            body["grammar"] = grammar
-        if stream:
-            body["stream_options"] = {"include_usage": True}
-        return body
-
-    async def complete_text(
-        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
-    ) -> CompletionResult:
-        """A legacy text completion of `prompt` as given (no chat template), whole."""
-        body = self.text_body(prompt, options, grammar=grammar, stream=False)
-        data = await self._post_completion("/v1/completions", body)
-        choices = data.get("choices") or [{}]
-        choice = choices[0] if isinstance(choices[0], dict) else {}
-        usage = data.get("usage") or {}
-        return CompletionResult(
-            text=str(choice.get("text") or ""),
-            reasoning=None,
-            finish_reason=choice.get("finish_reason"),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            timings=dict(data.get("timings") or {}),
-            raw=data,
-        )
-
-    async def stream_text(
-        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
-    ) -> AsyncIterator[CompletionDelta]:
-        """A legacy text completion as it is generated (see `stream` for closing)."""
-        body = self.text_body(prompt, options, grammar=grammar, stream=True)
-        async for delta in self._events("/v1/completions", body):
+        body = self.request_body(request, stream=True)
+        async for delta in self._events(self.path_of(request), body):
             yield delta
 
     async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[CompletionDelta]:

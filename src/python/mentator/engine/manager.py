@@ -23,17 +23,17 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 from mentator.backends.choice import BackendChoice
 from mentator.backends.layout import NOT_CONFIGURED, EngineLayout
-from mentator.engine.client import CompletionDelta, CompletionResult, EngineClient, Message
+from mentator.engine.client import EngineClient
 from mentator.engine.errors import (
     EngineConnectionError,
     EngineError,
@@ -41,7 +41,14 @@ from mentator.engine.errors import (
     EngineNotFoundError,
     EngineStartError,
 )
-from mentator.engine.ports import LoadedModel, LoadStatus, ModelLike
+from mentator.engine.ports import (
+    CompletionDelta,
+    CompletionRequest,
+    CompletionResult,
+    LoadedModel,
+    LoadStatus,
+    ModelLike,
+)
 from mentator.engine.process import LaunchSpec, LlamaServerProcess, pooling_for
 from mentator.logging_protocol import LoggerProtocol
 
@@ -142,91 +149,37 @@ class EngineHandle:
     ) -> None:
         self.release()
 
-    async def _explain(self, error: EngineError) -> EngineError:
-        """A lost connection is most often a dead child: say so, with its last output."""
-        if not isinstance(error, EngineConnectionError):
-            return error
-        process = self._resident.process
-        # Also when the kernel already reports the death: the event loop may not have reaped
-        # the child yet, and its exit code belongs in the message.
-        if process.alive or process.returncode is None:
-            await process.wait_exit(1.0)
-        if not process.alive:
-            return EngineExitedError(
+    @asynccontextmanager
+    async def _explained(self) -> AsyncIterator[None]:
+        """The one error wrapper of every call on the child: a lost connection is most often a
+        dead child, so it becomes `EngineExitedError` with the child's exit code and last output
+        (keeping `unsent`, which decides whether the request may be retried)."""
+        try:
+            yield
+        except EngineConnectionError as error:
+            process = self._resident.process
+            # Also when the kernel already reports the death: the event loop may not have reaped
+            # the child yet, and its exit code belongs in the message.
+            if process.alive or process.returncode is None:
+                await process.wait_exit(1.0)
+            if process.alive:
+                raise
+            raise EngineExitedError(
                 process.returncode, process.output_tail(10), unsent=error.unsent
-            )
-        return error
+            ) from error
 
-    async def complete(
-        self,
-        messages: Sequence[Message],
-        options: Mapping[str, Any] | None = None,
-        *,
-        grammar: str | None = None,
-        json_schema: Any | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> CompletionResult:
-        try:
-            return await self.client.complete(
-                messages, options, grammar=grammar, json_schema=json_schema, extra=extra
-            )
-        except EngineError as error:
-            explained = await self._explain(error)
-            if explained is error:
-                raise
-            raise explained from error
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        async with self._explained():
+            return await self.client.complete(request)
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        options: Mapping[str, Any] | None = None,
-        *,
-        grammar: str | None = None,
-        json_schema: Any | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[CompletionDelta]:
-        try:
-            async for delta in self.client.stream(
-                messages, options, grammar=grammar, json_schema=json_schema, extra=extra
-            ):
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
+        async with self._explained():
+            async for delta in self.client.stream(request):
                 yield delta
-        except EngineError as error:
-            explained = await self._explain(error)
-            if explained is error:
-                raise
-            raise explained from error
-
-    async def complete_text(
-        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
-    ) -> CompletionResult:
-        try:
-            return await self.client.complete_text(prompt, options, grammar=grammar)
-        except EngineError as error:
-            explained = await self._explain(error)
-            if explained is error:
-                raise
-            raise explained from error
-
-    async def stream_text(
-        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
-    ) -> AsyncIterator[CompletionDelta]:
-        try:
-            async for delta in self.client.stream_text(prompt, options, grammar=grammar):
-                yield delta
-        except EngineError as error:
-            explained = await self._explain(error)
-            if explained is error:
-                raise
-            raise explained from error
 
     async def embed(self, text: str) -> list[float]:
-        try:
+        async with self._explained():
             return await self.client.embed(text)
-        except EngineError as error:
-            explained = await self._explain(error)
-            if explained is error:
-                raise
-            raise explained from error
 
 
 def _wall_clock_ms() -> int:

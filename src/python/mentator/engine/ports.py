@@ -1,21 +1,59 @@
-"""What the layers above need of the engine, as protocols: `EngineManagerPort` (residency: which
-model runs, on which backend) and `EngineHandlePort` (one request's use of it).
+"""What the layers above need of the engine: the values that cross the boundary
+(`CompletionRequest` in; `CompletionResult` / `CompletionDelta` out; `LoadedModel`) and two
+protocols, `EngineManagerPort` (residency: which model runs, on which backend) and
+`EngineHandlePort` (one request's use of it).
 
 `manager.EngineManager` / `manager.EngineHandle` implement them; the HTTP tests pass a fake. The
-use-cases (`inference/`) and the request context depend on these, never on the concrete classes.
+use-cases (`inference/`) and the request context depend on this module, never on the concrete
+classes or the HTTP client (an import contract says so).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from mentator.backends.choice import BackendChoice
-from mentator.engine.client import CompletionDelta, CompletionResult, Message
 
 LoadStatus = Literal["load", "exists"]
+Message = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """One generation, whole or streamed: a chat (``messages``, the model's own chat template
+    applied by the engine) or, when ``prompt`` is set, a text completed as given (no template).
+
+    ``options`` are ours (config ``defaultOptions`` names, `config.options`); ``grammar`` is GBNF
+    text constraining the answer."""
+
+    messages: Sequence[Message] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    grammar: str | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class CompletionResult:
+    text: str
+    reasoning: str | None
+    finish_reason: str | None  # "stop" (end/stop word), "length" (maxTokens hit), ...
+    prompt_tokens: int
+    completion_tokens: int
+    timings: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # llama-server's whole answer
+
+
+@dataclass(frozen=True)
+class CompletionDelta:
+    text: str
+    reasoning: str
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    timings: dict[str, float] | None
+    raw: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -60,33 +98,9 @@ class ModelLike(Protocol):
 class EngineHandlePort(Protocol):
     """One request's use of the loaded engine (`engine.manager.EngineHandle`)."""
 
-    async def complete(
-        self,
-        messages: Sequence[Message],
-        options: Mapping[str, Any] | None = None,
-        *,
-        grammar: str | None = None,
-        json_schema: Any | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> CompletionResult: ...
+    async def complete(self, request: CompletionRequest) -> CompletionResult: ...
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        options: Mapping[str, Any] | None = None,
-        *,
-        grammar: str | None = None,
-        json_schema: Any | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[CompletionDelta]: ...
-
-    async def complete_text(
-        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
-    ) -> CompletionResult: ...
-
-    def stream_text(
-        self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
-    ) -> AsyncIterator[CompletionDelta]: ...
+    def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionDelta]: ...
 
     async def embed(self, text: str) -> list[float]: ...
 

@@ -29,46 +29,56 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mentator.config.options import JSON_DEFAULTS, merge_options, parse_options
-from mentator.engine.client import CompletionDelta, CompletionResult, Message
+from mentator.config.settings import Settings
 from mentator.engine.errors import EngineError
-from mentator.engine.ports import EngineHandlePort, EngineManagerPort, LoadStatus
-from mentator.inference.envelope import error_envelope, success_envelope
+from mentator.engine.ports import (
+    CompletionDelta,
+    CompletionRequest,
+    CompletionResult,
+    EngineHandlePort,
+    LoadStatus,
+    Message,
+)
 from mentator.inference.errors import (
     AnswerRejected,
     CallerLeft,
-    EngineFailed,
     InferenceError,
     InvalidRequest,
     TimedOut,
 )
+from mentator.inference.exchange import Exchange, ExchangeRecorder
 from mentator.inference.requests import Caller, ChatRequest, PromptRequest
 from mentator.inference.slots import (
-    ModelFinder,
-    engine_slot,
-    find_model,
+    Placement,
+    Slots,
+    engine_failed,
     remaining_s,
-    require_engine,
-    run_on_engine,
-    until_caller_leaves,
     with_timeout,
 )
-from mentator.inference.timing import Duration, Timing
 from mentator.inference.tools_loop import ToolLoop, resolve_tools
-from mentator.jsontext import json_text
 from mentator.logging_protocol import LoggerProtocol
 from mentator.models.discovery import ModelInfo
-from mentator.scheduling import RequestQueue
 from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 from mentator.schema.validation import SchemaProblemError, parse_json_answer, validate_response
-from mentator.storage.chatlog import ChatLogStore
-from mentator.storage.database import StorageError
 from mentator.tools.registry import ToolRegistry
+
+
+class CompletionParts(Protocol):
+    """What the completions read at each request (`context.ServiceContext`): the settings
+    (``defaultOptions``, ``toolTimeoutMsec``) and the server-side tools."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def tools(self) -> ToolRegistry | None: ...
+
 
 # node-llama-cpp's built-in default, which the original used when `message.system` is absent.
 DEFAULT_SYSTEM_PROMPT = (
@@ -77,7 +87,6 @@ DEFAULT_SYSTEM_PROMPT = (
     "answering something incorrectly. If you don't know the answer to a question, don't share "
     "false information."
 )
-DB_PIPE = "DB"
 
 
 def js_truthy(value: Any) -> bool:
@@ -148,61 +157,33 @@ def answer_text(text: str, options: Mapping[str, object]) -> str:
     return text if options.get("trimWhitespace") is False else text.rstrip()
 
 
-def _engine_failed(error: EngineError) -> EngineFailed:
-    return EngineFailed(f"on get response text: {error.message}")
-
-
-@dataclass
-class _Exchange:
-    """What one /prompt call produced so far (for the answer, the log and the chat log)."""
-
-    timing: Timing
-    answer_raw: str | None = None
-    load_status: LoadStatus | None = None
-    tokens: int | None = None
-    used_tools: list[str] | None = None  # set when toolServer resolved at least one tool
-
-
-@dataclass(frozen=True)
-class PromptAnswer:
-    """A /prompt success: ``body`` is the envelope to send (and what the chat log stored)."""
-
-    body: dict[str, Any]
-    duration: Duration
-    tokens: int | None
-
-
 @dataclass(frozen=True)
 class ChatAnswer:
-    """A whole /v1 chat completion."""
+    """A whole /v1 chat or text completion."""
 
     model_name: str
     result: CompletionResult
-    duration: Duration
 
 
 class ChatStream:
-    """A streamed /v1 chat completion that holds its queue slot and engine handle until
-    `close` (the end of the stream, its cancellation, or a stream that never started)."""
+    """A streamed /v1 chat or text completion that holds its queue slot and engine handle until
+    `close` (the end of the stream, its cancellation, or a stream that never started), which
+    also records the exchange."""
 
     def __init__(
         self,
         model_name: str,
-        request: ChatRequest,
-        options: dict[str, object],
-        grammar: str | None,
+        request: CompletionRequest,
         handle: EngineHandlePort,
         stack: AsyncExitStack,
-        on_close: Callable[[ChatStream], None],
+        exchange: Exchange,
         deadline: float | None = None,
     ) -> None:
         self.model_name = model_name
         self._request = request
-        self._options = options
-        self._grammar = grammar
         self._handle = handle
         self._stack = stack
-        self._on_close = on_close
+        self._exchange = exchange
         self._deadline = deadline
         self._closed = False
         self.text = ""  # what was streamed so far (the chat log's answer)
@@ -213,19 +194,13 @@ class ChatStream:
         passing is `TimedOut`."""
         try:
             async with asyncio.timeout(remaining_s(self._deadline)):
-                if self._request.prompt is not None:
-                    pieces = self._handle.stream_text(
-                        self._request.prompt, self._options, grammar=self._grammar
-                    )
-                else:
-                    pieces = self._handle.stream(
-                        self._request.messages, self._options, grammar=self._grammar
-                    )
-                async for delta in pieces:
+                async for delta in self._handle.stream(self._request):
                     self.text += delta.text
+                    if delta.usage:
+                        self._exchange.tokens = int(delta.usage.get("completion_tokens") or 0)
                     yield delta
         except EngineError as error:
-            self.failure = _engine_failed(error)
+            self.failure = engine_failed(error)
             raise self.failure from error
         except TimeoutError as error:
             self.failure = TimedOut()
@@ -238,233 +213,129 @@ class ChatStream:
             raise
 
     async def close(self) -> None:
-        """Release the slot and the handle, log the request; safe to call twice."""
+        """Release the slot and the handle, record the exchange; safe to call twice."""
         if self._closed:
             return
         self._closed = True
         await self._stack.aclose()
-        self._on_close(self)
+        exchange = self._exchange
+        if self.failure is None:
+            exchange.answer_raw = self.text
+            exchange.succeeded({"data": self.text}, stream=True)
+        else:
+            exchange.answer_raw = self.text or None
+            exchange.failed(self.failure)
 
 
 class Completions:
-    """The completion use-cases over one service's parts (`engine` None = still starting)."""
+    """The completion use-cases (built once per service)."""
 
     def __init__(
         self,
         *,
-        engine: EngineManagerPort | None,
-        models: ModelFinder,
-        queue: RequestQueue,
-        default_options: Mapping[str, object],
+        slots: Slots,
+        recorder: ExchangeRecorder,
+        parts: CompletionParts,
         logger: LoggerProtocol,
-        chatlog: ChatLogStore | None,
-        save_prompt: bool,
-        clock_ms: Callable[[], int],
-        tools: ToolRegistry | None = None,
-        tool_timeout_s: float = 30.0,
     ) -> None:
-        self._tools = tools
-        self._tool_timeout_s = tool_timeout_s
-        self._engine = engine
-        self._models = models
-        self._queue = queue
-        self._defaults = default_options
+        self._slots = slots
+        self._recorder = recorder
+        self._parts = parts
         self._logger = logger
-        self._chatlog = chatlog
-        self._save_prompt = save_prompt
-        self._clock_ms = clock_ms
 
     # --- /prompt ------------------------------------------------------------------------------
 
-    async def prompt(self, request: PromptRequest, caller: Caller) -> PromptAnswer:
-        exchange = _Exchange(timing=Timing())
-        work = self._generate(request, exchange)
-        try:
-            data = await until_caller_leaves(work, caller.left() if caller.left else None)
-        except InferenceError as failure:
-            failure.duration = exchange.timing.duration()
-            self._logger.error(caller.pipe, caller.message, failure.message)
-            body = error_envelope(failure.message, failure.duration)
-            self._store(failure.code, failure.duration, request, body, exchange.answer_raw)
-            raise
-        duration = exchange.timing.duration()
+    async def prompt(self, request: PromptRequest, caller: Caller) -> dict[str, Any]:
+        """The envelope to send (and what the chat log stored)."""
+        exchange = self._recorder.begin(caller, "completion", request.body)
+        used_tools: list[str] = []
+        data, with_tools = await exchange.run(self._generate(request, exchange, used_tools))
         result: dict[str, Any] = {"loadModelStatus": exchange.load_status}
-        if exchange.used_tools is not None:
-            result["usedTools"] = exchange.used_tools
+        if with_tools:
+            result["usedTools"] = used_tools
         result["data"] = data
-        body = success_envelope(result, duration)
-        self._logger.debug(
-            caller.pipe,
-            caller.message,
-            json_text({"duration": duration.to_json(), "loadModelStatus": exchange.load_status}),
-        )
-        self._store(200, duration, request, body, exchange.answer_raw)
-        return PromptAnswer(body, duration, exchange.tokens)
+        return exchange.succeeded(result, loadModelStatus=exchange.load_status)
 
-    async def _generate(self, request: PromptRequest, exchange: _Exchange) -> Any:
-        engine = require_engine(self._engine)
-        options = generation_options(self._defaults, request.options)
+    async def _generate(
+        self, request: PromptRequest, exchange: Exchange, used_tools: list[str]
+    ) -> tuple[Any, bool]:
+        """The answer's data, and whether tools were offered (``usedTools`` is then sent)."""
+        self._slots.engine()
+        settings = self._parts.settings
+        options = generation_options(settings.default_options, request.options)
         grammar = prompt_grammar(request)
         check_response_schema(request)
-        tools = resolve_tools(self._tools, request.tool_server or [])
-        model = find_model(self._models, request.model)
-        deadline = exchange.timing.started + request.duration_msec / 1000
+        registry = self._parts.tools
+        tools = resolve_tools(registry, request.tool_server or [])
+        tool_timeout_s = settings.tool_timeout_msec / 1000
+        model = self._slots.find_model(request.model)
+        timing = exchange.timing
+        deadline = timing.started + request.duration_msec / 1000
         messages = prompt_messages(request)
 
         async def work(handle: EngineHandlePort, status: LoadStatus) -> CompletionResult:
             exchange.load_status = status
             # durationMsec bounds the queue wait plus the generation; a model load does not count.
-            budget_s = request.duration_msec / 1000 - exchange.timing.queue_ms / 1000
+            budget_s = request.duration_msec / 1000 - timing.queue_ms / 1000
             generation_deadline = time.monotonic() + budget_s
             if tools:
-                exchange.used_tools = []
-                loop = ToolLoop(
-                    handle,
-                    self._tools,
-                    tools,
-                    self._tool_timeout_s,
-                    self._logger,
-                    exchange.used_tools,
-                )
+                used_tools.clear()  # a retried request starts its calls again
+                loop = ToolLoop(handle, registry, tools, tool_timeout_s, self._logger, used_tools)
                 answer = loop.run(messages, options, grammar, request.format is not None)
             else:
-                answer = handle.complete(messages, options, grammar=grammar)
+                answer = handle.complete(CompletionRequest(messages, options, grammar))
             return await with_timeout(answer, generation_deadline)
 
-        try:
-            result = await run_on_engine(
-                engine,
-                self._queue,
-                model,
-                request.gpulayer,
-                request.context_size,
-                deadline,
-                exchange.timing,
-                work,
-            )
-        except EngineError as error:
-            raise _engine_failed(error) from error
+        placement = Placement(model, request.gpulayer, request.context_size)
+        result = await self._slots.run(placement, deadline, timing, work)
         exchange.answer_raw = answer_text(result.text, options)
         exchange.tokens = result.completion_tokens
-        return answer_data(request, exchange.answer_raw)
+        return answer_data(request, exchange.answer_raw), bool(tools)
 
-    def _store(
-        self,
-        code: int,
-        duration: Duration,
-        request: PromptRequest | ChatRequest,
-        response: dict[str, Any],
-        answer_raw: str | None,
-    ) -> None:
-        """One chat-log row (the /state stats count them): errors always, successes when
-        ``log.savePrompt`` is on — the same rule for /prompt and /v1/chat/completions."""
-        if self._chatlog is None or (code == 200 and not self._save_prompt):
-            return
-        try:
-            self._chatlog.write(
-                self._clock_ms(),
-                code,
-                duration.prompt_msec,
-                duration.queue_msec,
-                json_text(request.body),
-                json_text(response),
-                answer_raw,
-            )
-        except StorageError as error:
-            self._logger.error(DB_PIPE, str(error))
+    # --- /v1/chat/completions and /v1/completions ---------------------------------------------
 
-    # --- /v1/chat/completions -----------------------------------------------------------------
-
-    def _chat_parts(self, request: ChatRequest) -> tuple[ModelInfo, dict[str, object], str | None]:
-        require_engine(self._engine)
-        model = find_model(self._models, request.model)
-        options = generation_options(self._defaults, request.options)
-        schema = request.json_schema
+    def _chat_parts(self, request: ChatRequest) -> tuple[ModelInfo, CompletionRequest]:
+        self._slots.engine()
+        model = self._slots.find_model(request.model)
+        options = generation_options(self._parts.settings.default_options, request.options)
         grammar = request.grammar
-        if grammar is None and schema is not None:
-            grammar = grammar_for(schema)
-        return model, options, grammar
+        if grammar is None and request.json_schema is not None:
+            grammar = grammar_for(request.json_schema)
+        return model, CompletionRequest(request.messages, options, grammar, request.prompt)
 
     async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
-        timing = Timing()
-        deadline = timing.started + request.timeout_ms / 1000
-        try:
-            model, options, grammar = self._chat_parts(request)
-            result = await until_caller_leaves(
-                self._complete(model, request, options, grammar, timing, deadline),
-                caller.left() if caller.left else None,
-            )
-        except InferenceError as failure:
-            failure.duration = timing.duration()
-            self._logger.error(caller.pipe, caller.message, failure.message)
-            body = error_envelope(failure.message, failure.duration)
-            self._store(failure.code, failure.duration, request, body, None)
-            raise
-        duration = timing.duration()
-        self._logger.debug(caller.pipe, caller.message, json_text({"duration": duration.to_json()}))
-        answer = success_envelope({"data": result.text}, duration)
-        self._store(200, duration, request, answer, result.text)
-        return ChatAnswer(model.name, result, duration)
+        exchange = self._recorder.begin(caller, "completion", request.body)
+        deadline = exchange.timing.started + request.timeout_ms / 1000
 
-    async def _complete(
-        self,
-        model: ModelInfo,
-        request: ChatRequest,
-        options: dict[str, object],
-        grammar: str | None,
-        timing: Timing,
-        deadline: float,
-    ) -> CompletionResult:
-        async def work(handle: EngineHandlePort, _status: LoadStatus) -> CompletionResult:
-            if request.prompt is not None:
-                answer = handle.complete_text(request.prompt, options, grammar=grammar)
-            else:
-                answer = handle.complete(request.messages, options, grammar=grammar)
-            return await with_timeout(answer, deadline)
+        async def complete() -> ChatAnswer:
+            model, engine_request = self._chat_parts(request)
 
-        try:
-            return await run_on_engine(
-                self._engine, self._queue, model, None, None, deadline, timing, work
-            )
-        except EngineError as error:
-            raise _engine_failed(error) from error
+            async def work(handle: EngineHandlePort, _status: LoadStatus) -> CompletionResult:
+                return await with_timeout(handle.complete(engine_request), deadline)
 
-    async def open_stream(
-        self, request: ChatRequest, caller: Caller, on_done: Callable[[Duration], None]
-    ) -> ChatStream:
+            result = await self._slots.run(Placement(model), deadline, exchange.timing, work)
+            return ChatAnswer(model.name, result)
+
+        answer = await exchange.run(complete())
+        exchange.answer_raw = answer.result.text
+        exchange.tokens = answer.result.completion_tokens
+        exchange.succeeded({"data": answer.result.text})
+        return answer
+
+    async def open_stream(self, request: ChatRequest, caller: Caller) -> ChatStream:
         """A stream holding its slot: the errors before the first byte (unknown model, busy
         queue, failed load) are raised here, so the answer can still carry their status."""
-        timing = Timing()
-        deadline = timing.started + request.timeout_ms / 1000
+        exchange = self._recorder.begin(caller, "completion", request.body)
+        deadline = exchange.timing.started + request.timeout_ms / 1000
         stack = AsyncExitStack()
         try:
-            model, options, grammar = self._chat_parts(request)
-            handle, _status = await stack.enter_async_context(
-                engine_slot(self._engine, self._queue, model, None, None, deadline, timing)
+            model, engine_request = self._chat_parts(request)
+            lease = await stack.enter_async_context(
+                self._slots.hold(Placement(model), deadline, exchange.timing)
             )
+            handle, _status = await lease.acquire()
         except InferenceError as failure:
             await stack.aclose()
-            failure.duration = timing.duration()
-            self._logger.error(caller.pipe, caller.message, failure.message)
-            body = error_envelope(failure.message, failure.duration)
-            self._store(failure.code, failure.duration, request, body, None)
+            exchange.failed(failure)
             raise
-
-        def closed(stream: ChatStream) -> None:
-            duration = timing.duration()
-            self._logger.debug(
-                caller.pipe,
-                caller.message,
-                json_text({"duration": duration.to_json(), "stream": True}),
-            )
-            failure = stream.failure
-            if failure is None:
-                answer = success_envelope({"data": stream.text}, duration)
-                self._store(200, duration, request, answer, stream.text)
-            else:
-                self._logger.error(caller.pipe, caller.message, failure.message)
-                body = error_envelope(failure.message, duration)
-                self._store(failure.code, duration, request, body, stream.text or None)
-            on_done(duration)
-
-        return ChatStream(model.name, request, options, grammar, handle, stack, closed, deadline)
+        return ChatStream(model.name, engine_request, handle, stack, exchange, deadline)

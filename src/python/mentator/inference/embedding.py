@@ -15,18 +15,10 @@ from dataclasses import dataclass
 from mentator.engine.errors import EngineError
 from mentator.engine.ports import EngineHandlePort, EngineManagerPort, LoadStatus
 from mentator.inference.errors import EngineFailed, InferenceError
+from mentator.inference.exchange import Exchange, ExchangeRecorder
 from mentator.inference.requests import Caller, EmbeddingRequest
-from mentator.inference.slots import (
-    ModelFinder,
-    find_model,
-    require_engine,
-    run_on_engine,
-    until_caller_leaves,
-)
-from mentator.inference.timing import Duration, Timing
-from mentator.jsontext import json_text
-from mentator.logging_protocol import LoggerProtocol
-from mentator.scheduling import RequestQueue
+from mentator.inference.slots import Placement, Slots
+from mentator.inference.timing import Duration
 
 
 @dataclass(frozen=True)
@@ -51,53 +43,39 @@ def engine_settings_for(
     return gpulayer, None
 
 
-class Embeddings:
-    """The embedding use-case over one service's parts (`engine` None = still starting)."""
+def _embedding_failed(error: EngineError) -> InferenceError:
+    return EngineFailed(error.message)
 
-    def __init__(
-        self,
-        *,
-        engine: EngineManagerPort | None,
-        models: ModelFinder,
-        queue: RequestQueue,
-        logger: LoggerProtocol,
-    ) -> None:
-        self._engine = engine
-        self._models = models
-        self._queue = queue
-        self._logger = logger
+
+class Embeddings:
+    """The embedding use-case (built once per service)."""
+
+    def __init__(self, *, slots: Slots, recorder: ExchangeRecorder) -> None:
+        self._slots = slots
+        self._recorder = recorder
 
     async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingAnswer:
-        timing = Timing()
-        try:
-            answer = await until_caller_leaves(
-                self._embed(request, timing), caller.left() if caller.left else None
-            )
-        except InferenceError as failure:
-            failure.duration = timing.duration()
-            self._logger.error(caller.pipe, caller.message, failure.message)
-            raise
-        extra = {
-            "duration": answer.duration.to_json(),
-            "loadModelStatus": answer.load_status,
-            "vectorLen": len(answer.vectors[0]) if len(answer.vectors) == 1 else None,
-            "inputs": len(answer.vectors),
-        }
-        self._logger.debug(caller.pipe, caller.message, json_text(extra))
-        return answer
+        exchange = self._recorder.begin(caller, "embedding")
+        model_name, vectors, status = await exchange.run(self._embed(request, exchange))
+        exchange.succeeded(
+            {},
+            loadModelStatus=status,
+            vectorLen=len(vectors[0]) if len(vectors) == 1 else None,
+            inputs=len(vectors),
+        )
+        return EmbeddingAnswer(model_name, vectors, status, exchange.duration)
 
-    async def _embed(self, request: EmbeddingRequest, timing: Timing) -> EmbeddingAnswer:
-        engine = require_engine(self._engine)
-        model = find_model(self._models, request.model)
+    async def _embed(
+        self, request: EmbeddingRequest, exchange: Exchange
+    ) -> tuple[str, list[list[float]], LoadStatus]:
+        engine = self._slots.engine()
+        model = self._slots.find_model(request.model)
         gpulayer, context_size = engine_settings_for(engine, model.name, request.gpulayer)
 
-        async def work(handle: EngineHandlePort, status: LoadStatus) -> EmbeddingAnswer:
-            vectors = [await handle.embed(text) for text in request.texts]
-            return EmbeddingAnswer(model.name, vectors, status, timing.duration())
+        async def work(
+            handle: EngineHandlePort, status: LoadStatus
+        ) -> tuple[str, list[list[float]], LoadStatus]:
+            return model.name, [await handle.embed(text) for text in request.texts], status
 
-        try:
-            return await run_on_engine(
-                engine, self._queue, model, gpulayer, context_size, None, timing, work
-            )
-        except EngineError as error:
-            raise EngineFailed(error.message) from error
+        placement = Placement(model, gpulayer, context_size)
+        return await self._slots.run(placement, None, exchange.timing, work, _embedding_failed)

@@ -81,6 +81,19 @@ class Starting(InferenceError):  # noqa: N818 - an outcome
         super().__init__(STARTING_MESSAGE)
 
 
+class StartupFailed(InferenceError):  # noqa: N818 - an outcome
+    """The startup failed (model scan or backend selection): the service cannot answer until it
+    is restarted, so no retry advice; the reason is the one /health and the log give."""
+
+    code = 503
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"service unavailable: {reason}. Fix the cause (GET /health and the log say the same) "
+            "and restart the service"
+        )
+
+
 class CallerLeft(InferenceError):  # noqa: N818 - an outcome
     """The client closed the connection; the chat log records nginx's 499."""
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mentator.engine.client import Message
+from mentator.engine.ports import Message
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Caller:
     pipe: str
     message: str
     left: Callable[[], Awaitable[None]] | None = None
+    route: str = ""  # the route's path (the metrics' label), e.g. ``/prompt``
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""The steps every engine-backed use-case shares: the model lookup, a queue slot with a handle on
-the engine serving the model, deadlines, and giving up when the caller leaves.
+"""The steps every engine-backed use-case shares: the model lookup, THE way to take a queue slot
+with a handle on the engine serving the model (`Slots`), deadlines, and giving up when the caller
+leaves.
 
 Errors are the domain errors of `errors.py` with the original's texts (reference §2.4): unknown
 model → ``Model not found: "<name>"``, load failure → ``on load model "<name>": <err>``, deadline
 passed while waiting → ``cancelled by timeout``; a full queue → `Busy` (new: the original's queue
-was unbounded); no engine yet → `Starting`.
+was unbounded); no engine yet → `Starting`, or `StartupFailed` with the reason when the startup
+failed (retrying will not help then).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from mentator.engine.errors import EngineError
@@ -25,6 +28,7 @@ from mentator.inference.errors import (
     InvalidRequest,
     ModelNotFound,
     Starting,
+    StartupFailed,
     TimedOut,
 )
 from mentator.inference.timing import Timing
@@ -41,8 +45,22 @@ class ModelFinder(Protocol):
     def find(self, name: str) -> ModelInfo | None: ...
 
 
-def require_engine(engine: EngineManagerPort | None) -> EngineManagerPort:
+class EngineSource(Protocol):
+    """Where the engine manager is (`context.ServiceContext`): None until the startup finished,
+    and for good when it failed (``startup_error`` says why)."""
+
+    @property
+    def engine(self) -> EngineManagerPort | None: ...
+
+    @property
+    def startup_error(self) -> str | None: ...
+
+
+def require_engine(source: EngineSource) -> EngineManagerPort:
+    engine = source.engine
     if engine is None:
+        if source.startup_error is not None:
+            raise StartupFailed(source.startup_error)
         raise Starting()
     return engine
 
@@ -80,78 +98,114 @@ def load_failure(model: ModelInfo, context_size: int | None, error: EngineError)
     )
 
 
-@asynccontextmanager
-async def engine_slot(
-    engine: EngineManagerPort | None,
-    queue: RequestQueue,
-    model: ModelInfo,
-    gpulayer: float | None,
-    context_size: int | None,
-    deadline: float | None,
-    timing: Timing,
-) -> AsyncIterator[tuple[EngineHandlePort, LoadStatus]]:
-    """A queue slot and a handle on the engine serving ``model``; both released on exit.
+@dataclass(frozen=True)
+class Placement:
+    """Where a request runs: the model, and the engine settings it asks for (None: default)."""
 
-    ``deadline`` is a `time.monotonic` instant (the queue's clock) or None for no limit.
-    """
-    manager = require_engine(engine)
-    check_context_size(model, context_size)
-    try:
-        async with queue.slot(deadline) as waited_ms:
-            timing.queue_ms = waited_ms
-            try:
-                handle, status = await manager.acquire(model, gpulayer, context_size)
-            except EngineError as error:
-                raise load_failure(model, context_size, error) from error
-            try:
-                yield handle, status
-            finally:
-                handle.release()
-    except QueueFull as error:
-        raise Busy(str(error)) from error
-    except QueueTimeout as error:
-        raise TimedOut() from error
+    model: ModelInfo
+    gpulayer: float | None = None
+    context_size: int | None = None
 
 
-async def run_on_engine(
-    engine: EngineManagerPort | None,
-    queue: RequestQueue,
-    model: ModelInfo,
-    gpulayer: float | None,
-    context_size: int | None,
-    deadline: float | None,
-    timing: Timing,
-    work: Callable[[EngineHandlePort, LoadStatus], Awaitable[T]],
-) -> T:
-    """`work` on a handle from `engine_slot`, retried once on a fresh engine when the engine had
-    died before the request reached it (`EngineError.unsent`: the connection was refused, so it
-    did no work and produced no token). A request the engine had started gets the error.
+class Lease:
+    """A held queue slot and the engine handle taken inside it (taken again after the engine
+    died under it: `Slots.run`)."""
 
-    The retry keeps the queue slot; it releases the dead engine's handle first, so the manager
-    (which now sees the exit) starts a new child on the next acquire.
-    """
-    manager = require_engine(engine)
-    check_context_size(model, context_size)
-    try:
-        async with queue.slot(deadline) as waited_ms:
-            timing.queue_ms = waited_ms
-            for attempt in (1, 2):
+    def __init__(self, manager: EngineManagerPort, placement: Placement) -> None:
+        self._manager = manager
+        self._placement = placement
+        self._handle: EngineHandlePort | None = None
+
+    async def acquire(self) -> tuple[EngineHandlePort, LoadStatus]:
+        """The handle (loading the model when it is not the running one)."""
+        where = self._placement
+        try:
+            handle, status = await self._manager.acquire(
+                where.model, where.gpulayer, where.context_size
+            )
+        except EngineError as error:
+            raise load_failure(where.model, where.context_size, error) from error
+        self._handle = handle
+        return handle, status
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.release()
+            self._handle = None
+
+
+def engine_failed(error: EngineError) -> InferenceError:
+    """An engine failure during a generation (reference: ``on get response text: <err>``)."""
+    return EngineFailed(f"on get response text: {error.message}")
+
+
+class Slots:
+    """The one way the use-cases reach the engine: find the model, wait for a queue slot (bounded
+    by a deadline), take a handle on the engine serving the model, release both at the end."""
+
+    def __init__(self, engines: EngineSource, models: ModelFinder, queue: RequestQueue) -> None:
+        self._engines = engines
+        self._models = models
+        self._queue = queue
+
+    def engine(self) -> EngineManagerPort:
+        """The engine manager, or `Starting` / `StartupFailed`."""
+        return require_engine(self._engines)
+
+    def find_model(self, name: str) -> ModelInfo:
+        return find_model(self._models, name)
+
+    @asynccontextmanager
+    async def hold(
+        self, placement: Placement, deadline: float | None, timing: Timing
+    ) -> AsyncIterator[Lease]:
+        """A queue slot for the body; the handle is taken with `Lease.acquire` and released,
+        with the slot, on exit. ``deadline`` is a `time.monotonic` instant or None (no limit)."""
+        manager = self.engine()
+        check_context_size(placement.model, placement.context_size)
+        try:
+            async with self._queue.slot(deadline) as waited_ms:
+                timing.queue_ms = waited_ms
+                lease = Lease(manager, placement)
                 try:
-                    handle, status = await manager.acquire(model, gpulayer, context_size)
-                except EngineError as error:
-                    raise load_failure(model, context_size, error) from error
-                try:
-                    return await work(handle, status)
-                except EngineError as error:
-                    if attempt == 2 or not error.unsent or error.status is not None:
-                        raise
+                    yield lease
                 finally:
-                    handle.release()
-            raise AssertionError("unreachable")  # pragma: no cover
-    except QueueFull as error:
-        raise Busy(str(error)) from error
-    except QueueTimeout as error:
-        raise TimedOut() from error
+                    lease.release()
+        except QueueFull as error:
+            raise Busy(str(error)) from error
+        except QueueTimeout as error:
+            raise TimedOut() from error
+
+    async def run(
+        self,
+        placement: Placement,
+        deadline: float | None,
+        timing: Timing,
+        work: Callable[[EngineHandlePort, LoadStatus], Awaitable[T]],
+        failed: Callable[[EngineError], InferenceError] = engine_failed,
+    ) -> T:
+        """`work` on a handle, retried once on a fresh engine when the engine had died before
+        the request reached it (`EngineError.unsent`: the connection was refused, so it did no
+        work and produced no token). A request the engine had started gets the error, as
+        ``failed`` words it.
+
+        The retry keeps the queue slot; it releases the dead engine's handle first, so the manager
+        (which now sees the exit) starts a new child on the next acquire.
+        """
+        try:
+            async with self.hold(placement, deadline, timing) as lease:
+                for attempt in (1, 2):
+                    handle, status = await lease.acquire()
+                    try:
+                        return await work(handle, status)
+                    except EngineError as error:
+                        if attempt == 2 or not error.unsent or error.status is not None:
+                            raise
+                    finally:
+                        lease.release()
+                raise AssertionError("unreachable")  # pragma: no cover
+        except EngineError as error:
+            raise failed(error) from error
 
 
 def remaining_s(deadline: float | None) -> float | None:

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mentator.engine.client import Message
+from mentator.engine.ports import Message
 from mentator.inference.errors import AnswerRejected, InvalidRequest
 from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 

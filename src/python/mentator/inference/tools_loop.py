@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mentator.engine.client import CompletionResult, Message
-from mentator.engine.ports import EngineHandlePort
+from mentator.engine.ports import CompletionRequest, CompletionResult, EngineHandlePort, Message
 from mentator.inference.errors import InferenceError, InvalidRequest
 from mentator.inference.toolcalls import (
     FunctionTool,
@@ -167,7 +166,7 @@ class ToolLoop:
         for round_number in range(MAX_ROUNDS + 1):
             last = round_number == MAX_ROUNDS
             grammar = round_grammar(None if last else offer, answer_grammar, free_json)
-            result = await self.handle.complete(conversation, options, grammar=grammar)
+            result = await self.handle.complete(CompletionRequest(conversation, options, grammar))
             tokens += result.completion_tokens
             call = None if last else as_call(result.text.strip(), set(by_name))
             if call is None:
@@ -211,7 +210,7 @@ class ToolLoop:
         tokens: int,
     ) -> CompletionResult:
         grammar = round_grammar(None, answer_grammar, True)
-        result = await self.handle.complete(conversation, options, grammar=grammar)
+        result = await self.handle.complete(CompletionRequest(conversation, options, grammar))
         return CompletionResult(
             text=result.text,
             reasoning=result.reasoning,

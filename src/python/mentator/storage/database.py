@@ -16,6 +16,9 @@ from pathlib import Path
 
 from mentator.storage.health import StorageHealth
 
+# The log pipe of everything about the database (reference §3), for every layer that reports it.
+DB_PIPE = "DB"
+
 
 class StorageError(Exception):
     """A database operation failed; the message says which one and why."""

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from mentator.logging_protocol import LoggerProtocol
 from mentator.storage.chatlog import ChatLogStore
 from mentator.storage.corelog import CoreLogStore
-from mentator.storage.database import StorageError
+from mentator.storage.database import DB_PIPE, StorageError
 
 DAY_MS = 24 * 60 * 60 * 1000
 RETENTION_INTERVAL_S = 60 * 60
-DB_PIPE = "DB"
 
 
 def _now_ms() -> int:

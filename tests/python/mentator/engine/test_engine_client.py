@@ -12,6 +12,7 @@ import pytest
 
 from mentator.engine.client import EngineClient, logit_bias, sampling_params
 from mentator.engine.errors import EngineConnectionError, EngineError, EngineRequestError
+from mentator.engine.ports import CompletionRequest
 
 JSON_DEFAULTS: dict[str, Any] = {
     "temperature": 0,
@@ -98,7 +99,9 @@ def test_complete_sends_messages_grammar_and_reads_the_answer() -> None:
 
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     result = asyncio.run(
-        client_with(handler).complete(messages, {"temperature": 0.5}, grammar='root ::= "x"')
+        client_with(handler).complete(
+            CompletionRequest(messages, {"temperature": 0.5}, grammar='root ::= "x"')
+        )
     )
     assert result.text == '{"a":1}' and result.reasoning == "hmm"
     assert result.finish_reason == "length"
@@ -116,12 +119,6 @@ def test_complete_sends_messages_grammar_and_reads_the_answer() -> None:
     ]
 
 
-def test_grammar_and_schema_together_are_refused() -> None:
-    client = client_with(lambda request: httpx.Response(200))
-    with pytest.raises(ValueError, match="either a grammar or a json_schema"):
-        asyncio.run(client.complete([], grammar="g", json_schema={}))
-
-
 def test_engine_error_status_and_message_are_kept() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
@@ -132,7 +129,9 @@ def test_engine_error_status_and_message_are_kept() -> None:
         )
 
     with pytest.raises(EngineRequestError) as caught:
-        asyncio.run(client_with(handler).complete([{"role": "user", "content": "x"}]))
+        asyncio.run(
+            client_with(handler).complete(CompletionRequest([{"role": "user", "content": "x"}]))
+        )
     assert caught.value.status == 400
     assert str(caught.value) == "the request exceeds the available context size"
 
@@ -142,7 +141,9 @@ def test_connection_failure_is_an_engine_connection_error() -> None:
         raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
 
     with pytest.raises(EngineConnectionError, match="connection lost during completion"):
-        asyncio.run(client_with(handler).complete([{"role": "user", "content": "x"}]))
+        asyncio.run(
+            client_with(handler).complete(CompletionRequest([{"role": "user", "content": "x"}]))
+        )
 
 
 def test_stream_yields_deltas_until_done() -> None:
@@ -160,7 +161,12 @@ def test_stream_yields_deltas_until_done() -> None:
         return httpx.Response(200, text=body, headers={"Content-Type": "text/event-stream"})
 
     async def collect() -> list[Any]:
-        return [d async for d in client_with(handler).stream([{"role": "user", "content": "x"}])]
+        return [
+            d
+            async for d in client_with(handler).stream(
+                CompletionRequest([{"role": "user", "content": "x"}])
+            )
+        ]
 
     deltas = asyncio.run(collect())
     assert "".join(d.text for d in deltas) == "Hello"
@@ -175,7 +181,9 @@ def test_stream_error_event_raises() -> None:
         return httpx.Response(200, text=body)
 
     async def collect() -> None:
-        async for _ in client_with(handler).stream([{"role": "user", "content": "x"}]):
+        async for _ in client_with(handler).stream(
+            CompletionRequest([{"role": "user", "content": "x"}])
+        ):
             pass
 
     with pytest.raises(EngineRequestError, match="decode failed") as caught:

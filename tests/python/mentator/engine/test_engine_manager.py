@@ -15,6 +15,7 @@ from mentator.backends.choice import BackendChoice
 from mentator.backends.layout import EngineLayout
 from mentator.engine.errors import EngineError, EngineExitedError, EngineStartError
 from mentator.engine.manager import EngineManager
+from mentator.engine.ports import CompletionRequest
 
 CPU = BackendChoice(backend="cpu", reason="test")
 
@@ -48,7 +49,9 @@ def test_same_settings_reuse_the_child_and_changes_reload(
         ]:
             async with manager.use(model, gpulayer, context) as (handle, status):
                 statuses.append(status)
-                result = await handle.complete([{"role": "user", "content": "hi"}])
+                result = await handle.complete(
+                    CompletionRequest([{"role": "user", "content": "hi"}])
+                )
                 assert result.text == "echo: hi"
         current = manager.current()
         assert current is not None
@@ -83,7 +86,7 @@ def test_embedding_reuses_the_completion_child(
         manager = manager_for(settings, logger)
         async with manager.use(model, None, None) as (handle, status):
             assert status == "load"
-            await handle.complete([{"role": "user", "content": "x"}])
+            await handle.complete(CompletionRequest([{"role": "user", "content": "x"}]))
         async with manager.use(model, None, None) as (handle, status):
             assert status == "exists"
             assert await handle.embed("hello") == [1.0, -2.0]
@@ -123,7 +126,9 @@ def test_crash_mid_request_is_reported_and_the_next_acquire_restarts(
     async def scenario() -> None:
         manager = manager_for(settings, logger)
         handle, status = await manager.acquire(model, None, None)
-        request = asyncio.create_task(handle.complete([{"role": "user", "content": "x"}]))
+        request = asyncio.create_task(
+            handle.complete(CompletionRequest([{"role": "user", "content": "x"}]))
+        )
         await asyncio.sleep(0.5)
         (launch,) = recorded_launches()
         os.kill(int(launch["pid"]), signal.SIGKILL)
@@ -161,7 +166,7 @@ def test_reload_waits_for_running_requests(
         await asyncio.sleep(0.2)
         assert not late.done()
         assert (
-            await first.complete([{"role": "user", "content": "still here"}])
+            await first.complete(CompletionRequest([{"role": "user", "content": "still here"}]))
         ).text == "echo: still here"
         first.release()
         second, status = await asyncio.wait_for(switching, 20)
@@ -198,7 +203,9 @@ def test_gpu_start_failure_falls_back_to_cpu_once(
         manager = manager_for(settings, logger, cuda)
         async with manager.use(model, None, None) as (handle, status):
             assert status == "load"
-            assert (await handle.complete([{"role": "user", "content": "x"}])).text == "echo: x"
+            assert (
+                await handle.complete(CompletionRequest([{"role": "user", "content": "x"}]))
+            ).text == "echo: x"
         assert manager.backend.backend == "cpu"
         assert "failed to initialize CUDA" in manager.backend.skipped["cuda"]
         assert manager.backend.reason.startswith("fell back to CPU: cuda engine failed to start")

@@ -20,6 +20,7 @@ import pytest
 from mentator.backends.choice import BackendChoice
 from mentator.engine.errors import EngineExitedError
 from mentator.engine.manager import EngineManager
+from mentator.engine.ports import CompletionRequest
 from mentator.hardware.probes import ProbeEnv
 from mentator.hardware.selection import select_backend
 
@@ -89,25 +90,35 @@ def test_completion_grammar_embedding_and_stream(engine_dir: Path, test_model: P
         model = model_of(test_model)
         async with manager.use(model, None, 1024) as (handle, status):
             assert status == "load"
-            result = await handle.complete(user("What is the capital of France?"), GREEDY)
+            result = await handle.complete(
+                CompletionRequest(user("What is the capital of France?"), GREEDY)
+            )
             assert result.text.strip()
             assert result.finish_reason in {"stop", "length"}
             assert result.prompt_tokens > 0 and 0 < result.completion_tokens <= 24
             assert result.timings.get("predicted_n") == result.completion_tokens
 
             constrained = await handle.complete(
-                user("Is the sky blue? Answer yes or no."), GREEDY, grammar='root ::= "yes" | "no"'
+                CompletionRequest(
+                    user("Is the sky blue? Answer yes or no."),
+                    GREEDY,
+                    grammar='root ::= "yes" | "no"',
+                )
             )
             assert constrained.text in {"yes", "no"}
 
             shaped = await handle.complete(
-                user("Give a digit."),
-                {**GREEDY, "maxTokens": 32},
-                grammar='root ::= "{\\"digit\\": " [0-9] "}"',
+                CompletionRequest(
+                    user("Give a digit."),
+                    {**GREEDY, "maxTokens": 32},
+                    grammar='root ::= "{\\"digit\\": " [0-9] "}"',
+                )
             )
             assert set(json.loads(shaped.text)) == {"digit"}
 
-            streamed = [d async for d in handle.stream(user("Say hello."), GREEDY)]
+            streamed = [
+                d async for d in handle.stream(CompletionRequest(user("Say hello."), GREEDY))
+            ]
             assert "".join(d.text for d in streamed).strip()
             assert streamed[-1].finish_reason in {"stop", "length"} or any(
                 d.finish_reason for d in streamed
@@ -138,7 +149,7 @@ def _decode_calls(metrics_text: str) -> float:
 
 
 def test_closing_the_request_stops_the_generation(engine_dir: Path, test_model: Path) -> None:
-    max_tokens = 6000  # with ignore_eos the model would generate all of them (one decode each)
+    max_tokens = 6000  # the grammar never ends, so the model would generate all of them
 
     async def scenario() -> None:
         manager = EngineManager(
@@ -147,9 +158,12 @@ def test_closing_the_request_stops_the_generation(engine_dir: Path, test_model: 
         async with manager.use(model_of(test_model), None, 8192) as (handle, _):
             long_job = asyncio.create_task(
                 handle.complete(
-                    user("Write a very long story about a dragon."),
-                    {"temperature": 0.8, "maxTokens": max_tokens, "seed": 3},
-                    extra={"ignore_eos": True},
+                    CompletionRequest(
+                        user("Write a very long story about a dragon."),
+                        {"temperature": 0.8, "maxTokens": max_tokens, "seed": 3},
+                        # A right-recursive rule has no end: the end of text is never allowed.
+                        grammar="root ::= [a-z ,.] root",
+                    )
                 )
             )
             await asyncio.sleep(1.0)
@@ -168,7 +182,7 @@ def test_closing_the_request_stops_the_generation(engine_dir: Path, test_model: 
                 await asyncio.sleep(1.0)
                 assert _decode_calls((await http.get("/metrics")).text) == decoded  # stopped
                 assert decoded < max_tokens  # stopped early, not at the end
-            quick = await handle.complete(user("Hi"), {**GREEDY, "maxTokens": 4})
+            quick = await handle.complete(CompletionRequest(user("Hi"), {**GREEDY, "maxTokens": 4}))
             assert quick.completion_tokens <= 4
         await manager.shutdown()
 
@@ -186,7 +200,9 @@ def test_kill_mid_request_gives_an_engine_error_and_the_next_acquire_restarts(
         handle, _ = await manager.acquire(model, None, 2048)
         job = asyncio.create_task(
             handle.complete(
-                user("Write a long essay about the sea."), {"maxTokens": 2000, "seed": 5}
+                CompletionRequest(
+                    user("Write a long essay about the sea."), {"maxTokens": 2000, "seed": 5}
+                )
             )
         )
         await asyncio.sleep(1.0)
@@ -201,7 +217,9 @@ def test_kill_mid_request_gives_an_engine_error_and_the_next_acquire_restarts(
         again, status = await manager.acquire(model, None, 2048)
         try:
             assert status == "load"
-            assert (await again.complete(user("Hi"), {**GREEDY, "maxTokens": 4})).text
+            assert (
+                await again.complete(CompletionRequest(user("Hi"), {**GREEDY, "maxTokens": 4}))
+            ).text
         finally:
             again.release()
             await manager.shutdown()

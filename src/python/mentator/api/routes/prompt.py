@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 
 from mentator.api.body import read_body
 from mentator.api.deps import CallerDep, CompletionsDep
-from mentator.api.metrics import MetricsDep
 from mentator.api.requests import PROMPT_SCHEMA, parse_prompt
 from mentator.api.schemas import DURATION_SCHEMA, ERROR_SCHEMA, json_body_doc
 
@@ -59,10 +58,7 @@ _SUCCESS_SCHEMA = {
     },
 )
 async def prompt_route(
-    request: Request, completions: CompletionsDep, caller: CallerDep, metrics: MetricsDep
+    request: Request, completions: CompletionsDep, caller: CallerDep
 ) -> JSONResponse:
     parsed = parse_prompt(await read_body(request))
-    answer = await completions.prompt(parsed, caller)
-    duration = answer.duration
-    metrics.observe_completion("/prompt", duration.prompt_msec, duration.queue_msec, answer.tokens)
-    return JSONResponse(answer.body)
+    return JSONResponse(await completions.prompt(parsed, caller))

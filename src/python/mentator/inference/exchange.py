@@ -1,0 +1,156 @@
+"""The one record of every request a use-case answers: its timing, its log line, its chat-log row
+and its metrics — for successes and failures alike, for `/prompt` (with or without tools), the
+`/v1` chat and text completions (whole or streamed) and both embedding paths.
+
+A use-case opens an `Exchange` (`ExchangeRecorder.begin`), fills in what it learns (load status,
+answer text, tokens) and ends it once: `Exchange.succeeded` or `Exchange.failed`. Rules kept in
+this one place (reference §3):
+* a failure is logged as an ERROR line of the caller's pipe; a success as a DEBUG line holding
+  the duration and what the use-case adds (``loadModelStatus``, ``stream``, ...);
+* completions store a chat-log row (the envelope that was sent, and the raw answer): failures
+  always, successes when ``log.savePrompt`` is on; embeddings are never stored;
+* the observer (the HTTP layer's metrics) sees every ended exchange.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
+
+from mentator.config.settings import Settings
+from mentator.engine.ports import LoadStatus
+from mentator.inference.envelope import error_envelope, success_envelope
+from mentator.inference.errors import InferenceError
+from mentator.inference.requests import Caller
+from mentator.inference.slots import until_caller_leaves
+from mentator.inference.timing import Duration, Timing
+from mentator.jsontext import json_text
+from mentator.logging_protocol import LoggerProtocol
+from mentator.storage.chatlog import ChatLogStore
+from mentator.storage.database import DB_PIPE, StorageError
+
+T = TypeVar("T")
+Kind = Literal["completion", "embedding"]
+
+
+class ExchangeObserver(Protocol):
+    """Who counts ended exchanges (`api.metrics.ApiMetrics`)."""
+
+    def exchange_ended(
+        self, route: str, kind: Kind, code: int, duration: Duration, tokens: int | None
+    ) -> None: ...
+
+
+class RecorderParts(Protocol):
+    """What the recorder reads at each exchange (`context.ServiceContext`): the chat log (None
+    while the database is unavailable; it may be reopened later, so it is never kept) and the
+    settings (``log.savePrompt``)."""
+
+    @property
+    def chatlog(self) -> ChatLogStore | None: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+
+@dataclass
+class Exchange:
+    """One request as it goes: what it produced so far, for the answer, the log and the chat
+    log. A completion is stored in the chat log with ``stored_request`` (the body as sent);
+    an embedding never is."""
+
+    recorder: ExchangeRecorder
+    caller: Caller
+    kind: Kind
+    stored_request: Any | None
+    timing: Timing = field(default_factory=Timing)
+    load_status: LoadStatus | None = None
+    answer_raw: str | None = None
+    tokens: int | None = None
+    duration: Duration = field(default_factory=Duration)  # set when it ends
+
+    async def run(self, work: Awaitable[T]) -> T:
+        """``work`` until it ends or the caller leaves; a failure is recorded, then raised."""
+        try:
+            return await until_caller_leaves(work, self.caller.left() if self.caller.left else None)
+        except InferenceError as failure:
+            self.failed(failure)
+            raise
+
+    def succeeded(self, result: dict[str, Any], **log_fields: object) -> dict[str, Any]:
+        """Record a success; the original's envelope around ``result`` (what is sent)."""
+        duration = self.duration = self.timing.duration()
+        body = success_envelope(result, duration)
+        self.recorder.ended(
+            self, 200, duration, body, {"duration": duration.to_json(), **log_fields}
+        )
+        return body
+
+    def failed(self, failure: InferenceError) -> None:
+        """Record a failure (its ``duration`` is set here, for the answer)."""
+        failure.duration = self.duration = self.timing.duration()
+        body = error_envelope(failure.message, failure.duration)
+        self.recorder.ended(self, failure.code, failure.duration, body, failure.message)
+
+
+class ExchangeRecorder:
+    """Logs, stores and counts ended exchanges (built once per service)."""
+
+    def __init__(
+        self,
+        *,
+        logger: LoggerProtocol,
+        parts: RecorderParts,
+        clock_ms: Callable[[], int],
+        observer: ExchangeObserver | None = None,
+    ) -> None:
+        self._logger = logger
+        self._parts = parts
+        self._clock_ms = clock_ms
+        self._observer = observer
+
+    def begin(self, caller: Caller, kind: Kind, stored_request: Any | None = None) -> Exchange:
+        return Exchange(self, caller, kind, stored_request)
+
+    def ended(
+        self,
+        exchange: Exchange,
+        code: int,
+        duration: Duration,
+        body: dict[str, Any],
+        log: str | dict[str, object],
+    ) -> None:
+        """Called once per exchange, by `Exchange.succeeded` or `.failed`."""
+        caller = exchange.caller
+        if isinstance(log, str):
+            self._logger.error(caller.pipe, caller.message, log)
+        else:
+            self._logger.debug(caller.pipe, caller.message, json_text(log))
+        if exchange.kind == "completion":
+            self._store(code, duration, exchange.stored_request, body, exchange.answer_raw)
+        if self._observer is not None:
+            self._observer.exchange_ended(
+                caller.route, exchange.kind, code, duration, exchange.tokens
+            )
+
+    def _store(
+        self, code: int, duration: Duration, request: Any, body: dict[str, Any], raw: str | None
+    ) -> None:
+        """One chat-log row (the /state stats count them): errors always, successes when
+        ``log.savePrompt`` is on."""
+        chatlog = self._parts.chatlog
+        if chatlog is None or (code == 200 and not self._parts.settings.log.save_prompt):
+            return
+        try:
+            chatlog.write(
+                self._clock_ms(),
+                code,
+                duration.prompt_msec,
+                duration.queue_msec,
+                json_text(request),
+                json_text(body),
+                raw,
+            )
+        except StorageError as error:
+            self._logger.error(DB_PIPE, str(error))
