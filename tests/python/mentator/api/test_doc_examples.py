@@ -35,7 +35,9 @@ ROUTE_SCHEMAS: dict[str, JsonSchema] = {
 }
 
 # `curl … localhost:<port>/<route> … -d '<body>'`, the body possibly over several lines.
-_CURL_WITH_BODY = re.compile(r"curl\b[^\n]*?localhost:\d+(?P<route>/[\w/]+)[^\n]*?-d '(?P<body>[^']*)'")
+_CURL_WITH_BODY = re.compile(
+    r"curl\b[^\n]*?localhost:\d+(?P<route>/[\w/]+)[^\n]*?-d '(?P<body>[^']*)'"
+)
 
 
 def _examples() -> list[tuple[str, str, str]]:
