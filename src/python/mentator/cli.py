@@ -2,6 +2,10 @@
 
 Exit codes: 0 success, 1 bad configuration (the original exited 0), 2 usage error. With a valid
 configuration the process becomes the service and exits with `run_service`'s code.
+
+Messages of the original (reference §1.1) kept: no argument prints its help (first line
+``mentator-llm-service, version <ver>``), and a mode flag without its value prints its
+``ERROR: Please provide …`` line. Both then exit 2 instead of the original's 0.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from mentator.config.loader import ConfigError, generate_template, load_docker, load_use
 from mentator.config.settings import Settings
@@ -23,9 +27,31 @@ EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_USAGE = 2
 
+# The original's words for a mode flag given without its value; --conf-docker had none of its
+# own (it printed the --conf-use line), so it gets that line with its own example.
+MISSING_VALUE: dict[str, str] = {
+    "--conf-gen": "Please provide a directory path to generate the config template."
+    " Example: --conf-gen /path/to/dir",
+    "--conf-use": "Please provide a path to the config file."
+    " Example: --conf-use /path/to/config.jsonc",
+    "--conf-docker": "Please provide a path to the config file."
+    f" Example: --conf-docker {DOCKER_CONFIG_EXAMPLE}",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the original's line in front of argparse's own for a flag without value."""
+
+    def error(self, message: str) -> NoReturn:
+        for flag, text in MISSING_VALUE.items():
+            if message == f"argument {flag}: expected one argument":
+                sys.stderr.write(f"ERROR: {text}\n")
+                break
+        super().error(message)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROGRAM,
         description="Local LLM behind an HTTP API, with JSON answers guaranteed by a JSON Schema.",
         epilog=(
@@ -116,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stderr.write(f"ERROR: {err}\n")
         return EXIT_CONFIG
 
+    # The original's help: its first line, then the description and every mode.
+    stderr.write(f"{PROGRAM}, version {VERSION}\n")
     parser.print_help(stderr)
     stderr.write("\nERROR: give one of --conf-gen DIR, --conf-use FILE or --conf-docker FILE\n")
     return EXIT_USAGE

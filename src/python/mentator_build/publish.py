@@ -5,8 +5,9 @@ Docker Hub needs a NAMESPACE (the account name); a private registry (`--registry
 may go without one. Credentials are Docker's own (`docker login`, ~/.docker/config.json).
 
 Why not `./pants publish`: the push happens here so that the same code runs in the end-to-end test
-(tests/python/mentator_e2e), which runs under Pants and cannot start a second Pants. The equivalent
-Pants route is documented in docker/compose/README.md.
+(tests/python/mentator_e2e/test_publish.py), which runs under Pants and cannot start a second
+Pants. The Pants route (`./pants publish`, registries in pants.toml) is documented in
+docs/publish.md and checked by build-support/e2e-publish.sh.
 
 Each push is checked: errors arrive inside the push's progress stream (the SDK does not raise on
 them), and afterwards the registry is asked for the manifest digest of what it now holds.

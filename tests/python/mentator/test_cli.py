@@ -49,6 +49,49 @@ def test_no_mode_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--conf-docker" in err
 
 
+def test_no_argument_prints_the_originals_help_first(capsys: pytest.CaptureFixture[str]) -> None:
+    # The original printed "mentator-llm-service, version <ver>", a description and the usage.
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mentator-llm-service, version {VERSION}\n"), err
+    assert "Local LLM behind an HTTP API" in err
+    for flag in ("--conf-gen DIR", "--conf-use FILE", "--conf-docker FILE"):
+        assert flag in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--conf-use"],
+            "ERROR: Please provide a path to the config file."
+            " Example: --conf-use /path/to/config.jsonc",
+        ),
+        (
+            ["--conf-gen"],
+            "ERROR: Please provide a directory path to generate the config template."
+            " Example: --conf-gen /path/to/dir",
+        ),
+        (
+            ["--conf-docker"],
+            "ERROR: Please provide a path to the config file. Example: --conf-docker"
+            " /opt/mentator-llm-service/data/mentator-llm-service.conf.jsonc",
+        ),
+        # A flag followed by another flag has no value either (the original's minimist too).
+        (
+            ["--conf-use", "--conf-gen", "x"],
+            "ERROR: Please provide a path to the config file."
+            " Example: --conf-use /path/to/config.jsonc",
+        ),
+    ],
+)
+def test_flag_without_its_value_gets_the_originals_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(message + "\n")
+
+
 def test_two_modes_or_missing_value_are_usage_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

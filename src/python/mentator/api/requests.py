@@ -93,7 +93,12 @@ PROMPT_SCHEMA: JsonSchema = {
         "toolServer": {
             "type": "array",
             "items": {"type": "string"},
-            "description": "Server-side tool names; accepted and ignored (not implemented yet).",
+            "description": (
+                "Server-side tools the model may call before it answers: names of *.tool.txt"
+                ' files in the config\'s toolDir (case-insensitive, suffix optional), or ["*"]'
+                " for all; an unknown name is a 400. Each call runs in its own process;"
+                " result.usedTools lists the calls (docs/tools.md)."
+            ),
         },
         "tool": {
             "type": "array",

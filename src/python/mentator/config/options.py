@@ -115,14 +115,16 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "integer",
         0,
         4096,
-        "tokens dropped when the context is full; 0 = engine default",
+        "accepted for compatibility, no effect: context shifting is a llama-server process"
+        " setting, not a per-request one (README, Differences)",
     ),
     OptionSpec(
         "disableContextShift",
         "boolean",
         None,
         None,
-        "fail instead of shifting the context when it is full",
+        "accepted for compatibility, no effect: context shifting is a llama-server process"
+        " setting, not a per-request one (README, Differences)",
     ),
 )
 

@@ -3,7 +3,8 @@
 the PY runner (stdin ``{"code", "args", "env"}``, one JSON answer line on stdout, the tool's
 ``console.log`` on stderr). The code is the body of ``async (args, LIB, ENV) => {...}`` as in
 the original; ``LIB`` holds its Node built-ins (``fs``, ``path``, ``math``, ``crypto``,
-``buffer``) and ``http`` over ``fetch``; ``LIB.db`` is a clear error that points to PY tools."""
+``buffer``) and ``http`` over ``fetch``; ``LIB.db`` is the same clear error as in PY tools (no
+database connector is shipped for either language)."""
 
 SOURCE = r"""
 'use strict';
@@ -43,7 +44,7 @@ process.stdin.on('end', async () => {
     return http.request(url, { ...opts, method: 'POST', headers, body: isText ? body : JSON.stringify(body) });
   };
   const db = new Proxy({}, { get: (_t, name) => {
-    throw new Error(`LIB.db.${String(name)}: database connectors are not available to JS tools; write the tool in PY`);
+    throw new Error(`LIB.db.${String(name)}: database connectors are not available in this service`);
   } });
   const LIB = {
     fs: require('fs'), path: require('path'), math: Math, crypto: require('crypto'),

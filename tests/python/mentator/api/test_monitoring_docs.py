@@ -115,6 +115,18 @@ def test_openapi_document(client: TestClient) -> None:
     assert yaml.safe_load(client.get("/doc/yaml").text) == document
 
 
+def test_openapi_documents_the_server_side_tools(client: TestClient) -> None:
+    # toolServer runs the named tools (inference/tools_loop.py) and the answer lists the calls.
+    prompt = client.get("/doc/json").json()["paths"]["/prompt"]["post"]
+    request = prompt["requestBody"]["content"]["application/json"]["schema"]
+    tool_server = request["properties"]["toolServer"]["description"]
+    assert "ignored" not in tool_server and "not implemented" not in tool_server, tool_server
+    assert "usedTools" in tool_server and "toolDir" in tool_server
+    result = prompt["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    used = result["result"]["properties"]["usedTools"]
+    assert used["type"] == "array" and used["items"] == {"type": "string"}
+
+
 def test_fastapi_default_doc_routes_are_off(client: TestClient) -> None:
     assert client.get("/redoc").status_code == 404
     redirect = client.get("/docs", follow_redirects=False)

@@ -114,3 +114,16 @@ def test_merge_partial_request_over_config_defaults() -> None:
     assert merged["topP"] == 0.1
     assert merge_options(config, None) == config
     assert merge_options(config, {"seed": 3})["seed"] == 3
+
+
+def test_options_without_effect_say_so_in_the_template_and_the_api_doc() -> None:
+    # The engine gets no field for these (engine/client.py IGNORED_OPTIONS, the README's
+    # "Differences"); their help text feeds the config template comments and the OpenAPI text,
+    # and once claimed an effect for contextShiftSize / disableContextShift.
+    from mentator.config.template import full_template_text
+
+    template = full_template_text()
+    for key in ("penalizeNewline", "evaluationPriority", "contextShiftSize", "disableContextShift"):
+        description = option_descriptions()[key]
+        assert "no effect" in description, (key, description)
+        assert description in template

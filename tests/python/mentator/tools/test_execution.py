@@ -93,7 +93,7 @@ def test_js_tool_like_the_original() -> None:
     assert _run("return await Promise.resolve(7);", lang="JS") == 7
     with pytest.raises(ToolRunError, match="Error: no luck"):
         _run("throw new Error('no luck');", lang="JS")
-    with pytest.raises(ToolRunError, match="write the tool in PY"):
+    with pytest.raises(ToolRunError, match="database connectors are not available"):
         _run("return LIB.db.pg;", lang="JS")
     with pytest.raises(ToolRunError, match="timed out after 1000 ms"):
         _run("await new Promise((r) => setTimeout(r, 30000));", lang="JS", timeout_s=1.0)
@@ -101,6 +101,20 @@ def test_js_tool_like_the_original() -> None:
         _run("console.log('x'.repeat(10000000)); return 1;", lang="JS")
     seen = _run("return Object.keys(process.env);", lang="JS")
     assert set(seen) <= {"PATH", "LANG", "HOME"}
+
+
+@needs_node
+def test_lib_db_says_the_same_true_thing_in_js_and_py() -> None:
+    # Neither runner ships a database connector: neither message may send the user to the other
+    # language (the JS one once said "write the tool in PY", whose LIB.db fails the same way).
+    said = []
+    for lang, code in (("PY", "return LIB.db.pg"), ("JS", "return LIB.db.pg;")):
+        with pytest.raises(ToolRunError) as caught:
+            _run(code, lang=lang)
+        said.append(str(caught.value))
+    for text in said:
+        assert "LIB.db.pg: database connectors are not available in this service" in text, text
+        assert "PY" not in text and "JS" not in text, text
 
 
 def test_js_without_node_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

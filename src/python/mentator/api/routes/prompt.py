@@ -25,6 +25,13 @@ _SUCCESS_SCHEMA = {
             "type": "object",
             "properties": {
                 "loadModelStatus": {"type": "string", "enum": ["load", "exists"]},
+                "usedTools": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The server-side tools called, in call order with repeats;"
+                    " only when toolServer named at least one existing tool ([] if none was"
+                    " called).",
+                },
                 "data": {"description": "The answer: text, or JSON when `format` was given."},
             },
         },
