@@ -154,9 +154,12 @@ explained="$(mktemp)"
 if [ -x "${python}" ] && decision="$(as_user "${python}" -m mentator --detect-hardware --explain 2>"${explained}")"; then
   while IFS= read -r line; do log "${line}"; done <"${explained}"
   export MENTATOR_BACKEND_DECISION="${decision}"
-  case "$(printf '%s' "${decision}" | sed -n 's/^{"backend": *"\([a-z0-9]*\)".*/\1/p')" in
-    cuda*) export LLAMA_CUDA=1 ;;
-    rocm) export LLAMA_HIPBLAS=1 ;;
+  # The original's LLAMA_CUDA=1 / LLAMA_HIPBLAS=1: the service reads the decision (no JSON
+  # parsing here) and names the variable of its backend's catalog row, or prints nothing.
+  env_flag="$(as_user "${python}" -m mentator --detect-hardware --env-flag)" || env_flag=""
+  case "${env_flag}" in
+    "" | *[!A-Z0-9_]*) ;;
+    *) export "${env_flag}=1" ;;
   esac
 else
   log "WARNING: '${python} -m mentator --detect-hardware' failed; the service detects the hardware at start"

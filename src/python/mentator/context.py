@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mentator.applog import wall_clock_ms
+from mentator.applog import AppLogger, wall_clock_ms
 from mentator.backends.choice import BackendChoice
 from mentator.config.settings import Settings
 from mentator.engine.ports import EngineManagerPort
-from mentator.logging_protocol import LoggerProtocol
+from mentator.hardware.vram import VramMeter
 from mentator.models.registry import ModelRegistry
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
@@ -31,7 +31,9 @@ class ServiceContext:
     """The parts of one service (one per process, or per test)."""
 
     settings: Settings
-    logger: LoggerProtocol
+    # The concrete logger (the composition root builds it): it can start writing to a database
+    # opened late (`server.reopen_database`); what it hands on is a `LoggerProtocol`.
+    logger: AppLogger
     registry: ModelRegistry
     queue: RequestQueue
     health: StorageHealth = field(default_factory=StorageHealth)
@@ -45,6 +47,8 @@ class ServiceContext:
     # Why the background startup (scan, backend selection) failed; /health then says "failed".
     startup_error: str | None = None
     clock_ms: Callable[[], int] = wall_clock_ms
+    # Live VRAM use for /state, briefly cached (one per service, shared by its request threads).
+    vram: VramMeter = field(default_factory=VramMeter)
 
     @property
     def ready(self) -> bool:

@@ -112,8 +112,7 @@ def reopen_database(context: ServiceContext) -> bool:
     context.chatlog = ChatLogStore(database)
     context.database = database
     context.health.opened()
-    if isinstance(context.logger, AppLogger):
-        context.logger.attach_store(context.corelog)
+    context.logger.attach_store(context.corelog)
     context.logger.debug(DB_PIPE, f'init db in "{context.settings.db_file}" (after a retry)')
     return True
 

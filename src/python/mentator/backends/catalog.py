@@ -15,8 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# Which hardware probe decides whether a row's GPU is present (hardware/probes.py).
+# Which hardware probe decides whether a row's GPU is present (hardware/probes.py), and how its
+# VRAM use is measured (hardware/vram.py).
 Probe = Literal["nvidia", "amd", "render-node", "none"]
+
+# The variable the original image exported (as 1) for a GPU family: informational, set by
+# docker-entrypoint.sh. Keyed by the probe, so a new row of a family gets it with no other change.
+ORIGINAL_ENV_FLAG: dict[Probe, str] = {"nvidia": "LLAMA_CUDA", "amd": "LLAMA_HIPBLAS"}
 
 # NVIDIA's minor-version compatibility: the oldest Linux driver (major version) that runs every
 # CUDA runtime of a major version (11.x, 12.x, 13.x).
@@ -51,6 +56,11 @@ class BackendSpec:
     def driver_floor(self) -> int | None:
         """The oldest NVIDIA driver major version this backend's CUDA runtime runs on."""
         return CUDA_DRIVER_FLOOR.get(self.cuda_major) if self.cuda_major is not None else None
+
+    @property
+    def original_env_flag(self) -> str | None:
+        """`ORIGINAL_ENV_FLAG` of this row's GPU family (None: the original set none)."""
+        return ORIGINAL_ENV_FLAG.get(self.probe)
 
 
 BACKENDS: tuple[BackendSpec, ...] = (

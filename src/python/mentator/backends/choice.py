@@ -52,23 +52,34 @@ class BackendChoice:
         return catalog.backend(self.backend).is_gpu
 
     def to_json(self) -> dict[str, object]:
-        data: dict[str, object] = {
+        """The one rendering of the decision, used everywhere it is shown or handed on:
+        ``--detect-hardware`` prints it (the entrypoint passes it to the service, `from_json`),
+        ``/state`` shows it as ``backend`` (the stat page reads it there) and ``/health`` names
+        its ``name``. Every key is always present.
+
+        ``name`` is the catalog row; ``backend`` repeats it under the key the decision JSON had
+        first (hand-written decisions in ``MENTATOR_BACKEND_DECISION`` use it). ``fallbacks`` are
+        the lower GPU tiers a failed model load goes to, each rendered the same way.
+        """
+        return {
+            "name": self.backend,
             "backend": self.backend,
+            "cpuVariant": self.cpu_variant,
             "reason": self.reason,
             "skipped": dict(self.skipped),
             "devices": [device.to_json() for device in self.devices],
-            "cpuVariant": self.cpu_variant,
             "env": dict(self.env),
+            "fallbacks": [fallback.to_json() for fallback in self.fallbacks],
         }
-        if self.fallbacks:
-            data["fallbacks"] = [fallback.to_json() for fallback in self.fallbacks]
-        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BackendChoice:
-        """The inverse of `to_json`; `ValueError` when ``data`` is not such an object."""
+        """The inverse of `to_json` (``name`` or ``backend`` names the row; either is enough);
+        `ValueError` when ``data`` is not such an object."""
         try:
-            name = str(data["backend"])
+            name = str(data["name"] if "name" in data else data["backend"])
+            if "backend" in data and str(data["backend"]) != name:
+                raise ValueError(f"name {name!r} and backend {data['backend']!r} differ")
             if name not in catalog.BY_NAME:
                 raise ValueError(f"unknown backend {name!r}")
             variant = data.get("cpuVariant")

@@ -29,7 +29,7 @@ from mentator.config.keys import (
     ConfigKey,
 )
 from mentator.config.options import JSON_DEFAULTS, SPECS_BY_KEY, option_problem, parse_options
-from mentator.config.settings import LogSettings, Settings
+from mentator.config.settings import LogSettings, Settings, log_settings_from, settings_from
 from mentator.config.template import docker_members, docker_template_text, write_template
 
 _LOG_KEY_NAMES = tuple(row.key for row in LOG_KEYS)
@@ -72,15 +72,14 @@ class _Checks:
         value = data.get(key)
         if value is None:
             return None
-        integral = (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and float(value).is_integer()
-        )
-        if not integral or not low <= value <= high:  # type: ignore[operator]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not float(value).is_integer()
+            or not low <= value <= high
+        ):
             self.problem(full_key, f"an integer {low}..{high}", value)
             return None
-        assert isinstance(value, int | float)
         return int(value)
 
     def string(self, data: Mapping[str, object], key: str, full_key: str) -> str | None:
@@ -165,7 +164,7 @@ class _Checks:
         for row in LOG_KEYS:
             value = self.value(section, row, "log.")
             fields[row.field] = row.default if value is None else value
-        return LogSettings(**fields)  # type: ignore[arg-type]
+        return log_settings_from(fields)
 
     def raise_if_any(self) -> None:
         if self.problems:
@@ -267,11 +266,8 @@ def load_use(
     engine = fields["engine_dir"]
     fields["engine_dir"] = resolve_engine_dir(str(engine) if engine else None, env, base)
     fields["api_keys"] = with_env_api_keys(fields["api_keys"], env)
-    return Settings(
-        **fields,  # type: ignore[arg-type]
-        config_file=config_file,
-        mode="use",
-        warnings=tuple(checks.warnings),
+    return settings_from(
+        fields, config_file=config_file, mode="use", warnings=tuple(checks.warnings)
     )
 
 
@@ -371,9 +367,6 @@ def load_docker(
 
     fields.update({row.field: value for row, value in forced.items()})
     fields["api_keys"] = with_env_api_keys(fields["api_keys"], env)
-    return Settings(
-        **fields,  # type: ignore[arg-type]
-        config_file=config_file,
-        mode="docker",
-        warnings=tuple(checks.warnings),
+    return settings_from(
+        fields, config_file=config_file, mode="docker", warnings=tuple(checks.warnings)
     )

@@ -1,6 +1,12 @@
 """`--detect-hardware`: print the backend decision as one JSON line on stdout (what
 docker-entrypoint.sh hands to the service, `handoff.py`) and, with ``--explain``, the same in
-words on stderr: the backend and why, then every tier skipped and why."""
+words on stderr: the backend and why, then every tier skipped and why.
+
+``--env-flag`` detects nothing: it reads the decision already in ``MENTATOR_BACKEND_DECISION``
+(with the service's own parser) and prints the variable the original image exported for its
+backend (`catalog.ORIGINAL_ENV_FLAG`, e.g. ``LLAMA_CUDA``), or an empty line; so the entrypoint
+never parses JSON itself.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mentator.backends import catalog
 from mentator.backends.choice import BackendChoice
+from mentator.hardware.handoff import DECISION_ENV, decided_backend
 from mentator.hardware.probes import ProbeEnv
 from mentator.hardware.selection import select_backend
 
@@ -22,6 +30,18 @@ def explain(choice: BackendChoice) -> list[str]:
     lines = [f"Selected backend: {choice.backend} ({choice.reason}{variant})"]
     lines += [f"  {tier} skipped: {why}" for tier, why in choice.skipped.items()]
     return lines
+
+
+def _print_env_flag() -> int:
+    choice = decided_backend(os.environ)
+    if choice is None:
+        sys.stderr.write(
+            f"ERROR: --env-flag needs a decision in ${DECISION_ENV}"
+            " (the JSON line of --detect-hardware); it is missing or unreadable\n"
+        )
+        return 1
+    sys.stdout.write((catalog.backend(choice.backend).original_env_flag or "") + "\n")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also write the decision and the reason for every skipped tier to stderr",
     )
+    parser.add_argument(
+        "--env-flag",
+        action="store_true",
+        help=f"detect nothing: print the variable the original image set for the decision in"
+        f" ${DECISION_ENV} (LLAMA_CUDA, LLAMA_HIPBLAS) or an empty line",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.env_flag:
+        return _print_env_flag()
     env = ProbeEnv.from_environ(os.environ, engine_dir=args.engine_dir)
     choice = select_backend(env)
     sys.stdout.write(json.dumps(choice.to_json(), ensure_ascii=False) + "\n")

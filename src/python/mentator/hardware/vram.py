@@ -2,9 +2,11 @@
 start; a model loaded later changes it, so /state asks again (cached for a moment: dashboards
 poll /state every second or so, and nvidia-smi takes tens of milliseconds).
 
-* CUDA: ``nvidia-smi --query-gpu=memory.used`` (the first GPU, like ``gpuInfo.device``);
-* ROCm: the amdgpu driver's ``/sys/class/drm/card*/device/mem_info_vram_used`` (bytes);
-* Vulkan: whichever of the two answers; CPU: None.
+How is decided by the backend's catalog row (its ``probe``, `catalog.Probe`), never by its name,
+so a new row (a second CUDA major, another HIP build) is measured with no change here:
+* ``nvidia``: ``nvidia-smi --query-gpu=memory.used`` (the first GPU, like ``gpuInfo.device``);
+* ``amd``: the amdgpu driver's ``/sys/class/drm/card*/device/mem_info_vram_used`` (bytes);
+* ``render-node`` (Vulkan, any vendor): whichever of the two answers; ``none`` (CPU): None.
 None when nothing answers (the caller keeps the value measured at start).
 """
 
@@ -16,6 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import assert_never
+
+from mentator.backends import catalog
 
 CACHE_S = 2.0
 _TOOL_TIMEOUT_S = 3.0
@@ -53,17 +58,27 @@ def _amd_used_mb(sys_root: Path) -> int | None:
 def used_vram_mb(
     backend: str, environ: Mapping[str, str] | None = None, sys_root: Path = Path("/sys")
 ) -> int | None:
-    """VRAM in use now on the first GPU of ``backend`` (uncached; see `VramMeter`)."""
+    """VRAM in use now on the first GPU of ``backend`` (uncached; see `VramMeter`); None for an
+    unknown name."""
     env = os.environ if environ is None else environ
     nvidia_smi = env.get("MENTATOR_NVIDIA_SMI") or "nvidia-smi"
-    if backend == "cuda":
-        return _nvidia_used_mb(nvidia_smi)
-    if backend == "rocm":
-        return _amd_used_mb(sys_root)
-    if backend == "vulkan":
-        amd = _amd_used_mb(sys_root)
-        return amd if amd is not None else _nvidia_used_mb(nvidia_smi)
-    return None
+    try:
+        probe = catalog.backend(backend).probe
+    except KeyError:
+        return None
+    # Exhaustive over `catalog.Probe`: a new probe kind fails the type check until it is here.
+    match probe:
+        case "nvidia":
+            return _nvidia_used_mb(nvidia_smi)
+        case "amd":
+            return _amd_used_mb(sys_root)
+        case "render-node":
+            amd = _amd_used_mb(sys_root)
+            return amd if amd is not None else _nvidia_used_mb(nvidia_smi)
+        case "none":
+            return None
+        case _:
+            assert_never(probe)
 
 
 class VramMeter:

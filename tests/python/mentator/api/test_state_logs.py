@@ -67,6 +67,10 @@ def test_state_shape_before_any_load(client: TestClient, services: ServiceContex
         "reason": "no usable GPU",
         "skipped": {},
         "devices": [],
+        # The one rendering (`BackendChoice.to_json`) also carries these:
+        "backend": "cpu",
+        "env": {},
+        "fallbacks": [],
     }
 
 

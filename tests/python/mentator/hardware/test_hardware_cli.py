@@ -1,4 +1,5 @@
-"""`--detect-hardware` prints exactly one JSON line (docker-entrypoint.sh parses it)."""
+"""`--detect-hardware` prints exactly one JSON line (docker-entrypoint.sh hands it on), and
+``--env-flag`` reads it back for the entrypoint (which parses no JSON itself)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from typing import Any
 
 import pytest
 
+from mentator.backends import catalog
+from mentator.backends.catalog import BACKENDS, BackendSpec
+from mentator.backends.choice import BackendChoice
+from mentator.cli import main as mentator_main
 from mentator.hardware.cli import main
+from mentator.hardware.handoff import DECISION_ENV
 
 
 def test_prints_one_json_line(
@@ -63,3 +69,54 @@ def test_explain_writes_the_decision_in_words_to_stderr(
     assert lines[0] == "Selected backend: cpu (no usable GPU, CPU variant haswell)"
     assert lines[1].startswith("  cuda skipped: NVIDIA GPU (NVIDIA GeForce RTX 4090) found")
     assert [line.split(" skipped:")[0].strip() for line in lines[1:]] == ["cuda", "rocm", "vulkan"]
+
+
+def _env_flag(
+    decision: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """`python -m mentator --detect-hardware --env-flag` with ``decision`` in the environment."""
+    if decision is None:
+        monkeypatch.delenv(DECISION_ENV, raising=False)
+    else:
+        monkeypatch.setenv(DECISION_ENV, decision)
+    code = mentator_main(["--detect-hardware", "--env-flag"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_env_flag_names_the_original_variable_of_the_decided_row(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, flag in (
+        ("cuda", "LLAMA_CUDA"),
+        ("rocm", "LLAMA_HIPBLAS"),
+        ("vulkan", ""),
+        ("cpu", ""),
+    ):
+        printed = json.dumps(BackendChoice(backend=name, reason="test").to_json())
+        assert _env_flag(printed, monkeypatch, capsys) == (0, flag + "\n", ""), name
+    # Read as JSON, not as text: the key order and spacing do not matter (a `sed` on the line
+    # found nothing here), nor which of the two name keys a hand-written decision uses.
+    reordered = '{ "reason": "by hand",\n  "devices": [], "backend" : "rocm" }'
+    assert _env_flag(reordered, monkeypatch, capsys) == (0, "LLAMA_HIPBLAS\n", "")
+    assert _env_flag('{"reason": "x", "name": "cuda"}', monkeypatch, capsys)[1] == "LLAMA_CUDA\n"
+
+
+def test_env_flag_follows_a_new_catalog_row(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cuda13 = BackendSpec("cuda13", "CUDA 13", "nvidia", "cuda13/libggml-cuda.so", "CUDA", 13)
+    rows = (cuda13, *BACKENDS)
+    monkeypatch.setattr(catalog, "BACKENDS", rows)
+    monkeypatch.setattr(catalog, "BY_NAME", {spec.name: spec for spec in rows})
+    printed = json.dumps(BackendChoice(backend="cuda13", reason="test").to_json())
+    assert _env_flag(printed, monkeypatch, capsys) == (0, "LLAMA_CUDA\n", "")
+
+
+def test_env_flag_without_a_readable_decision_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for decision in (None, "not json", '{"backend": "metal", "reason": "x"}'):
+        code, out, err = _env_flag(decision, monkeypatch, capsys)
+        assert (code, out) == (1, ""), decision
+        assert f"--env-flag needs a decision in ${DECISION_ENV}" in err

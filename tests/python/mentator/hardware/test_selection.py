@@ -202,4 +202,7 @@ def test_to_json_and_fallback_keep_the_reasons() -> None:
         "devices": [],
         "cpuVariant": None,
         "env": {},
+        # The one rendering also used by /state:
+        "name": "cpu",
+        "fallbacks": [],
     }

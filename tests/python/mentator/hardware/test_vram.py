@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from mentator.backends import catalog
+from mentator.backends.catalog import BACKENDS, BackendSpec
 from mentator.hardware.vram import VramMeter, used_vram_mb
 
 
@@ -43,3 +47,25 @@ def test_meter_caches_briefly_per_backend() -> None:
     assert meter.used_mb("cuda") == 100
     now[0] = 2.5
     assert meter.used_mb("cuda") == 200
+
+
+def test_a_new_catalog_row_is_measured_by_its_probe_with_no_other_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two hypothetical rows: a second CUDA major and a second HIP build, named unlike any other.
+    rows = (
+        BackendSpec("cuda13", "CUDA 13", "nvidia", "cuda13/libggml-cuda.so", "CUDA", cuda_major=13),
+        BackendSpec("hip7", "HIP 7", "amd", "hip7/libggml-hip.so", "ROCm"),
+        *BACKENDS,
+    )
+    monkeypatch.setattr(catalog, "BACKENDS", rows)
+    monkeypatch.setattr(catalog, "BY_NAME", {spec.name: spec for spec in rows})
+    value = tmp_path / "used"
+    value.write_text("4096\n")
+    env = {"MENTATOR_NVIDIA_SMI": str(_fake_nvidia_smi(tmp_path, value))}
+    counter = tmp_path / "class" / "drm" / "card0" / "device" / "mem_info_vram_used"
+    counter.parent.mkdir(parents=True)
+    counter.write_text(str(1024 * 1024 * 1024))
+    assert used_vram_mb("cuda13", env, sys_root=tmp_path) == 4096
+    assert used_vram_mb("hip7", env, sys_root=tmp_path) == 1024
+    assert used_vram_mb("metal", env, sys_root=tmp_path) is None  # not a row: nothing to ask

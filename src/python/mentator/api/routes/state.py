@@ -1,7 +1,8 @@
 """``/state``, ``/state/version``, ``/state/models`` (reference §2.8, with port.md additions).
 
 ``/state`` keeps every field of the original and adds ``backend`` (the engine backend really in
-use, its CPU variant, why it was chosen and why each higher tier was skipped, its devices) and
+use, its CPU variant, why it was chosen and why each higher tier was skipped, its devices, its
+fallbacks: `BackendChoice.to_json`, the same object ``--detect-hardware`` prints) and
 ``queueRunning``. ``gpuInfo.type`` is that backend (``cpu``/``cuda``/``rocm``/``vulkan``).
 ``/state/version`` answers the built-in version (the original read ``package.json`` from the
 working directory). ``/state/models`` only lists; ``?rescan=1`` rescans the folder first.
@@ -21,7 +22,6 @@ from mentator.api.errors import ApiError
 from mentator.api.schemas import query_doc
 from mentator.backends.choice import BackendChoice
 from mentator.context import ServiceContext
-from mentator.hardware.vram import VramMeter
 from mentator.memory import memory_usage
 from mentator.storage.database import StorageError
 from mentator.version import VERSION
@@ -42,30 +42,14 @@ EMPTY_STATS = {
 _TRUE_WORDS = ("1", "true", "yes", "y")
 
 
-def backend_json(context: ServiceContext) -> dict[str, Any] | None:
-    choice = context.current_backend()
-    if choice is None:
-        return None
-    return {
-        "name": choice.backend,
-        "cpuVariant": choice.cpu_variant,
-        "reason": choice.reason,
-        "skipped": dict(choice.skipped),
-        "devices": [device.to_json() for device in choice.devices],
-    }
-
-
-VRAM = VramMeter()
-
-
-def _gpu_info(choice: BackendChoice | None) -> dict[str, object] | None:
+def _gpu_info(context: ServiceContext, choice: BackendChoice | None) -> dict[str, object] | None:
     """The backend's GPU facts with ``usedVramMb`` measured now (the decision's value is from
     the start, before any model was loaded; it stays when nothing can be measured)."""
     if choice is None:
         return None
     info = choice.gpu_info()
     if choice.is_gpu:
-        used = VRAM.used_mb(choice.backend)
+        used = context.vram.used_mb(choice.backend)
         if used is not None:
             info["usedVramMb"] = used
     return info
@@ -81,7 +65,7 @@ def state_json(context: ServiceContext) -> dict[str, Any]:
         "serverStartTimestamp": context.started_ms,
         "serverUptimeSeconds": max(0, (now - context.started_ms) // 1000),
         "currentModel": loaded.to_json() if loaded is not None else None,
-        "gpuInfo": _gpu_info(choice),
+        "gpuInfo": _gpu_info(context, choice),
         "memoryUsageMb": memory.rss_mb,
         "memoryHeapMb": memory.heap_mb,
         "memoryExternalMb": memory.external_mb,
@@ -96,7 +80,8 @@ def state_json(context: ServiceContext) -> dict[str, Any]:
             with contextlib.suppress(StorageError):
                 stats = context.chatlog.stats(now, window)
         state[key] = stats
-    state["backend"] = backend_json(context)
+    # The decision's one rendering (`BackendChoice.to_json`), as --detect-hardware prints it.
+    state["backend"] = choice.to_json() if choice is not None else None
     return state
 
 
