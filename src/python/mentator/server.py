@@ -42,13 +42,12 @@ from mentator.models.registry import ModelRegistry
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
 from mentator.storage.corelog import CoreLogStore
-from mentator.storage.database import Database, StorageError
+from mentator.storage.database import DB_PIPE, Database, StorageError
 from mentator.storage.health import StorageHealth
 from mentator.storage.retention import RETENTION_INTERVAL_S, Retention
 from mentator.tools.registry import ToolRegistry
 
 APP_PIPE = "APP"
-DB_PIPE = "DB"
 HEARTBEAT_INTERVAL_S = 60.0
 MODEL_SCAN_INTERVAL_S = 60.0
 DB_RETRY_INTERVAL_S = 10.0
