@@ -67,3 +67,21 @@ def query_doc(schema: JsonSchema) -> dict[str, Any]:
             for name, prop in schema.get("properties", {}).items()
         ]
     }
+
+
+def loaded_result_schema(**fields: JsonSchema) -> JsonSchema:
+    """The success envelope of a route that loads a model: ``duration`` and a ``result`` with
+    ``loadModelStatus`` and the route's own ``fields``."""
+    return {
+        "type": "object",
+        "properties": {
+            "duration": DURATION_SCHEMA,
+            "result": {
+                "type": "object",
+                "properties": {
+                    "loadModelStatus": {"type": "string", "enum": ["load", "exists"]},
+                    **fields,
+                },
+            },
+        },
+    }

@@ -9,24 +9,12 @@ from fastapi.responses import JSONResponse
 from mentator.api.body import read_body
 from mentator.api.deps import CallerDep, EmbeddingsDep
 from mentator.api.requests import EMBEDDING_SCHEMA, parse_embedding
-from mentator.api.schemas import DURATION_SCHEMA, json_body_doc, json_response_doc
+from mentator.api.schemas import json_body_doc, json_response_doc, loaded_result_schema
 from mentator.inference.envelope import success_envelope
 
 router = APIRouter(tags=["main"])
 
-_SUCCESS_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "duration": DURATION_SCHEMA,
-        "result": {
-            "type": "object",
-            "properties": {
-                "loadModelStatus": {"type": "string", "enum": ["load", "exists"]},
-                "data": {"type": "array", "items": {"type": "number"}},
-            },
-        },
-    },
-}
+_SUCCESS_SCHEMA = loaded_result_schema(data={"type": "array", "items": {"type": "number"}})
 
 
 @router.post(

@@ -13,30 +13,19 @@ from fastapi.responses import JSONResponse
 from mentator.api.body import read_body
 from mentator.api.deps import CallerDep, CompletionsDep
 from mentator.api.requests import PROMPT_SCHEMA, parse_prompt
-from mentator.api.schemas import DURATION_SCHEMA, ERROR_SCHEMA, json_body_doc
+from mentator.api.schemas import ERROR_SCHEMA, json_body_doc, loaded_result_schema
 
 router = APIRouter(tags=["main"])
 
-_SUCCESS_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "duration": DURATION_SCHEMA,
-        "result": {
-            "type": "object",
-            "properties": {
-                "loadModelStatus": {"type": "string", "enum": ["load", "exists"]},
-                "usedTools": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "The server-side tools called, in call order with repeats;"
-                    " only when toolServer named at least one existing tool ([] if none was"
-                    " called).",
-                },
-                "data": {"description": "The answer: text, or JSON when `format` was given."},
-            },
-        },
+_SUCCESS_SCHEMA = loaded_result_schema(
+    usedTools={
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "The server-side tools called, in call order with repeats;"
+        " only when toolServer named at least one existing tool ([] if none was called).",
     },
-}
+    data={"description": "The answer: text, or JSON when `format` was given."},
+)
 
 
 @router.post(
