@@ -1,9 +1,13 @@
 """Benchmark (prints, never asserts): what the service costs on top of its engine.
 
-Tokens/s of `/prompt` through the service vs the same llama-server called directly (same model,
-prompt, sampling and argv), with 1, 4 and 16 concurrent clients; then the streaming time to first
-token (`/v1/chat/completions`, `stream: true`) through the service and direct, whose difference is
-what the service adds.
+Tokens/s through the service vs the same llama-server called directly (same model, request body,
+sampling and argv), with 1, 4 and 16 concurrent clients; then the streaming time to first token
+(`/v1/chat/completions`, `stream: true`) through the service and direct, whose difference is what
+the service adds. The service side is `/v1/chat/completions` with the very body sent direct
+(`--route v1`, the default), or `/prompt` (`--route prompt`, the same prompt and sampling as
+options). Tokens are the engine's own counts on both sides: `usage.completion_tokens`, and for
+`/prompt` the service's `mentator_tokens_generated_total` counter (re-tokenizing the answer text
+would count fewer: the engine's tokens are not always the tokenizer's canonical ones).
 
 A small machine is noisy, so the measurement runs in rounds: each round starts the service,
 measures it, stops it, then starts llama-server alone with the argv the service gave its child
@@ -12,6 +16,7 @@ with an idle engine's spinning threads. The printed numbers are medians over the
 
     ./pants run bench/service_vs_direct.py -- [--rounds 3] [--requests 2] [--max-tokens 128]
                                                [--clients 1,4,16] [--ttft-requests 15]
+                                               [--route v1|prompt]
 Uses MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL (./pants sets both to the repository's copies).
 """
 
@@ -36,7 +41,7 @@ import httpx
 
 PROMPT = "Write a detailed story about a lighthouse keeper and a storm."
 SYSTEM = "You are a helpful assistant."
-SERVICE, DIRECT = "service /prompt", "llama-server direct"
+SERVICE, DIRECT = "service", "llama-server direct"
 
 
 def free_port() -> int:
@@ -83,6 +88,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def generated_tokens(base: str) -> int:
+    """The service's count of tokens generated for /prompt (its /metrics)."""
+    for line in httpx.get(f"{base}/metrics", timeout=30).text.splitlines():
+        if line.startswith('mentator_tokens_generated_total{route="/prompt"}'):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 def run_clients(ask: Callable[[httpx.Client], None], clients: int, requests: int) -> float:
@@ -163,9 +176,6 @@ class Bench:
         }
         self.results = Results()
         self.engine_argv: list[str] = []
-        # The last service round: (clients, seconds, first text, end text) per run, the texts,
-        # the TTFT median. Its tokens are counted by the direct engine's tokenizer.
-        self.pending: tuple[list[tuple[int, float, int, int]], list[str], float] = ([], [], 0.0)
 
     def start_service(self) -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
@@ -194,38 +204,43 @@ class Bench:
         return service, base
 
     def service_round(self) -> None:
-        """Measure the service; keep the texts it generated (counted later with the engine's
-        tokenizer: /prompt reports no token count)."""
+        """Measure the service (the engine's token counts; see the module docstring)."""
         service, base = self.start_service()
+        chat = {**self.chat_body, "model": self.model.name}
+        prompt = {
+            "model": self.model.name,
+            "durationMsec": 600_000,
+            "message": {"system": SYSTEM, "user": PROMPT},
+            "options": {"maxTokens": self.args.max_tokens, "temperature": 0, "topK": 1},
+        }
+        counted: list[int] = []
+
+        def ask_v1(http: httpx.Client) -> None:
+            reply = http.post(f"{base}/v1/chat/completions", json=chat)
+            reply.raise_for_status()
+            counted.append(int(reply.json()["usage"]["completion_tokens"]))
+
+        def ask_prompt(http: httpx.Client) -> None:
+            http.post(f"{base}/prompt", json=prompt).raise_for_status()
+
+        by_prompt = self.args.route == "prompt"
+        ask = ask_prompt if by_prompt else ask_v1
         try:
-            body = {
-                "model": self.model.name,
-                "durationMsec": 600_000,
-                "message": {"system": SYSTEM, "user": PROMPT},
-                "options": {"maxTokens": self.args.max_tokens, "temperature": 0, "topK": 1},
-            }
-            httpx.post(f"{base}/prompt", json=body, timeout=600).raise_for_status()  # loads
+            with httpx.Client(timeout=600) as http:
+                ask(http)  # loads the model and warms the prompt cache
             self.engine_argv = child_argv(service.pid)
-            texts: list[str] = []
-
-            def ask(http: httpx.Client) -> None:
-                reply = http.post(f"{base}/prompt", json=body)
-                reply.raise_for_status()
-                texts.append(reply.json()["result"]["data"])
-
-            runs: list[tuple[int, float, int, int]] = []
             for clients in self.clients:
-                first = len(texts)
+                counted.clear()
+                before = generated_tokens(base)
                 seconds = run_clients(ask, clients, self.args.requests)
-                runs.append((clients, seconds, first, len(texts)))
+                tokens = generated_tokens(base) - before if by_prompt else sum(counted)
+                self.results.add_rate(SERVICE, clients, tokens, seconds)
             ttft = median_ttft(
-                f"{base}/v1/chat/completions",
-                {**self.chat_body, "model": self.model.name, "max_tokens": 16},
-                self.args.ttft_requests,
+                f"{base}/v1/chat/completions", {**chat, "max_tokens": 16}, self.args.ttft_requests
             )
+            self.results.add_ttft(SERVICE, ttft)
         finally:
             stop(service)
-        self.pending = (runs, texts, ttft)
 
     def direct_round(self) -> None:
         port = free_port()
@@ -238,15 +253,6 @@ class Bench:
         try:
             wait_http(f"{base}/health")
 
-            def count(text: str) -> int:
-                got = httpx.post(f"{base}/tokenize", json={"content": text}, timeout=60).json()
-                return len(got["tokens"])
-
-            runs, texts, service_ttft = self.pending
-            for clients, seconds, first, end in runs:
-                tokens = sum(count(text) for text in texts[first:end])
-                self.results.add_rate(SERVICE, clients, tokens, seconds)
-            self.results.add_ttft(SERVICE, service_ttft)
             counted: list[int] = []
 
             def ask(http: httpx.Client) -> None:
@@ -273,18 +279,25 @@ class Bench:
         rounds = self.args.rounds
         print(f"\nmedians over {rounds} round(s):")
         for clients in self.clients:
-            service = statistics.median(self.results.rate[(SERVICE, clients)])
-            direct = statistics.median(self.results.rate[(DIRECT, clients)])
+            services = self.results.rate[(SERVICE, clients)]
+            directs = self.results.rate[(DIRECT, clients)]
+            ratios = [s / d for s, d in zip(services, directs, strict=True)]
             print(
-                f"{clients:2d} client(s): service {service:7.2f} tokens/s, direct {direct:7.2f}"
-                f" tokens/s, ratio service/direct {service / direct:.3f}"
+                f"{clients:2d} client(s): service {statistics.median(services):7.2f} tokens/s,"
+                f" direct {statistics.median(directs):7.2f} tokens/s; ratio service/direct per"
+                f" round {' '.join(f'{r:.3f}' for r in ratios)}, median"
+                f" {statistics.median(ratios):.3f}"
             )
-        service_ttft = statistics.median(self.results.ttft[SERVICE])
-        direct_ttft = statistics.median(self.results.ttft[DIRECT])
+        added = [
+            s - d
+            for s, d in zip(self.results.ttft[SERVICE], self.results.ttft[DIRECT], strict=True)
+        ]
         print(
             f"time to first streamed token (median of {self.args.ttft_requests} per round):"
-            f" service {service_ttft:.1f} ms, direct {direct_ttft:.1f} ms,"
-            f" added by the service {service_ttft - direct_ttft:+.1f} ms"
+            f" service {statistics.median(self.results.ttft[SERVICE]):.1f} ms,"
+            f" direct {statistics.median(self.results.ttft[DIRECT]):.1f} ms; added by the service"
+            f" per round {' '.join(f'{a:+.1f}' for a in added)} ms,"
+            f" median {statistics.median(added):+.1f} ms"
         )
 
 
@@ -298,12 +311,15 @@ def main() -> int:
     parser.add_argument(
         "--ttft-requests", type=int, default=15, help="streamed requests per TTFT median"
     )
+    parser.add_argument(
+        "--route", choices=("v1", "prompt"), default="v1", help="the service's route measured"
+    )
     bench = Bench(parser.parse_args())
     args = bench.args
     print(
         f"model {bench.model.name}; engine {bench.engine}; {args.max_tokens} max tokens;"
         f" {args.requests} request(s) per client; llama-server --parallel {args.parallel};"
-        f" {args.rounds} round(s)",
+        f" {args.rounds} round(s); service route {args.route}",
         flush=True,
     )
     try:
