@@ -4,7 +4,10 @@ Completions go to `/v1/chat/completions` with `messages`, so llama-server applie
 chat template (Jinja) and separates reasoning ("thinking") into `reasoning_content`. Our option
 names (config `defaultOptions`, reference §2.3) are mapped to llama-server's sampling fields here,
 in one place. Cancelling the awaiting task closes the HTTP connection, and llama-server stops
-generating for a closed connection, so a timeout frees the slot at once.
+generating for a closed connection, so a timeout frees the slot at once. Whole answers are read
+as streams too (`_whole`): llama-server notices a closed connection when it writes a stream's next
+token, but checks a one-piece answer's only after a second in which no result for any request
+came, which other requests' tokens (or /slots and /metrics polls) can put off until the end.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class CompletionResult:
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, float] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)  # llama-server's whole answer
+    raw: dict[str, Any] = field(default_factory=dict)  # llama-server's last stream event
 
 
 @dataclass(frozen=True)
@@ -164,16 +167,6 @@ class EngineClient:
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    async def _post_completion(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """POST a non-streamed completion; the engine's JSON answer, or an EngineError."""
-        try:
-            response = await self._http.post(self._url(path), json=body)
-        except httpx.HTTPError as error:
-            raise _connection_error(error, "completion") from error
-        if response.status_code >= 400:
-            raise EngineRequestError(_error_message(response), status=response.status_code)
-        return _json_object(response, "completion")
-
     @staticmethod
     def chat_body(
         messages: Sequence[Message],
@@ -210,22 +203,9 @@ class EngineClient:
     ) -> CompletionResult:
         """One chat completion. `grammar`: GBNF text; `json_schema`: llama-server builds one."""
         body = self.chat_body(
-            messages, options, grammar=grammar, json_schema=json_schema, extra=extra, stream=False
+            messages, options, grammar=grammar, json_schema=json_schema, extra=extra, stream=True
         )
-        data = await self._post_completion("/v1/chat/completions", body)
-        choices = data.get("choices") or [{}]
-        choice = choices[0] if isinstance(choices[0], dict) else {}
-        message = choice.get("message") or {}
-        usage = data.get("usage") or {}
-        return CompletionResult(
-            text=str(message.get("content") or ""),
-            reasoning=message.get("reasoning_content") or None,
-            finish_reason=choice.get("finish_reason"),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            timings=dict(data.get("timings") or {}),
-            raw=data,
-        )
+        return await self._whole("/v1/chat/completions", body)
 
     async def stream(
         self,
@@ -264,20 +244,8 @@ class EngineClient:
         self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
     ) -> CompletionResult:
         """A legacy text completion of `prompt` as given (no chat template), whole."""
-        body = self.text_body(prompt, options, grammar=grammar, stream=False)
-        data = await self._post_completion("/v1/completions", body)
-        choices = data.get("choices") or [{}]
-        choice = choices[0] if isinstance(choices[0], dict) else {}
-        usage = data.get("usage") or {}
-        return CompletionResult(
-            text=str(choice.get("text") or ""),
-            reasoning=None,
-            finish_reason=choice.get("finish_reason"),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            timings=dict(data.get("timings") or {}),
-            raw=data,
-        )
+        body = self.text_body(prompt, options, grammar=grammar, stream=True)
+        return await self._whole("/v1/completions", body)
 
     async def stream_text(
         self, prompt: str, options: Mapping[str, Any] | None = None, *, grammar: str | None = None
@@ -287,7 +255,32 @@ class EngineClient:
         async for delta in self._events("/v1/completions", body):
             yield delta
 
-    async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[CompletionDelta]:
+    async def _whole(self, path: str, body: dict[str, Any]) -> CompletionResult:
+        """A whole answer, gathered from its stream (why: the module's docstring)."""
+        text: list[str] = []
+        reasoning: list[str] = []
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        timings: dict[str, float] = {}
+        last: dict[str, Any] = {}
+        async for delta in self._events(path, body, "completion"):
+            text.append(delta.text)
+            reasoning.append(delta.reasoning)
+            finish = delta.finish_reason or finish
+            usage, timings, last = delta.usage or usage, delta.timings or timings, delta.raw
+        return CompletionResult(
+            text="".join(text),
+            reasoning="".join(reasoning) or None,
+            finish_reason=finish,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            timings=dict(timings),
+            raw=last,
+        )
+
+    async def _events(
+        self, path: str, body: dict[str, Any], what: str = "streamed completion"
+    ) -> AsyncIterator[CompletionDelta]:
         try:
             async with self._http.stream(
                 "POST", self._url(path), json=body, headers=_CLOSE_AFTER
@@ -302,7 +295,7 @@ class EngineClient:
                     if delta is not None:
                         yield delta
         except httpx.HTTPError as error:
-            raise _connection_error(error, "streamed completion") from error
+            raise _connection_error(error, what) from error
 
     async def embed(self, text: str) -> list[float]:
         """The embedding of `text`, not normalised: the pooled vector when the model defines a
@@ -365,16 +358,6 @@ def _parse_event(line: str) -> Any:
         timings=chunk.get("timings"),
         raw=chunk,
     )
-
-
-def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError as error:
-        raise EngineError(f"engine sent an unreadable {what}: {response.text[:200]}") from error
-    if not isinstance(data, dict):
-        raise EngineError(f"engine sent an unexpected {what}: {str(data)[:200]}")
-    return data
 
 
 def _last_vector(data: Any) -> list[float]:
