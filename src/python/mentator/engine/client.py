@@ -5,7 +5,11 @@ the model's own chat template (Jinja) and separates reasoning ("thinking") into
 `reasoning_content`; a text one (``prompt`` set) to `/v1/completions`, as given. Our option
 names (config `defaultOptions`, reference §2.3) are mapped to llama-server's sampling fields here,
 in one place. Cancelling the awaiting task closes the HTTP connection, and llama-server stops
-generating for a closed connection, so a timeout frees the slot at once.
+generating for a closed connection, so a timeout frees the slot at once. Whole answers are read
+as streams too (`complete`): llama-server notices a closed connection when it writes a stream's
+next token, but checks a one-piece answer's only after a second in which no result for any
+request came, which other requests' tokens (or /slots and /metrics polls) can put off until the
+end.
 """
 
 from __future__ import annotations
@@ -164,28 +168,27 @@ class EngineClient:
         return body
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
-        """One completion, whole."""
-        body = self.request_body(request, stream=False)
-        try:
-            response = await self._http.post(self._url(self.path_of(request)), json=body)
-        except httpx.HTTPError as error:
-            raise _connection_error(error, "completion") from error
-        if response.status_code >= 400:
-            raise EngineRequestError(_error_message(response), status=response.status_code)
-        data = _json_object(response, "completion")
-        choices = data.get("choices") or [{}]
-        choice = choices[0] if isinstance(choices[0], dict) else {}
-        # A chat answer carries `message.content`; a text completion's `text`.
-        message = choice.get("message") or {}
-        usage = data.get("usage") or {}
+        """One completion, whole: gathered from its stream (why: the module's docstring)."""
+        text: list[str] = []
+        reasoning: list[str] = []
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        timings: dict[str, float] = {}
+        last: dict[str, Any] = {}
+        body = self.request_body(request, stream=True)
+        async for delta in self._events(self.path_of(request), body, "completion"):
+            text.append(delta.text)
+            reasoning.append(delta.reasoning)
+            finish = delta.finish_reason or finish
+            usage, timings, last = delta.usage or usage, delta.timings or timings, delta.raw
         return CompletionResult(
-            text=str(message.get("content") or choice.get("text") or ""),
-            reasoning=message.get("reasoning_content") or None,
-            finish_reason=choice.get("finish_reason"),
+            text="".join(text),
+            reasoning="".join(reasoning) or None,
+            finish_reason=finish,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
-            timings=dict(data.get("timings") or {}),
-            raw=data,
+            timings=dict(timings),
+            raw=last,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
@@ -198,7 +201,9 @@ class EngineClient:
         async for delta in self._events(self.path_of(request), body):
             yield delta
 
-    async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[CompletionDelta]:
+    async def _events(
+        self, path: str, body: dict[str, Any], what: str = "streamed completion"
+    ) -> AsyncIterator[CompletionDelta]:
         try:
             async with self._http.stream(
                 "POST", self._url(path), json=body, headers=_CLOSE_AFTER
@@ -213,7 +218,7 @@ class EngineClient:
                     if delta is not None:
                         yield delta
         except httpx.HTTPError as error:
-            raise _connection_error(error, "streamed completion") from error
+            raise _connection_error(error, what) from error
 
     async def embed(self, text: str) -> list[float]:
         """The embedding of `text`, not normalised: the pooled vector when the model defines a
@@ -276,16 +281,6 @@ def _parse_event(line: str) -> Any:
         timings=chunk.get("timings"),
         raw=chunk,
     )
-
-
-def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError as error:
-        raise EngineError(f"engine sent an unreadable {what}: {response.text[:200]}") from error
-    if not isinstance(data, dict):
-        raise EngineError(f"engine sent an unexpected {what}: {str(data)[:200]}")
-    return data
 
 
 def _last_vector(data: Any) -> list[float]:

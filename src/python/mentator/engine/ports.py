@@ -43,7 +43,7 @@ class CompletionResult:
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, float] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)  # llama-server's whole answer
+    raw: dict[str, Any] = field(default_factory=dict)  # llama-server's last stream event
 
 
 @dataclass(frozen=True)

@@ -83,19 +83,19 @@ def test_complete_sends_messages_grammar_and_reads_the_answer() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/v1/chat/completions"
         seen.append(json.loads(request.content))
-        return httpx.Response(
-            200,
-            json={
-                "choices": [
-                    {
-                        "finish_reason": "length",
-                        "message": {"content": '{"a":1}', "reasoning_content": "hmm"},
-                    }
-                ],
+        # A whole answer is read as a stream (llama-server then notices a caller that left).
+        events = [
+            {"choices": [{"delta": {"reasoning_content": "hmm"}, "finish_reason": None}]},
+            {"choices": [{"delta": {"content": '{"a"'}, "finish_reason": None}]},
+            {"choices": [{"delta": {"content": ":1}"}, "finish_reason": "length"}]},
+            {
+                "choices": [],
                 "usage": {"prompt_tokens": 11, "completion_tokens": 4},
                 "timings": {"predicted_ms": 3.5},
             },
-        )
+        ]
+        body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return httpx.Response(200, text=body, headers={"Content-Type": "text/event-stream"})
 
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     result = asyncio.run(
@@ -113,8 +113,9 @@ def test_complete_sends_messages_grammar_and_reads_the_answer() -> None:
             "temperature": 0.5,
             "n_probs": 0,
             "cache_prompt": True,
-            "stream": False,
+            "stream": True,
             "grammar": 'root ::= "x"',
+            "stream_options": {"include_usage": True},
         }
     ]
 

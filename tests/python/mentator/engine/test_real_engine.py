@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,33 @@ def _decode_calls(metrics_text: str) -> float:
     raise AssertionError(f"no llamacpp:n_decode_total in /metrics: {metrics_text[:300]}")
 
 
+async def _wait_for_slot(
+    http: httpx.AsyncClient, condition: Callable[[dict[str, Any]], bool], within_s: float
+) -> dict[str, Any]:
+    """The first /slots entry once it meets ``condition``, polled every 0.1 s."""
+    deadline = time.monotonic() + within_s
+    while True:
+        slot: dict[str, Any] = (await http.get("/slots")).json()[0]
+        if condition(slot):
+            return slot
+        assert time.monotonic() < deadline, f"/slots after {within_s:.0f} s: {slot}"
+        await asyncio.sleep(0.1)
+
+
+def _generating(slot: dict[str, Any]) -> bool:
+    """Past the prompt: a token decoded (``next_token`` is a list in recent llama-servers)."""
+    tokens = slot.get("next_token") or []
+    tokens = tokens if isinstance(tokens, list) else [tokens]
+    return bool(slot.get("is_processing")) and any(t.get("n_decoded", 0) > 0 for t in tokens)
+
+
 def test_closing_the_request_stops_the_generation(engine_dir: Path, test_model: Path) -> None:
+    """A whole (not streamed) completion whose caller left stops at once, even while the engine
+    answers other requests. The /slots polls stand for that other traffic (other slots' tokens,
+    the stat page): each one wakes llama-server's wait for results, and a whole answer's
+    connection is only checked after a 1 s wait that nothing woke, so with the answer read in
+    one piece the engine never noticed the closed connection while they went on (the test used
+    to pass only when its cancel came before the first such check)."""
     max_tokens = 6000  # the grammar never ends, so the model would generate all of them
 
     async def scenario() -> None:
@@ -166,18 +193,15 @@ def test_closing_the_request_stops_the_generation(engine_dir: Path, test_model: 
                     )
                 )
             )
-            await asyncio.sleep(1.0)
-            long_job.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await long_job
             async with httpx.AsyncClient(base_url=handle.client.base_url) as http:
-                deadline = time.monotonic() + 10
-                while True:
-                    slots = (await http.get("/slots")).json()
-                    if not any(slot.get("is_processing") for slot in slots):
-                        break
-                    assert time.monotonic() < deadline, slots
-                    await asyncio.sleep(0.1)
+                # Leave while it generates: a busy machine can take seconds over the prompt.
+                await _wait_for_slot(http, _generating, within_s=120)
+                long_job.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await long_job
+                # The engine stops at its next token; the bound only allows for a busy machine
+                # (unnoticed, the generation would run on to maxTokens).
+                await _wait_for_slot(http, lambda slot: not slot["is_processing"], within_s=30)
                 decoded = _decode_calls((await http.get("/metrics")).text)
                 await asyncio.sleep(1.0)
                 assert _decode_calls((await http.get("/metrics")).text) == decoded  # stopped

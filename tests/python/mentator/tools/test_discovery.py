@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mentator.tools.registry import ENV_PIPE, TOOL_PIPE, ToolRegistry
@@ -117,3 +118,23 @@ def test_missing_tool_dir_is_an_error_not_a_crash(tmp_path: Path) -> None:
     unconfigured = ToolRegistry(None, None, logger)
     unconfigured.rescan()
     assert not unconfigured.configured and unconfigured.tools() == []
+
+
+def test_a_later_spec_section_replaces_an_earlier_one(tmp_path: Path) -> None:
+    """Reference §5.1: "a later section of the same kind replaces an earlier one" - for
+    ``$$spec`` too, wherever the later one stands (after the code, even). The first spec is
+    invalid here, so keeping it would skip the tool with an error."""
+    tools = tmp_path / "tools"
+    later = '{"type": "object", "description": "the later spec"}'
+    _write(
+        tools,
+        "twice.tool.txt",
+        f'$$spec\n{{"type": "string"}}\n$$code=PY\nreturn 1\n$$spec\n  {later}  \n',
+    )
+    logger = RecordingLogger()
+    registry = ToolRegistry(tools, None, logger)
+    registry.rescan()
+    tool = registry.find_tool("twice")
+    assert logger.messages("error") == []
+    assert tool is not None and tool.spec == json.loads(later) and tool.code == "return 1"
+    assert tool.description == "the later spec"
