@@ -6,6 +6,11 @@ instead of piling up. A request's deadline (`durationMsec`) also bounds its wait
 → 400 "cancelled by timeout"). A waiter that goes away (client disconnect = task cancelled)
 leaves the line without taking or leaking a slot; a slot handed to a waiter at the very moment
 it was cancelled is passed on to the next one.
+
+Only the event loop changes the queue; `waiting()` and `running()` are also read from worker
+threads (/state, /health, the heartbeat), so they return counters kept up to date on the loop: a
+read never walks the line while the loop changes it (issue 19: iterating the deque from a thread
+raised "deque mutated during iteration" → /state and /health answered 500).
 """
 
 from __future__ import annotations
@@ -43,10 +48,13 @@ class RequestQueue:
         self._clock = clock
         self._running = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        # len(self._waiters), kept beside it: every waiter in the line is pending (one that is
+        # granted or cancelled leaves it in the same step), so this is the number waiting.
+        self._waiting = 0
 
     def waiting(self) -> int:
-        """Requests waiting for a slot (not counting the running ones)."""
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        """Requests waiting for a slot (not counting the running ones); safe from any thread."""
+        return self._waiting
 
     def running(self) -> int:
         return self._running
@@ -75,6 +83,7 @@ class RequestQueue:
             raise QueueTimeout("cancelled by timeout")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._waiting += 1
         try:
             await asyncio.wait_for(asyncio.shield(waiter), remaining)
         except BaseException as error:
@@ -94,12 +103,14 @@ class RequestQueue:
         try:
             self._waiters.remove(waiter)
         except ValueError:
-            pass
+            return  # already handed a slot by `_leave`, which took it out of the line
+        self._waiting -= 1
 
     def _leave(self) -> None:
         """Hand the slot to the oldest live waiter, or free it."""
         while self._waiters:
             waiter = self._waiters.popleft()
+            self._waiting -= 1
             if not waiter.done():
                 waiter.set_result(None)  # the running count stays: the slot changes hands
                 return

@@ -21,6 +21,7 @@ import contextlib
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -160,14 +161,32 @@ def _default_engine(
 
 
 async def _every(
-    interval_s: float, stop: asyncio.Event, action: Callable[[], object], *, now: bool
+    name: str,
+    interval_s: float,
+    stop: asyncio.Event,
+    action: Callable[[], object],
+    logger: LoggerProtocol,
+    *,
+    now: bool,
 ) -> None:
-    """Run ``action`` (in a thread: it may touch the disk) every ``interval_s`` until ``stop``."""
+    """Run ``action`` (in a thread: it may touch the disk) every ``interval_s`` until ``stop``.
+
+    A run that raises is logged (``APP`` error naming the job, with the traceback) and the job
+    goes on: one bad run must not end the heartbeat or the retention for the process's life.
+    """
     if not now:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
     while not stop.is_set():
-        await asyncio.to_thread(action)
+        try:
+            await asyncio.to_thread(action)
+        except Exception as error:
+            with contextlib.suppress(Exception):  # a failing logger must not end the job either
+                logger.error(
+                    APP_PIPE,
+                    f"periodic job {name} failed: {type(error).__name__}: {error}",
+                    "".join(traceback.format_exception(error)),
+                )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
 
@@ -263,14 +282,18 @@ async def serve(
             context.clock_ms,
         ).run()
 
+    def periodic(
+        name: str, interval_s: float, action: Callable[[], object], *, now: bool
+    ) -> asyncio.Task[None]:
+        job = _every(name, interval_s, stop, action, context.logger, now=now)
+        return asyncio.create_task(job, name=name)
+
     jobs = [
         asyncio.create_task(_startup(context, stop, initialize), name="startup"),
-        asyncio.create_task(_every(RETENTION_INTERVAL_S, stop, retention, now=True)),
-        asyncio.create_task(
-            _every(HEARTBEAT_INTERVAL_S, stop, lambda: _heartbeat(context), now=False)
-        ),
-        asyncio.create_task(
-            _every(DB_RETRY_INTERVAL_S, stop, lambda: reopen_database(context), now=False)
+        periodic("retention", RETENTION_INTERVAL_S, retention, now=True),
+        periodic("heartbeat", HEARTBEAT_INTERVAL_S, lambda: _heartbeat(context), now=False),
+        periodic(
+            "database retry", DB_RETRY_INTERVAL_S, lambda: reopen_database(context), now=False
         ),
     ]
     if context.tools is not None:

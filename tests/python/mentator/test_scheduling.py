@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -175,3 +178,67 @@ def test_bad_sizes_are_rejected() -> None:
         RequestQueue(slots=0, limit=1)
     with pytest.raises(ValueError, match="limit must be 0 or more"):
         RequestQueue(slots=1, limit=-1)
+
+
+@pytest.fixture
+def frequent_thread_switches() -> Iterator[None]:
+    """Threads take turns every 0.1 ms instead of every 5 ms: a read from a thread is then often
+    interrupted by the event loop, and a race shows within a second."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    yield
+    sys.setswitchinterval(before)
+
+
+@pytest.mark.usefixtures("frequent_thread_switches")
+def test_counts_can_be_read_from_threads_while_the_loop_moves_the_line() -> None:
+    """/state, /health and the heartbeat read the counts from worker threads (issue 19: walking
+    the waiting line from a thread raised "deque mutated during iteration")."""
+    queue = RequestQueue(slots=1, limit=32)
+    stop = threading.Event()
+    lock = threading.Lock()
+    reads: list[int] = []
+    errors: list[str] = []
+    out_of_range: list[int] = []
+
+    def reader() -> None:
+        count = 0
+        while not stop.is_set():
+            try:
+                waiting = queue.waiting()
+            except RuntimeError as error:
+                with lock:
+                    errors.append(str(error))
+            else:
+                if not 0 <= waiting <= queue.limit:
+                    with lock:
+                        out_of_range.append(waiting)
+            count += 1
+        with lock:
+            reads.append(count)
+
+    async def job() -> None:
+        async with queue.slot():
+            await asyncio.sleep(0)
+
+    async def churn() -> int:
+        rounds = 0
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            await asyncio.gather(*(job() for _ in range(32)))  # 1 runs, 31 wait, all finish
+            rounds += 1
+        return rounds
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        rounds = run(churn())
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert rounds >= 5 and sum(reads) >= 10_000
+    assert errors == [], f"{len(errors)} of {sum(reads)} reads failed, e.g. {errors[0]}"
+    assert out_of_range == []
+    assert queue.waiting() == 0 and queue.running() == 0

@@ -4,8 +4,8 @@ The original validated every request with Fastify's Ajv (``coerceTypes: "array"`
 only) and clients see its messages verbatim (reference §2.1), e.g.
 ``body must have required property 'model'`` or ``body/contextSize must be >= 512``. This module
 re-implements the small subset of JSON Schema the request DTOs use — ``type`` (one type),
-``minimum``/``maximum``, ``required``, ``additionalProperties`` (a schema), ``properties``,
-``items`` — together with Ajv's coercions:
+``enum``, ``minimum``/``maximum``, ``required``, ``additionalProperties`` (a schema),
+``properties``, ``items`` — together with Ajv's coercions:
 
 * to string: numbers and booleans are printed the JavaScript way, ``null`` becomes ``""``;
 * to number/integer: numeric strings, booleans (1/0) and ``null`` (0);
@@ -13,14 +13,16 @@ re-implements the small subset of JSON Schema the request DTOs use — ``type`` 
 * to array: a scalar or ``null`` is wrapped (``"*"`` → ``["*"]``); a one-item array given where a
   scalar is expected is unwrapped first (``[5]`` → 5).
 
-Keywords run in Ajv's order (type, then number limits, then ``required`` in listed order, then
-``properties`` in declared order, then ``items``), so the first error reported is the one the
-original reported. The schemas are plain JSON Schema dicts, so the same dicts document the API in
-the OpenAPI document.
+Keywords run in Ajv's order (type, then ``enum``, then number limits, then ``required`` in listed
+order, then ``properties`` in declared order, then ``items``), so the first error reported is the
+one the original reported. Ajv's ``enum`` message (``must be equal to one of the allowed
+values``) is followed by the values, so that the client learns what to send. The schemas are
+plain JSON Schema dicts, so the same dicts document the API in the OpenAPI document.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -154,6 +156,24 @@ def _coerce_type(expected: str, value: Any, path: str) -> Any:
     raise RequestValidationError(f"{path} must be {expected}")
 
 
+def _json_equal(left: Any, right: Any) -> bool:
+    """JSON equality as Ajv's ``enum`` sees it: ``true`` is not ``1``, ``1`` is ``1.0``."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if _is_number(left) or _is_number(right):
+        return _is_number(left) and _is_number(right) and left == right
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(_json_equal(left[k], right[k]) for k in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(_json_equal, left, right))
+    return type(left) is type(right) and left == right
+
+
+def _allowed_text(allowed: list[Any]) -> str:
+    """The allowed values for a message: strings as they are, anything else as JSON."""
+    return ", ".join(item if isinstance(item, str) else json.dumps(item) for item in allowed)
+
+
 def validate(schema: JsonSchema, value: Any, path: str = "body") -> Any:
     """Coerce ``value`` to ``schema`` and return the coerced copy; the first error raises.
 
@@ -162,6 +182,11 @@ def validate(schema: JsonSchema, value: Any, path: str = "body") -> Any:
     expected = schema.get("type")
     if isinstance(expected, str):
         value = _coerce_type(expected, value, path)
+    allowed = schema.get("enum")
+    if isinstance(allowed, list) and not any(_json_equal(value, item) for item in allowed):
+        raise RequestValidationError(
+            f"{path} must be equal to one of the allowed values: {_allowed_text(allowed)}"
+        )
     if _is_number(value):
         maximum = schema.get("maximum")
         if maximum is not None and value > maximum:

@@ -108,3 +108,49 @@ def test_prompt_schema_options_cover_every_option() -> None:
 )
 def test_js_number_to_string(value: float, text: str) -> None:
     assert js_number_to_string(value) == text
+
+
+ENCODING = {"type": "object", "properties": {"encoding_format": {"enum": ["float", "base64"]}}}
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "message"),
+    [
+        (ENCODING, {"encoding_format": "bas64"}, "body/encoding_format"),
+        ({"type": "string", "enum": ["a", "b"]}, "c", "body"),
+        ({"type": "string", "enum": ["1", "2"]}, 3, "body"),  # coerced to "3" first
+        ({"enum": [1, 2]}, True, "body"),  # true is not 1
+        ({"enum": [1, 2]}, "1", "body"),  # no coercion without a type
+    ],
+)
+def test_enum_refuses_other_values_and_names_the_allowed_ones(
+    schema: dict[str, Any], value: Any, message: str
+) -> None:
+    allowed = ", ".join(str(item) for item in schema.get("enum") or ["float", "base64"])
+    with pytest.raises(RequestValidationError) as caught:
+        validate(schema, value)
+    assert str(caught.value) == f"{message} must be equal to one of the allowed values: {allowed}"
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "expected"),
+    [
+        (ENCODING, {"encoding_format": "base64"}, {"encoding_format": "base64"}),
+        (ENCODING, {}, {}),
+        ({"type": "string", "enum": ["1", "2"]}, 2, "2"),  # coerced, then allowed
+        ({"type": "number", "enum": [1, 2.5]}, "2.5", 2.5),
+        ({"enum": [None, "x"]}, None, None),
+        ({"enum": [{"a": [1]}]}, {"a": [1.0]}, {"a": [1.0]}),
+    ],
+)
+def test_enum_accepts_the_allowed_values(schema: dict[str, Any], value: Any, expected: Any) -> None:
+    assert validate(schema, value) == expected
+
+
+def test_enum_runs_after_the_type_and_before_the_limits() -> None:
+    """Ajv's order: the type (with coercion), then enum, then minimum/maximum."""
+    schema = {"type": "integer", "enum": [1, 2], "minimum": 5}
+    with pytest.raises(RequestValidationError, match="must be integer"):
+        validate(schema, "x")
+    with pytest.raises(RequestValidationError, match="allowed values: 1, 2"):
+        validate(schema, 3)

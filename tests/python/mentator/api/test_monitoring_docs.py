@@ -176,3 +176,64 @@ def test_with_keys_the_guarded_operations_declare_401_and_the_schemes(
     assert "401" in document["paths"]["/prompt"]["post"]["responses"]
     assert "401" not in document["paths"]["/health"]["get"]["responses"]
     assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+
+
+PAGES = ["/", "/chat", "/stat", "/log/core", "/log/chat"]
+# A value for each required query parameter of a GET operation: a new required parameter fails
+# the test below (KeyError) until it is given a value here.
+QUERY_SAMPLES = {"date": "20240101"}
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_are_documented_as_html(client: TestClient, path: str) -> None:
+    """Issue 19: an OpenAPI fuzzer flagged the five pages, documented as application/json."""
+    document = client.get("/doc/json").json()
+    declared = document["paths"][path]["get"]["responses"]["200"]["content"]
+    assert list(declared) == ["text/html"]
+    assert _media_type(client.get(path).headers["content-type"]) == "text/html"
+
+
+def test_every_get_operation_answers_the_media_type_it_declares(client: TestClient) -> None:
+    document = client.get("/doc/json").json()
+    wrong: list[str] = []
+    checked: set[str] = set()
+    for path, operations in document["paths"].items():
+        operation = operations.get("get")
+        if operation is None:
+            continue
+        assert "{" not in path, f"{path}: give its path parameters a value in this test"
+        parameters = operation.get("parameters", [])
+        query = {p["name"]: QUERY_SAMPLES[p["name"]] for p in parameters if p.get("required")}
+        response = client.get(path, params=query)
+        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
+        declared = set(operation["responses"]["200"].get("content", {}))
+        answered = _media_type(response.headers["content-type"])
+        if answered not in declared:
+            wrong.append(f"GET {path} answers {answered}, documented {sorted(declared)}")
+        checked.add(path)
+    assert wrong == []
+    assert {*PAGES, "/metrics", "/health", "/state", "/helper/example/options"} <= checked
+
+
+STREAMED = [
+    ("/v1/chat/completions", {"model": "alpha", "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/completions", {"model": "alpha", "prompt": "hi"}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), STREAMED)
+def test_streamed_answers_are_documented_as_event_streams(
+    client: TestClient, path: str, body: dict[str, Any]
+) -> None:
+    document = client.get("/doc/json").json()
+    declared = set(document["paths"][path]["post"]["responses"]["200"]["content"])
+    whole = client.post(path, json=body)
+    streamed = client.post(path, json={**body, "stream": True})
+    assert (whole.status_code, streamed.status_code) == (200, 200), whole.text + streamed.text
+    assert _media_type(whole.headers["content-type"]) in declared
+    assert _media_type(streamed.headers["content-type"]) == "text/event-stream"
+    assert "text/event-stream" in declared

@@ -142,13 +142,37 @@ def declare_error_responses(document: dict[str, Any], keys_required: bool) -> No
         )
 
 
+def declare_event_streams(document: dict[str, Any]) -> None:
+    """An operation whose JSON body has a boolean ``stream`` flag (the ``/v1`` completions)
+    answers Server-Sent Events when it is true: its 200 lists ``text/event-stream`` beside JSON.
+    Keyed by the body's schema, so a new streamed route is documented without a list here."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            stream = body.get("schema", {}).get("properties", {}).get("stream", {})
+            answer = operation.get("responses", {}).get("200")
+            if stream.get("type") != "boolean" or answer is None:
+                continue
+            answer.setdefault("content", {})["text/event-stream"] = {
+                "schema": {
+                    "type": "string",
+                    "description": "With `stream: true`: `data: <JSON chunk>` events, then "
+                    "`data: [DONE]`.",
+                }
+            }
+
+
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document (FastAPI caches it after the first build), with the shared
-    error answers declared (`declare_error_responses`, once)."""
+    error answers and the event streams declared (`declare_error_responses`,
+    `declare_event_streams`, once)."""
     document = app.openapi()
     if not getattr(app.state, "errors_declared", False):
         keys = bool(app.state.context.settings.api_keys)
         declare_error_responses(document, keys)
+        declare_event_streams(document)
         app.state.errors_declared = True
     return document
 

@@ -76,13 +76,13 @@ async def example_jsonresponse(request: Request, logger: LoggerDep) -> JSONRespo
     return JSONResponse({"schema": pretty_json(EXAMPLE_SCHEMA)})
 
 
-@router.get("/example/options", summary="The core option defaults", response_class=Response)
+@router.get("/example/options", summary="The core option defaults", response_class=JSONResponse)
 async def example_options(request: Request, logger: LoggerDep) -> Response:
     logger.trace(api_pipe(request), api_message(request))
     return Response(pretty_json(dict(CORE_DEFAULTS)), media_type="application/json")
 
 
-@router.get("/example/optionsjson", summary="The JSON option defaults", response_class=Response)
+@router.get("/example/optionsjson", summary="The JSON option defaults", response_class=JSONResponse)
 async def example_options_json(request: Request, logger: LoggerDep) -> Response:
     logger.trace(api_pipe(request), api_message(request))
     return Response(pretty_json(dict(JSON_DEFAULTS)), media_type="application/json")

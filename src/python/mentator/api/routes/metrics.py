@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mentator.api.deps import ContextDep
@@ -13,7 +13,9 @@ router = APIRouter(tags=["monitoring"])
 
 
 @router.get(
-    "/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=PlainTextResponse,  # documents text/plain; the answer sets its exact type
 )
 async def metrics_route(context: ContextDep, metrics: MetricsDep) -> Response:
     return Response(metrics.render(context), media_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,7 @@ from functools import cache
 from importlib.resources import files
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from mentator.api.errors import ApiError
 
@@ -71,7 +71,10 @@ def _page_route(path: str, name: str) -> None:
         return _asset(name)
 
     page.__name__ = f"page_{name.replace('-', '_').removesuffix('.html')}"
-    router.add_api_route(path, page, methods=["GET"], summary=f"Web UI page {path}")
+    # response_class documents the answer as text/html (the default would claim JSON).
+    router.add_api_route(
+        path, page, methods=["GET"], summary=f"Web UI page {path}", response_class=HTMLResponse
+    )
 
 
 for _path, _name in PAGES.items():
