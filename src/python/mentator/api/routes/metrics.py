@@ -16,4 +16,4 @@ router = APIRouter(tags=["monitoring"])
     "/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response
 )
 async def metrics_route(context: ContextDep, metrics: MetricsDep) -> Response:
-    return Response(metrics.render(context), media_type=CONTENT_TYPE_LATEST)
+    return Response(await metrics.render(context), media_type=CONTENT_TYPE_LATEST)
