@@ -1,4 +1,5 @@
-"""Command line: `--conf-gen DIR | --conf-use FILE | --conf-docker FILE | --detect-hardware`.
+"""Command line: `--conf-gen DIR | --conf-use FILE | --conf-docker FILE | --detect-hardware`, and
+`replay --db FILE --against URL ...` (re-send stored requests to a service: `replay/cli.py`).
 
 Exit codes: 0 success, 1 bad configuration (the original exited 0), 2 usage error. With a valid
 configuration the process becomes the service and exits with `run_service`'s code.
@@ -23,6 +24,7 @@ from mentator.version import VERSION
 PROGRAM = "mentator-llm-service"
 DOCKER_CONFIG_EXAMPLE = "/opt/mentator-llm-service/data/mentator-llm-service.conf.jsonc"
 DETECT_HARDWARE_FLAG = "--detect-hardware"
+REPLAY_COMMAND = "replay"
 EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_USAGE = 2
@@ -58,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Examples:\n"
             f"  {PROGRAM} --conf-gen /path/to/dir\n"
             f"  {PROGRAM} --conf-use /path/to/config.jsonc\n"
-            f"  {PROGRAM} --conf-docker {DOCKER_CONFIG_EXAMPLE}"
+            f"  {PROGRAM} --conf-docker {DOCKER_CONFIG_EXAMPLE}\n"
+            f"  {PROGRAM} {REPLAY_COMMAND} --db FILE --against URL   (see {REPLAY_COMMAND} --help)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -102,6 +105,12 @@ def _detect_hardware(rest: list[str], stderr: TextIO) -> int:
     return code
 
 
+def _replay(rest: list[str]) -> int:
+    from mentator.replay.cli import main as replay_main
+
+    return replay_main(rest)
+
+
 def _run(settings: Settings, stderr: TextIO) -> int:
     for warning in settings.warnings:
         stderr.write(f"WARNING: {warning}\n")
@@ -117,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m mentator` and the PEX; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     stdout, stderr = sys.stdout, sys.stderr
+    if args_list[:1] == [REPLAY_COMMAND]:
+        return _replay(args_list[1:])
     if DETECT_HARDWARE_FLAG in args_list:
         # Its own options (e.g. --engine-dir) belong to the hardware CLI, not to this parser.
         rest = [arg for arg in args_list if arg != DETECT_HARDWARE_FLAG]

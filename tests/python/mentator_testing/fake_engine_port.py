@@ -16,6 +16,7 @@ from mentator.engine.ports import (
     CompletionDelta,
     CompletionRequest,
     CompletionResult,
+    KvCacheReport,
     LoadedModel,
     LoadStatus,
     ModelLike,
@@ -56,7 +57,12 @@ class FakeHandle:
         if isinstance(reply, Exception):
             raise reply
         return CompletionResult(
-            text=reply, reasoning=None, finish_reason="stop", prompt_tokens=7, completion_tokens=3
+            text=reply,
+            reasoning=None,
+            finish_reason="stop",
+            prompt_tokens=7,
+            completion_tokens=3,
+            timings=dict(self.engine.timings),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionDelta]:
@@ -116,6 +122,9 @@ class FakeEngine:
         )
     )
     shut_down: bool = False
+    timings: dict[str, float] = field(default_factory=dict)  # of each whole answer
+    restart_counts: dict[str, int] = field(default_factory=dict)
+    kv_report: KvCacheReport | None = None
 
     @property
     def backend(self) -> BackendChoice:
@@ -126,6 +135,12 @@ class FakeEngine:
 
     def engine_alive(self) -> bool | None:
         return self.alive
+
+    def restarts(self) -> dict[str, int]:
+        return dict(self.restart_counts)
+
+    async def kv_cache(self) -> KvCacheReport | None:
+        return self.kv_report
 
     async def acquire(
         self, model: ModelLike, gpulayer: float | None, context_size: int | None

@@ -16,7 +16,7 @@ from mentator.config.settings import LogSettings, Settings
 from mentator.engine.ports import EngineManagerPort
 from mentator.inference.completion import Completions
 from mentator.inference.embedding import Embeddings
-from mentator.inference.exchange import ExchangeRecorder, Kind
+from mentator.inference.exchange import ExchangeRecorder, ExchangeReport, Kind
 from mentator.inference.requests import Caller, PromptFormat, PromptRequest
 from mentator.inference.slots import Slots
 from mentator.inference.timing import Duration
@@ -59,11 +59,11 @@ class Models:
 @dataclass
 class Observer:
     ended: list[tuple[str, Kind, int, Duration, int | None]] = field(default_factory=list)
+    reports: list[ExchangeReport] = field(default_factory=list)
 
-    def exchange_ended(
-        self, route: str, kind: Kind, code: int, duration: Duration, tokens: int | None
-    ) -> None:
-        self.ended.append((route, kind, code, duration, tokens))
+    def exchange_ended(self, report: ExchangeReport) -> None:
+        self.reports.append(report)
+        self.ended.append((report.route, report.kind, report.code, report.duration, report.tokens))
 
 
 def settings_for(folder: Path, *, save_prompt: bool) -> Settings:

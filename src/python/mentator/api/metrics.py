@@ -1,32 +1,159 @@
-"""Prometheus metrics of one app instance (the route is `routes/metrics.py`).
+"""Prometheus metrics of one app instance (the route is `routes/metrics.py`; every metric's name
+and meaning, and the bucket choices, are in the README's "Metrics" section).
 
 Each app owns its `CollectorRegistry` (no process-global default registry), so two apps in one
-test process never share counters. Request counts are labelled by the route *template*
-(``/log/core/byid``, never the raw URL) to keep label cardinality bounded; unmatched paths count
-as ``<unmatched>``. Gauges that mirror live state (queue, loaded model, model count) are set at
-scrape time from the services, so they can never drift.
+test process never share counters. Label values are bounded: HTTP counts are labelled by the route
+*template* (``/log/core/byid``, never the raw URL; unmatched paths count as ``<unmatched>``);
+inference metrics by the route *family* (`FAMILIES`, else ``other``) and by the model's registry
+name (a name no model has is ``other``, and past `MAX_MODEL_LABELS` names every new one is
+``other`` too). Gauges that mirror live state (queue, loaded model, model count, the engine's KV
+cache and restarts) are read at scrape time from the services, so they can never drift.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mentator.context import ServiceContext
-from mentator.inference.exchange import Kind
-from mentator.inference.timing import Duration
+from mentator.engine.ports import KvCacheReport
+from mentator.inference.exchange import SUCCESS_OUTCOME, ExchangeReport
 
+# The legacy histograms' buckets (mentator_prompt_duration_seconds, mentator_queue_wait_seconds),
+# also used for the whole request and the queue wait: from 50 ms (a short GPU answer) to an hour
+# (a long CPU generation under a generous durationMsec).
 _SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# Time to the first token: a GPU answers a short prompt in 10-100 ms; a CPU needs about 0.1 s per
+# prompt token for small models (measured: 3.4 s for 31 tokens of SmolLM2-135M on 2 shared
+# cores), so long prompts on a CPU take minutes; a model load lands in the top buckets.
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+# Time per output token: 2-30 ms on a GPU (100-500 tokens/s down to 30), 30-300 ms on a CPU
+# (measured: 155-250 ms/token for SmolLM2-135M on 2 shared cores), up to seconds for a large
+# model that does not fit.
+TPOT_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5)
+
+# Route path → family (the ``family`` label).
+FAMILIES: Mapping[str, str] = {
+    "/prompt": "prompt",
+    "/v1/chat/completions": "v1-chat",
+    "/v1/completions": "v1-completions",
+    "/embedding": "embedding",
+    "/v1/embeddings": "embedding",
+}
+OTHER = "other"
+MAX_MODEL_LABELS = 64
+
+
+def family_of(route: str) -> str:
+    return FAMILIES.get(route, OTHER)
+
+
+def decoding_of(report: ExchangeReport) -> str:
+    """``constrained`` (a grammar decoded the answer), ``free``, or ``none`` (embeddings)."""
+    if report.constrained is None:
+        return "none"
+    return "constrained" if report.constrained else "free"
+
+
+class ModelLabels:
+    """Bounded model label values: the registry's names (None → ``other``), at most ``limit``
+    distinct ones (a model folder with thousands of files must not make thousands of series)."""
+
+    def __init__(self, limit: int = MAX_MODEL_LABELS) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, name: str | None) -> str:
+        if name is None:
+            return OTHER
+        if name not in self._seen:
+            if len(self._seen) >= self._limit:
+                return OTHER
+            self._seen.add(name)
+        return name
+
+
+class EngineCollector(Collector):
+    """What the engine reports of itself, from the last scrape's snapshot (`ApiMetrics.render`):
+    restarts by model and the running child's KV cache."""
+
+    def __init__(self, labels: ModelLabels) -> None:
+        self._labels = labels
+        self.restarts: Mapping[str, int] = {}
+        self.kv: KvCacheReport | None = None
+
+    def _families(self) -> tuple[CounterMetricFamily, list[GaugeMetricFamily]]:
+        restarts = CounterMetricFamily(
+            "mentator_engine_restarts",
+            "Engine children found dead (exited on their own) and restarted, by model.",
+            labels=["model"],
+        )
+        gauges = [
+            GaugeMetricFamily(
+                "mentator_engine_kv_cache_tokens",
+                "Tokens held in the running engine's KV cache (all slots; an idle slot keeps its "
+                "last conversation for prompt caching), from llama-server's /slots.",
+                labels=["model"],
+            ),
+            GaugeMetricFamily(
+                "mentator_engine_kv_cache_capacity_tokens",
+                "Tokens the running engine's KV cache can hold (the slots' context sizes summed).",
+                labels=["model"],
+            ),
+            GaugeMetricFamily(
+                "mentator_engine_kv_cache_usage_ratio",
+                "mentator_engine_kv_cache_tokens / mentator_engine_kv_cache_capacity_tokens.",
+                labels=["model"],
+            ),
+            GaugeMetricFamily(
+                "mentator_engine_slots",
+                "Slots (requests decoded together) of the running engine.",
+                labels=["model"],
+            ),
+            GaugeMetricFamily(
+                "mentator_engine_slots_busy",
+                "Slots of the running engine working on a request now.",
+                labels=["model"],
+            ),
+        ]
+        return restarts, gauges
+
+    def describe(self) -> Iterable[Metric]:
+        restarts, gauges = self._families()
+        return [restarts, *gauges]
+
+    def collect(self) -> Iterable[Metric]:
+        restarts, gauges = self._families()
+        for model, count in sorted(self.restarts.items()):
+            restarts.add_metric([self._labels(model)], count)
+        kv = self.kv
+        if kv is not None:
+            label = [self._labels(kv.model)]
+            values = (
+                kv.used_tokens,
+                kv.capacity_tokens,
+                kv.usage_ratio,
+                kv.slots,
+                kv.busy_slots,
+            )
+            for gauge, value in zip(gauges, values, strict=True):
+                gauge.add_metric(label, value)
+        return [restarts, *gauges]
 
 
 class ApiMetrics:
-    """The instruments; routes record into them, `/metrics` renders them."""
+    """The instruments; the use-cases' exchanges record into them (`exchange_ended`), the HTTP
+    middleware counts answers, `/metrics` renders them."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.model_labels = ModelLabels()
         self.requests = Counter(
             "mentator_http_requests",
             "HTTP requests answered, by route template, method and status code.",
@@ -53,6 +180,54 @@ class ApiMetrics:
             ["route"],
             registry=self.registry,
         )
+        inference = ["model", "family"]
+        self.inference_requests = Counter(
+            "mentator_requests",
+            "Requests a use-case answered, by model, route family, outcome (ok, schema_refused,"
+            " answer_rejected, ...) and decoding (constrained by a grammar, free, none).",
+            [*inference, "outcome", "decoding"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "mentator_request_duration_seconds",
+            "Whole time of an answered request, from arrival to the answer (queue included).",
+            inference,
+            buckets=_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.request_queue_seconds = Histogram(
+            "mentator_request_queue_wait_seconds",
+            "Time an answered request waited for a free engine slot.",
+            inference,
+            buckets=_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_token_seconds = Histogram(
+            "mentator_time_to_first_token_seconds",
+            "Time from arrival to the first generated token (queue and model load included).",
+            inference,
+            buckets=TTFT_BUCKETS,
+            registry=self.registry,
+        )
+        self.per_token_seconds = Histogram(
+            "mentator_time_per_output_token_seconds",
+            "Mean time between generated tokens after the first, per answered request.",
+            inference,
+            buckets=TPOT_BUCKETS,
+            registry=self.registry,
+        )
+        self.prompt_tokens = Counter(
+            "mentator_prompt_tokens",
+            "Prompt tokens the engine read (the last round's prompt for a tool loop).",
+            inference,
+            registry=self.registry,
+        )
+        self.generation_tokens = Counter(
+            "mentator_generation_tokens",
+            "Tokens the engine generated (failed and abandoned requests included).",
+            inference,
+            registry=self.registry,
+        )
         self.queue_waiting = Gauge(
             "mentator_queue_waiting", "Requests waiting for an engine slot.", registry=self.registry
         )
@@ -70,31 +245,73 @@ class ApiMetrics:
             ["model", "backend"],
             registry=self.registry,
         )
+        self.engine = EngineCollector(self.model_labels)
+        self.registry.register(self.engine)
 
-    def exchange_ended(
-        self, route: str, kind: Kind, code: int, duration: Duration, tokens: int | None
-    ) -> None:
-        """`inference.exchange.ExchangeObserver`: the durations of answered completions; the
-        tokens of every completion that generated some (a stream the client left counts too)."""
-        if kind != "completion":
+    def exchange_ended(self, report: ExchangeReport) -> None:
+        """`inference.exchange.ExchangeObserver`. Every exchange is counted by outcome; the
+        latencies are of answered requests; the tokens of every request that generated some (a
+        stream the client left, an answer rejected after generation)."""
+        labels = (self.model_labels(report.model), family_of(report.route))
+        self.inference_requests.labels(*labels, report.outcome, decoding_of(report)).inc()
+        if report.prompt_tokens:
+            self.prompt_tokens.labels(*labels).inc(report.prompt_tokens)
+        if report.tokens:
+            self.generation_tokens.labels(*labels).inc(report.tokens)
+        duration = report.duration
+        if report.outcome == SUCCESS_OUTCOME:
+            total_s = (duration.prompt_msec + duration.queue_msec) / 1000
+            self.request_seconds.labels(*labels).observe(total_s)
+            self.request_queue_seconds.labels(*labels).observe(duration.queue_msec / 1000)
+            if report.first_token_s is not None:
+                self.first_token_seconds.labels(*labels).observe(report.first_token_s)
+            if report.per_token_s is not None:
+                self.per_token_seconds.labels(*labels).observe(report.per_token_s)
+        self._legacy(report)
+
+    def _legacy(self, report: ExchangeReport) -> None:
+        """The first metrics, by route path: the durations of answered completions; the tokens
+        of every completion that generated some."""
+        if report.kind != "completion":
             return
-        if code == 200:
-            self.prompt_seconds.labels(route).observe(duration.prompt_msec / 1000)
-            self.queue_seconds.labels(route).observe(duration.queue_msec / 1000)
-        if tokens:
-            self.tokens_generated.labels(route).inc(tokens)
+        route = report.route
+        if report.code == 200:
+            self.prompt_seconds.labels(route).observe(report.duration.prompt_msec / 1000)
+            self.queue_seconds.labels(route).observe(report.duration.queue_msec / 1000)
+        if report.tokens:
+            self.tokens_generated.labels(route).inc(report.tokens)
 
-    def render(self, context: ServiceContext) -> bytes:
-        """Refresh the live gauges from ``context`` and return the exposition text."""
+    async def render(self, context: ServiceContext) -> bytes:
+        """Refresh the live gauges from ``context`` (asking the engine for its KV cache) and
+        return the exposition text."""
         self.queue_waiting.set(context.queue.waiting())
         self.queue_running.set(context.queue.running())
         self.models_available.set(len(context.registry.models()))
         self.model_loaded.clear()
-        loaded = context.engine.current() if context.engine is not None else None
+        engine = context.engine
+        loaded = engine.current() if engine is not None else None
         if loaded is not None:
             backend = context.current_backend()
             self.model_loaded.labels(loaded.name, backend.backend if backend else "unknown").set(1)
+        self.engine.restarts = engine.restarts() if engine is not None else {}
+        self.engine.kv = await engine.kv_cache() if engine is not None else None
         return generate_latest(self.registry)
+
+    def exported_names(self) -> set[str]:
+        """Every sample name `/metrics` can show (histograms' ``_bucket``/``_sum``/``_count``,
+        counters' ``_total``/``_created``): what a dashboard query may name."""
+        names: set[str] = set()
+        for family in self.registry.collect():
+            names.update(_sample_names(family))
+        return names
+
+
+def _sample_names(family: Metric) -> set[str]:
+    if family.type == "counter":
+        return {f"{family.name}_total", f"{family.name}_created"}
+    if family.type == "histogram":
+        return {f"{family.name}{suffix}" for suffix in ("_bucket", "_sum", "_count", "_created")}
+    return {family.name}
 
 
 class MetricsMiddleware:

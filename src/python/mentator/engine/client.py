@@ -22,7 +22,12 @@ from typing import Any
 import httpx
 
 from mentator.engine.errors import EngineConnectionError, EngineError, EngineRequestError
-from mentator.engine.ports import CompletionDelta, CompletionRequest, CompletionResult
+from mentator.engine.ports import (
+    CompletionDelta,
+    CompletionRequest,
+    CompletionResult,
+    KvCacheReport,
+)
 
 # Our option name → llama-server's request field (same meaning, same unit).
 _DIRECT_OPTIONS: dict[str, str] = {
@@ -239,6 +244,16 @@ class EngineClient:
             raise EngineError(f"engine sent an unreadable embedding: {error}") from error
         return _last_vector(data)
 
+    async def kv_cache(self, model: str, timeout_s: float = 1.0) -> KvCacheReport | None:
+        """The child's KV cache from its ``/slots`` report (None: it did not answer in
+        ``timeout_s``, or not with slots). For a metrics scrape: it never raises."""
+        try:
+            response = await self._http.get(self._url("/slots"), timeout=timeout_s)
+            slots = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return kv_cache_report(model, slots)
+
     async def health(self) -> bool:
         """True when the child answers /health with 200 (model loaded, serving)."""
         try:
@@ -293,3 +308,22 @@ def _last_vector(data: Any) -> list[float]:
     if embedding and isinstance(embedding[0], list):
         embedding = embedding[-1]
     return [float(x) for x in embedding]
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def kv_cache_report(model: str, slots: Any) -> KvCacheReport | None:
+    """Sum llama-server's ``/slots`` answer (a list of slots) into one report. A slot never used
+    has no ``n_prompt_tokens`` (it holds nothing)."""
+    if not isinstance(slots, list) or not slots:
+        return None
+    items = [slot for slot in slots if isinstance(slot, dict)]
+    return KvCacheReport(
+        model=model,
+        used_tokens=sum(_count(slot.get("n_prompt_tokens")) for slot in items),
+        capacity_tokens=sum(_count(slot.get("n_ctx")) for slot in items),
+        slots=len(items),
+        busy_slots=sum(1 for slot in items if slot.get("is_processing") is True),
+    )

@@ -14,6 +14,7 @@ Rules (reference §2.6, with the port's fixes):
   When the request never reached the child (connection refused: it died while idle, before the
   exit was noticed), the error says so (`unsent`) and the use-case retries it once on a fresh
   child (`inference.slots.run_on_engine`).
+  Each such restart is counted by model (`restarts`, the metric ``mentator_engine_restarts_total``).
 * On a GPU backend, a child that fails to start is retried once on the CPU; when that works the
   manager stays on the CPU and the backend choice records why (shown by /state).
 """
@@ -45,6 +46,7 @@ from mentator.engine.ports import (
     CompletionDelta,
     CompletionRequest,
     CompletionResult,
+    KvCacheReport,
     LoadedModel,
     LoadStatus,
     ModelLike,
@@ -213,6 +215,7 @@ class EngineManager:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
+        self._restarts: dict[str, int] = {}
 
     # --- what /state and /health read ---------------------------------------------------------
 
@@ -230,6 +233,19 @@ class EngineManager:
 
     def in_use(self) -> int:
         return self._in_use
+
+    # --- what /metrics reads ------------------------------------------------------------------
+
+    def restarts(self) -> Mapping[str, int]:
+        """By model name: children found dead (exited on their own) and replaced."""
+        return dict(self._restarts)
+
+    async def kv_cache(self) -> KvCacheReport | None:
+        """The running child's KV cache (its ``/slots`` report); None when none runs."""
+        resident = self._resident
+        if resident is None or not resident.process.alive:
+            return None
+        return await resident.client.kv_cache(resident.loaded.name)
 
     # --- residency ----------------------------------------------------------------------------
 
@@ -265,6 +281,8 @@ class EngineManager:
                 else:
                     if resident.process.returncode is None:  # dead, not yet reaped
                         await resident.process.wait_exit(1.0)
+                    name = resident.loaded.name
+                    self._restarts[name] = self._restarts.get(name, 0) + 1
                     self._logger.error(
                         APP_PIPE,
                         f'engine process for "{resident.loaded.name}" exited unexpectedly '

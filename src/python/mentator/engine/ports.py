@@ -79,6 +79,24 @@ class LoadedModel:
         return result
 
 
+@dataclass(frozen=True)
+class KvCacheReport:
+    """The KV cache of the running child, as llama-server's ``/slots`` reports it: each slot's
+    context size (``n_ctx``) and the tokens its cache holds now (``n_prompt_tokens``: the prompt
+    plus what was generated so far; an idle slot keeps its last conversation for prompt
+    caching), and whether it is working (``is_processing``)."""
+
+    model: str
+    used_tokens: int
+    capacity_tokens: int
+    slots: int
+    busy_slots: int
+
+    @property
+    def usage_ratio(self) -> float:
+        return self.used_tokens / self.capacity_tokens if self.capacity_tokens else 0.0
+
+
 class ModelLike(Protocol):
     """What the engine reads from `models.discovery.ModelInfo`."""
 
@@ -116,6 +134,14 @@ class EngineManagerPort(Protocol):
     def current(self) -> LoadedModel | None: ...
 
     def engine_alive(self) -> bool | None: ...
+
+    def restarts(self) -> Mapping[str, int]:
+        """By model name: children found dead and replaced since the service started."""
+        ...
+
+    async def kv_cache(self) -> KvCacheReport | None:
+        """The running child's KV cache (None: no child, or it did not answer in time)."""
+        ...
 
     async def acquire(
         self, model: ModelLike, gpulayer: float | None, context_size: int | None

@@ -50,6 +50,7 @@ from mentator.inference.errors import (
     CallerLeft,
     InferenceError,
     InvalidRequest,
+    SchemaRefused,
     TimedOut,
 )
 from mentator.inference.exchange import Exchange, ExchangeRecorder
@@ -109,14 +110,18 @@ def grammar_for(schema: Any) -> str:
     try:
         return schema_to_gbnf(schema)
     except SchemaToGrammarError as error:
-        raise InvalidRequest(f"on create llama grammar: {error}") from error
+        raise SchemaRefused(f"on create llama grammar: {error}") from error
+
+
+def wants_grammar(request: PromptRequest) -> bool:
+    fmt = request.format
+    return fmt is not None and fmt.use_grammar and js_truthy(fmt.json_schema)
 
 
 def prompt_grammar(request: PromptRequest) -> str | None:
-    fmt = request.format
-    if fmt is None or not fmt.use_grammar or not js_truthy(fmt.json_schema):
+    if request.format is None or not wants_grammar(request):
         return None
-    return grammar_for(fmt.json_schema)
+    return grammar_for(request.format.json_schema)
 
 
 def check_response_schema(request: PromptRequest) -> None:
@@ -126,7 +131,7 @@ def check_response_schema(request: PromptRequest) -> None:
     try:
         validate_response(request.format.json_schema, None)
     except SchemaProblemError as error:
-        raise InvalidRequest(f"on validate response: {error}") from error
+        raise SchemaRefused(f"on validate response: {error}") from error
 
 
 def answer_data(request: PromptRequest, text: str) -> Any:
@@ -155,6 +160,11 @@ def answer_text(text: str, options: Mapping[str, object]) -> str:
     (the original's trimWhitespaceSuffix); leading whitespace is always dropped."""
     text = text.lstrip()
     return text if options.get("trimWhitespace") is False else text.rstrip()
+
+
+def chat_constrained(request: ChatRequest) -> bool:
+    """A grammar decodes the answer: a tool-call grammar or a ``response_format`` schema."""
+    return request.grammar is not None or request.json_schema is not None
 
 
 @dataclass(frozen=True)
@@ -196,8 +206,11 @@ class ChatStream:
             async with asyncio.timeout(remaining_s(self._deadline)):
                 async for delta in self._handle.stream(self._request):
                     self.text += delta.text
+                    if delta.text or delta.reasoning:
+                        self._exchange.piece_arrived()
                     if delta.usage:
                         self._exchange.tokens = int(delta.usage.get("completion_tokens") or 0)
+                        self._exchange.prompt_tokens = int(delta.usage.get("prompt_tokens") or 0)
                     yield delta
         except EngineError as error:
             self.failure = engine_failed(error)
@@ -247,7 +260,9 @@ class Completions:
 
     async def prompt(self, request: PromptRequest, caller: Caller) -> dict[str, Any]:
         """The envelope to send (and what the chat log stored)."""
-        exchange = self._recorder.begin(caller, "completion", request.body)
+        exchange = self._begin(caller, request.body, request.model)
+        # Tool rounds always decode under a grammar (a call, or the answer).
+        exchange.constrained = wants_grammar(request) or bool(request.tool_server)
         used_tools: list[str] = []
         data, with_tools = await exchange.run(self._generate(request, exchange, used_tools))
         result: dict[str, Any] = {"loadModelStatus": exchange.load_status}
@@ -288,9 +303,14 @@ class Completions:
 
         placement = Placement(model, request.gpulayer, request.context_size)
         result = await self._slots.run(placement, deadline, timing, work)
+        exchange.generated(result)
         exchange.answer_raw = answer_text(result.text, options)
-        exchange.tokens = result.completion_tokens
         return answer_data(request, exchange.answer_raw), bool(tools)
+
+    def _begin(self, caller: Caller, body: Any, model: str) -> Exchange:
+        """A completion's exchange, labelled with the registry's name of its model (None when
+        no model has that name, so the metrics' labels stay bounded by the model folder)."""
+        return self._recorder.begin(caller, "completion", body, model=self._slots.model_name(model))
 
     # --- /v1/chat/completions and /v1/completions ---------------------------------------------
 
@@ -304,7 +324,8 @@ class Completions:
         return model, CompletionRequest(request.messages, options, grammar, request.prompt)
 
     async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
-        exchange = self._recorder.begin(caller, "completion", request.body)
+        exchange = self._begin(caller, request.body, request.model)
+        exchange.constrained = chat_constrained(request)
         deadline = exchange.timing.started + request.timeout_ms / 1000
 
         async def complete() -> ChatAnswer:
@@ -317,15 +338,16 @@ class Completions:
             return ChatAnswer(model.name, result)
 
         answer = await exchange.run(complete())
+        exchange.generated(answer.result)
         exchange.answer_raw = answer.result.text
-        exchange.tokens = answer.result.completion_tokens
         exchange.succeeded({"data": answer.result.text})
         return answer
 
     async def open_stream(self, request: ChatRequest, caller: Caller) -> ChatStream:
         """A stream holding its slot: the errors before the first byte (unknown model, busy
         queue, failed load) are raised here, so the answer can still carry their status."""
-        exchange = self._recorder.begin(caller, "completion", request.body)
+        exchange = self._begin(caller, request.body, request.model)
+        exchange.constrained = chat_constrained(request)
         deadline = exchange.timing.started + request.timeout_ms / 1000
         stack = AsyncExitStack()
         try:

@@ -55,7 +55,9 @@ class Embeddings:
         self._recorder = recorder
 
     async def embed(self, request: EmbeddingRequest, caller: Caller) -> EmbeddingAnswer:
-        exchange = self._recorder.begin(caller, "embedding")
+        exchange = self._recorder.begin(
+            caller, "embedding", model=self._slots.model_name(request.model)
+        )
         model_name, vectors, status = await exchange.run(self._embed(request, exchange))
         exchange.succeeded(
             {},

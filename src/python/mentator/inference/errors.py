@@ -24,6 +24,9 @@ class InferenceError(Exception):
     """A request that cannot be answered; ``duration`` is what it spent until then."""
 
     code: ClassVar[int] = 500
+    # How the request ended, for the metrics (``mentator_requests_total{outcome}``): one of a
+    # small fixed set, so the label stays bounded.
+    outcome: ClassVar[str] = "error"
     # Seconds after which a retry may succeed (the HTTP layer sends it as Retry-After).
     retry_after_s: ClassVar[int | None] = None
 
@@ -37,10 +40,13 @@ class InvalidRequest(InferenceError):  # noqa: N818 - an outcome
     """The request cannot work as asked (a schema without a grammar, bad messages, ...)."""
 
     code = 400
+    outcome = "invalid"
 
 
 class ModelNotFound(InvalidRequest):
     """No model of that name (reference: ``Model not found: "<name>"``)."""
+
+    outcome = "model_not_found"
 
     def __init__(self, name: str) -> None:
         super().__init__(f'Model not found: "{name}"')
@@ -51,9 +57,21 @@ class AnswerRejected(InvalidRequest):
     """The model's answer is not JSON, or not valid for the request's schema (a 400 in the
     original: the client may retry with another prompt or model)."""
 
+    outcome = "answer_rejected"
+
+
+class SchemaRefused(InvalidRequest):
+    """The request's JSON Schema is refused before anything is generated: it has no decoding
+    grammar (``on create llama grammar: ...``) or can never validate an answer (``on validate
+    response: ...``)."""
+
+    outcome = "schema_refused"
+
 
 class TimedOut(InvalidRequest):
     """``durationMsec`` passed while waiting or generating."""
+
+    outcome = "timeout"
 
     def __init__(self) -> None:
         super().__init__(TIMEOUT_MESSAGE)
@@ -63,12 +81,14 @@ class EngineFailed(InferenceError):  # noqa: N818 - an outcome
     """The engine could not load the model or failed while generating."""
 
     code = 500
+    outcome = "engine_error"
 
 
 class Busy(InferenceError):  # noqa: N818 - an outcome
     """The queue is full (the original's queue was unbounded)."""
 
     code = 503
+    outcome = "busy"
     retry_after_s = 1
 
 
@@ -76,6 +96,7 @@ class Starting(InferenceError):  # noqa: N818 - an outcome
     """The first model scan or the backend selection is not finished."""
 
     code = 503
+    outcome = "unavailable"
 
     def __init__(self) -> None:
         super().__init__(STARTING_MESSAGE)
@@ -86,6 +107,7 @@ class StartupFailed(InferenceError):  # noqa: N818 - an outcome
     is restarted, so no retry advice; the reason is the one /health and the log give."""
 
     code = 503
+    outcome = "unavailable"
 
     def __init__(self, reason: str) -> None:
         super().__init__(
@@ -98,6 +120,7 @@ class CallerLeft(InferenceError):  # noqa: N818 - an outcome
     """The client closed the connection; the chat log records nginx's 499."""
 
     code = 499
+    outcome = "caller_left"
 
     def __init__(self) -> None:
         super().__init__(CALLER_LEFT_MESSAGE)

@@ -155,6 +155,11 @@ class Slots:
     def find_model(self, name: str) -> ModelInfo:
         return find_model(self._models, name)
 
+    def model_name(self, name: str) -> str | None:
+        """The registry's name of the model ``name`` asks for; None when none has it."""
+        model = self._models.find(name)
+        return model.name if model is not None else None
+
     @asynccontextmanager
     async def hold(
         self, placement: Placement, deadline: float | None, timing: Timing

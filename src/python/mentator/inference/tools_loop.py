@@ -40,6 +40,7 @@ class ToolFailed(InferenceError):  # noqa: N818 - an outcome
     """A tool call failed: the original aborted the whole prompt with a 500."""
 
     code: ClassVar[int] = 500
+    outcome: ClassVar[str] = "tool_error"
 
 
 def resolve_tools(registry: ToolRegistry | None, requested: Sequence[str]) -> list[ToolFile]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
 
 from mentator.storage.corelog import clamp_limit
-from mentator.storage.database import Database
+from mentator.storage.database import Database, StorageError
 
 _SELECT = """
     SELECT prompt.id, prompt.ts, prompt.code, prompt.durationPromptMsec, prompt.durationQueueMsec,
@@ -153,3 +156,45 @@ class ChatLogStore:
             "p95PromptDuration": nearest_rank_p95(success_prompt),
             "p95QueueDuration": nearest_rank_p95(queue),
         }
+
+
+@dataclass(frozen=True)
+class StoredExchange:
+    """One chat-log row with its request body and the envelope that was answered."""
+
+    id: int
+    ts: int
+    code: int
+    prompt_ms: int
+    queue_ms: int
+    request: str
+    response: str
+
+
+def read_stored_exchanges(
+    db_file: Path, since_ms: int | None = None, limit: int | None = None
+) -> list[StoredExchange]:
+    """The chat log's rows that hold a request body (ts >= ``since_ms``), oldest first.
+
+    The file is opened read-only (SQLite ``mode=ro``): no migration and no write, so this is safe
+    on the database of a running service or on a copy of an older version's file."""
+    if not db_file.is_file():
+        raise StorageError(f'no database file "{db_file}"')
+    query = (
+        "SELECT prompt.id, prompt.ts, prompt.code, prompt.durationPromptMsec,"
+        " prompt.durationQueueMsec, promptExtra.request, promptExtra.response"
+        " FROM prompt JOIN promptExtra ON promptExtra.id = prompt.id"
+        " WHERE prompt.ts >= ? ORDER BY prompt.id ASC LIMIT ?"
+    )
+    try:
+        conn = sqlite3.connect(f"{db_file.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = conn.execute(query, (since_ms or 0, -1 if limit is None else limit)).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        raise StorageError(f'cannot read the chat log of "{db_file}": {error}') from None
+    return [
+        StoredExchange(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), str(r[5]), str(r[6]))
+        for r in rows
+    ]

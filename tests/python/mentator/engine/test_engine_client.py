@@ -222,3 +222,48 @@ def test_unexpected_embedding_shape_is_an_engine_error() -> None:
     client = client_with(lambda request: httpx.Response(200, json={"nope": 1}))
     with pytest.raises(EngineError, match="unexpected embedding"):
         asyncio.run(client.embed("x"))
+
+
+# llama-server's /slots (Debian build 11669), one slot working and one never used.
+SLOTS = [
+    {
+        "id": 0,
+        "n_ctx": 1024,
+        "is_processing": True,
+        "n_prompt_tokens": 70,
+        "next_token": [{"n_decoded": 33}],
+        "params": {"temperature": 0.8},
+    },
+    {"id": 1, "n_ctx": 1024, "speculative": False, "is_processing": False},
+]
+
+
+def test_kv_cache_sums_the_slots_report() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == ("GET", "/slots")
+        return httpx.Response(200, json=SLOTS)
+
+    report = asyncio.run(client_with(handler).kv_cache("m.gguf"))
+    assert report is not None
+    assert (report.model, report.used_tokens, report.capacity_tokens) == ("m.gguf", 70, 2048)
+    assert (report.slots, report.busy_slots) == (2, 1)
+    assert report.usage_ratio == 70 / 2048
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(501, json={"error": {"message": "This server does not support slots"}}),
+        httpx.Response(200, text="not json"),
+        httpx.Response(200, json={"slots": "nope"}),
+    ],
+)
+def test_kv_cache_is_none_when_the_engine_does_not_say(answer: httpx.Response) -> None:
+    assert asyncio.run(client_with(lambda request: answer).kv_cache("m.gguf")) is None
+
+
+def test_kv_cache_is_none_when_the_engine_does_not_answer() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    assert asyncio.run(client_with(handler).kv_cache("m.gguf")) is None

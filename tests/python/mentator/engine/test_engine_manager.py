@@ -138,8 +138,10 @@ def test_crash_mid_request_is_reported_and_the_next_acquire_restarts(
         assert str(caught.value).startswith("engine process exited unexpectedly (code -9): ")
         assert manager.engine_alive() is False
         assert manager.current() is not None
+        assert manager.restarts() == {}
         again, status = await manager.acquire(model, None, None)
         assert status == "load"
+        assert manager.restarts() == {"slow.gguf": 1}
         assert await again.embed("x") == [1.0, -2.0]
         again.release()
         await manager.shutdown()

@@ -108,6 +108,13 @@ def test_completion_grammar_embedding_and_stream(engine_dir: Path, test_model: P
             )
             assert constrained.text in {"yes", "no"}
 
+            # The KV cache as llama-server's /slots reports it: 2 slots of 1024 tokens, and the
+            # tokens the last conversations left in them.
+            kv = await manager.kv_cache()
+            assert kv is not None and kv.model == model.name
+            assert (kv.slots, kv.capacity_tokens) == (2, 2048)
+            assert result.prompt_tokens <= kv.used_tokens <= kv.capacity_tokens
+
             shaped = await handle.complete(
                 CompletionRequest(
                     user("Give a digit."),
@@ -241,6 +248,7 @@ def test_kill_mid_request_gives_an_engine_error_and_the_next_acquire_restarts(
         again, status = await manager.acquire(model, None, 2048)
         try:
             assert status == "load"
+            assert manager.restarts() == {model.name: 1}
             assert (
                 await again.complete(CompletionRequest(user("Hi"), {**GREEDY, "maxTokens": 4}))
             ).text

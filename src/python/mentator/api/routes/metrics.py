@@ -18,4 +18,4 @@ router = APIRouter(tags=["monitoring"])
     response_class=PlainTextResponse,  # documents text/plain; the answer sets its exact type
 )
 async def metrics_route(context: ContextDep, metrics: MetricsDep) -> Response:
-    return Response(metrics.render(context), media_type=CONTENT_TYPE_LATEST)
+    return Response(await metrics.render(context), media_type=CONTENT_TYPE_LATEST)
