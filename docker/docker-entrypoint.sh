@@ -4,7 +4,11 @@
 #
 # Steps (the owner's brief, docs in docs/engine.md and the README's Docker section):
 #   1. choose the user to run as: PUID/PGID, else the owner of the data folder when it is not
-#      root, else mentator (10001) — so a bind-mounted folder owned by any uid just works;
+#      root, else mentator (10001) — so a bind-mounted folder owned by any uid just works.
+#      Started as a non-root user instead (Kubernetes: runAsUser 10001, deploy/kubernetes/), it
+#      runs as that user: no chown, no user switch (PUID/PGID are ignored, with a log line); the
+#      data folder must be writable already (fsGroup), and /tmp too (read-only root filesystem:
+#      an emptyDir);
 #   2. make sure data/ and data/models/ exist and are writable by that user (if not: print the
 #      fix and exit 78, EX_CONFIG; no crash-loop of stack traces);
 #   3. copy the default models into data/models/ when that folder is empty (never overwrite);
@@ -79,8 +83,14 @@ if [ "${privdrop}" = "1" ]; then
     chown "${run_uid}:${run_gid}" "${data_dir}" 2>/dev/null || true
   fi
 else
+  # Started as a non-root user (Kubernetes runAsUser, `docker run --user`): it cannot switch
+  # users or chown, so it runs as itself; the data folder must already be writable for it
+  # (Kubernetes: the pod's securityContext.fsGroup makes the volume group-writable).
   run_uid="${current_uid}"
   run_gid="$(id -g)"
+  if [ "${current_uid}" != "0" ] && { [ -n "${PUID:-}" ] || [ -n "${PGID:-}" ]; }; then
+    log "PUID/PGID ignored: the container already runs as uid ${run_uid} (not root), which cannot switch users"
+  fi
 fi
 
 # Supplementary groups: the groups owning the GPU device nodes (AMD: /dev/kfd and /dev/dri/*,
@@ -105,10 +115,24 @@ as_user() {
   fi
 }
 
-log "running as uid ${run_uid}, gid ${run_gid}, groups ${extra_groups}"
+if [ "${privdrop}" = "0" ] && [ "${current_uid}" != "0" ]; then
+  log "running as uid ${run_uid}, gid ${run_gid}, groups $(id -G | tr ' ' ',') (started as non-root)"
+  # Without the privilege drop the extra groups above cannot be added: say which are missing.
+  for gid in $(printf '%s' "${extra_groups}" | tr ',' ' '); do
+    case " $(id -G) " in
+      *" ${gid} "*) ;;
+      *) log "WARNING: a GPU device node belongs to gid ${gid}, which this process lacks; add it to the supplementary groups (Kubernetes: securityContext.supplementalGroups, docker: --group-add ${gid})" ;;
+    esac
+  done
+else
+  log "running as uid ${run_uid}, gid ${run_gid}, groups ${extra_groups}"
+fi
 
 # --- 2. a writable data folder ----------------------------------------------------------------
 fix_hint="Fix: mount a writable folder at ${data_dir} owned by the user the service runs as (uid ${run_uid}), e.g. 'sudo chown -R ${run_uid}:${run_gid} /path/to/data', or pass -e PUID=<uid> -e PGID=<gid> of the folder's owner; do not mount it read-only (:ro)."
+if [ "${privdrop}" = "0" ] && [ "${current_uid}" != "0" ]; then
+  fix_hint="Fix: this container runs as uid ${run_uid} (not root), so the data folder must already be writable for it: on Kubernetes set the pod's securityContext.fsGroup to ${run_gid} (the volume is then made group-writable), with docker chown the host folder to ${run_uid}:${run_gid}; do not mount it read-only."
+fi
 if [ ! -d "${data_dir}" ]; then
   fail_config "the data folder ${data_dir} does not exist and cannot be created." "${fix_hint}"
 fi
@@ -150,7 +174,9 @@ fi
 
 # --- 4. hardware: the service's decision, made once -------------------------------------------
 # One algorithm (the service's): this script only logs the decision and passes it on.
-explained="$(mktemp)"
+# A read-only root filesystem needs a writable /tmp (an emptyDir on Kubernetes): say so.
+explained="$(mktemp 2>/dev/null)" ||
+  fail_config "cannot create a temporary file in ${TMPDIR:-/tmp}: mount a writable folder there (read-only root filesystem: an emptyDir at /tmp on Kubernetes, --tmpfs /tmp with docker --read-only)."
 if [ -x "${python}" ] && decision="$(as_user "${python}" -m mentator --detect-hardware --explain 2>"${explained}")"; then
   while IFS= read -r line; do log "${line}"; done <"${explained}"
   export MENTATOR_BACKEND_DECISION="${decision}"

@@ -4,7 +4,7 @@ route only the parts it needs. No HTTP and no wiring here.
 
 ``engine`` and ``backend`` are None until the startup finished (the service is "starting");
 ``database``/``corelog``/``chatlog`` are None when the database could not be opened (``health``
-says why).
+says why). ``drain`` says whether the service is shutting down (`inference.drain`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from mentator.backends.choice import BackendChoice
 from mentator.config.settings import Settings
 from mentator.engine.ports import EngineManagerPort
 from mentator.hardware.vram import VramMeter
+from mentator.inference.drain import Drain
 from mentator.models.registry import ModelRegistry
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
@@ -49,6 +50,8 @@ class ServiceContext:
     clock_ms: Callable[[], int] = wall_clock_ms
     # Live VRAM use for /state, briefly cached (one per service, shared by its request threads).
     vram: VramMeter = field(default_factory=VramMeter)
+    # The shutdown drain: the server begins it on SIGTERM; /health and the use-cases read it.
+    drain: Drain = field(default_factory=Drain)
 
     @property
     def ready(self) -> bool:

@@ -10,8 +10,18 @@ Startup follows reference §1.4, adapted to the child-process engine:
    decided, `hardware.handoff`) run; until both are done /health answers "starting" and
    completion routes answer 503;
 4. every 60 s: a rescan of the model folder and the memory heartbeat line.
-SIGTERM/SIGINT: ``FINISH``, the server stops, the engine child is stopped, the database closed,
-exit code 0.
+
+SIGTERM/SIGINT: the drain (`drain_then_stop`), in this order, so that a load balancer sees the
+instance go unready while it still accepts connections:
+1. at once, ``DRAIN ...``: /health answers 503 ``draining``, new inference requests get 503 with
+   ``Retry-After`` (`inference.drain`); the port stays open and everything else answers;
+2. the requests in flight (waiting for a slot or generating, streams included) finish, for at
+   most ``drainGraceMsec``; the drain also lasts at least ``drainNoticeMsec`` (capped by the grace)
+   so a health check sees "draining" before the port closes;
+3. when the grace ends first, what still runs is cut off with a 503 / an error event and logged;
+4. ``FINISH``: uvicorn stops listening, closes idle connections and waits briefly for the last
+   answers to leave; the engine child is stopped, the database closed, exit code 0.
+A second SIGTERM/SIGINT during the drain ends the grace at once.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -49,6 +60,11 @@ from mentator.storage.retention import RETENTION_INTERVAL_S, Retention
 from mentator.tools.registry import ToolRegistry
 
 APP_PIPE = "APP"
+# After the drain: how long the requests cut off by the end of the grace get to send their error,
+# then how long uvicorn waits for the last answers to leave before it closes their connections.
+DRAIN_ABORT_WAIT_S = 2.0
+SERVER_CLOSE_WAIT_S = 3
+DRAIN_POLL_S = 0.05
 HEARTBEAT_INTERVAL_S = 60.0
 MODEL_SCAN_INTERVAL_S = 60.0
 DB_RETRY_INTERVAL_S = 10.0
@@ -240,6 +256,62 @@ async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> boo
     return bool(server.started)
 
 
+def in_flight(context: ServiceContext) -> int:
+    """Inference requests admitted and not finished: waiting for a slot or holding one (a stream
+    holds its slot until its last event was handed to the server)."""
+    return context.queue.waiting() + context.queue.running()
+
+
+async def _wait_until(done: Callable[[], bool], seconds: float, hurry: asyncio.Event) -> bool:
+    """Poll ``done`` for at most ``seconds`` (or until ``hurry``); whether it became true."""
+    deadline = time.monotonic() + max(0.0, seconds)
+    while not done():
+        left = deadline - time.monotonic()
+        if left <= 0 or hurry.is_set():
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hurry.wait(), min(DRAIN_POLL_S, left))
+    return True
+
+
+async def drain_then_stop(context: ServiceContext, hurry: asyncio.Event) -> None:
+    """Steps 1-3 of the shutdown (module docstring); returns when the server may stop."""
+    settings = context.settings
+    grace_s = settings.drain_grace_msec / 1000
+    notice_s = min(settings.drain_notice_msec / 1000, grace_s)
+    drain = context.drain
+    drain.begin(grace_s)
+    context.logger.debug(
+        APP_PIPE,
+        f"DRAIN: shutting down; /health answers 503 draining, new requests get 503; waiting up"
+        f" to {grace_s:g} s for {in_flight(context)} request(s) in flight",
+    )
+    started = time.monotonic()
+
+    def finished() -> bool:
+        return in_flight(context) == 0 and time.monotonic() - started >= notice_s
+
+    if await _wait_until(finished, grace_s, hurry):
+        context.logger.debug(
+            APP_PIPE, f"DRAIN: done after {time.monotonic() - started:.1f} s, nothing in flight"
+        )
+        return
+    left = in_flight(context)
+    if left:
+        context.logger.error(
+            APP_PIPE,
+            f"DRAIN: the grace of {grace_s:g} s ended with {left} request(s) still in flight"
+            " (waiting or generating): each gets a 503 'shutting down' error now",
+        )
+    drain.expire()
+    if not await _wait_until(lambda: in_flight(context) == 0, DRAIN_ABORT_WAIT_S, asyncio.Event()):
+        context.logger.error(
+            APP_PIPE,
+            f"DRAIN: {in_flight(context)} request(s) did not end {DRAIN_ABORT_WAIT_S:g} s after"
+            " the cut; their connections are closed",
+        )
+
+
 async def serve(
     context: ServiceContext,
     *,
@@ -258,17 +330,26 @@ async def serve(
         log_config=None,
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=10,
+        # The drain already waited for the requests in flight: this is only for the last bytes.
+        timeout_graceful_shutdown=SERVER_CLOSE_WAIT_S,
     )
     server = _Server(config)
     stop = stop or asyncio.Event()
+    hurry = asyncio.Event()  # a second signal: end the drain's grace now
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal)
 
     async def stop_server() -> None:
         await stop.wait()
+        await drain_then_stop(context, hurry)
         context.logger.debug(APP_PIPE, "FINISH")
         server.should_exit = True
 

@@ -70,6 +70,8 @@ class FakeHandle:
             Call("stream", self._messages(request), dict(request.options), request.grammar)
         )
         for piece in self.engine.stream_pieces:
+            if self.engine.stream_delay_s:
+                await asyncio.sleep(self.engine.stream_delay_s)
             yield CompletionDelta(
                 text=piece, reasoning="", finish_reason=None, usage=None, timings=None, raw={}
             )
@@ -109,6 +111,7 @@ class FakeEngine:
     stream_pieces: list[str] = field(default_factory=lambda: ["Hel", "lo"])
     stream_error: EngineError | None = None  # raised after the pieces
     delay_s: float = 0.0
+    stream_delay_s: float = 0.0  # before each streamed piece
     load_error: EngineError | None = None
     embed_error: EngineError | None = None
     alive: bool | None = None

@@ -15,6 +15,7 @@ from mentator.config.options import JSON_DEFAULTS
 from mentator.config.settings import LogSettings, Settings
 from mentator.engine.ports import EngineManagerPort
 from mentator.inference.completion import Completions
+from mentator.inference.drain import Drain
 from mentator.inference.embedding import Embeddings
 from mentator.inference.exchange import ExchangeRecorder, ExchangeReport, Kind
 from mentator.inference.requests import Caller, PromptFormat, PromptRequest
@@ -42,6 +43,7 @@ class Parts:
     chatlog: ChatLogStore | None
     startup_error: str | None = None
     tools: ToolRegistry | None = None
+    drain: Drain = field(default_factory=Drain)
 
 
 class Models:

@@ -91,6 +91,7 @@ PARALLEL_RANGE = (1, 64)
 QUEUE_LIMIT_RANGE = (0, 100_000)
 THREADS_RANGE = (1, 1024)
 LIVE_DAY_RANGE = (1, 365)
+DRAIN_RANGE = (0, 3_600_000)
 
 CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
@@ -185,6 +186,28 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         default=64,
         minimum=QUEUE_LIMIT_RANGE[0],
         maximum=QUEUE_LIMIT_RANGE[1],
+    ),
+    ConfigKey(
+        "drainGraceMsec",
+        "drain_grace_msec",
+        "integer",
+        "on SIGTERM, how long requests in flight (streams included) may still run while new ones"
+        " get HTTP 503 and /health says draining; what still runs after it gets an error"
+        f" (milliseconds, {_range(*DRAIN_RANGE)}; keep it below the orchestrator's stop timeout)",
+        default=25000,
+        minimum=DRAIN_RANGE[0],
+        maximum=DRAIN_RANGE[1],
+    ),
+    ConfigKey(
+        "drainNoticeMsec",
+        "drain_notice_msec",
+        "integer",
+        "on SIGTERM, keep the port open at least this long, answering /health 503 draining, even"
+        " with nothing in flight, so a load balancer's health check sees it before connections"
+        f" are refused (milliseconds, {_range(*DRAIN_RANGE)}; capped by drainGraceMsec)",
+        default=0,
+        minimum=DRAIN_RANGE[0],
+        maximum=DRAIN_RANGE[1],
     ),
     ConfigKey(
         "threads",

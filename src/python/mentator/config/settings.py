@@ -52,6 +52,8 @@ class Settings:
     mode: ConfigMode
     warnings: tuple[str, ...] = field(default=())
     tool_timeout_msec: int = 30000
+    drain_grace_msec: int = 25000
+    drain_notice_msec: int = 0
     # Placed after the fields without defaults; filled from the `apiKeys` row plus the
     # environment (`config.loader.with_env_api_keys`).
     api_keys: tuple[str, ...] = field(default=())
@@ -175,6 +177,8 @@ def settings_from(
         mode=mode,
         warnings=warnings,
         tool_timeout_msec=read.integer("tool_timeout_msec"),
+        drain_grace_msec=read.integer("drain_grace_msec"),
+        drain_notice_msec=read.integer("drain_notice_msec"),
         api_keys=read.strings("api_keys"),
     )
     read.all_read()

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -188,6 +188,7 @@ class ChatStream:
         stack: AsyncExitStack,
         exchange: Exchange,
         deadline: float | None = None,
+        abortable: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.model_name = model_name
         self._request = request
@@ -195,15 +196,16 @@ class ChatStream:
         self._stack = stack
         self._exchange = exchange
         self._deadline = deadline
+        self._abortable = abortable or nullcontext
         self._closed = False
         self.text = ""  # what was streamed so far (the chat log's answer)
         self.failure: InferenceError | None = None  # how the stream ended, when it failed
 
     async def deltas(self) -> AsyncIterator[CompletionDelta]:
         """The engine's pieces; an engine failure in the middle is `EngineFailed`, the deadline
-        passing is `TimedOut`."""
+        passing is `TimedOut`, the end of a drain's grace `GraceEnded`."""
         try:
-            async with asyncio.timeout(remaining_s(self._deadline)):
+            async with self._abortable(), asyncio.timeout(remaining_s(self._deadline)):
                 async for delta in self._handle.stream(self._request):
                     self.text += delta.text
                     if delta.text or delta.reasoning:
@@ -352,12 +354,15 @@ class Completions:
         stack = AsyncExitStack()
         try:
             model, engine_request = self._chat_parts(request)
-            lease = await stack.enter_async_context(
-                self._slots.hold(Placement(model), deadline, exchange.timing)
-            )
-            handle, _status = await lease.acquire()
+            async with self._slots.abortable():
+                lease = await stack.enter_async_context(
+                    self._slots.hold(Placement(model), deadline, exchange.timing)
+                )
+                handle, _status = await lease.acquire()
         except InferenceError as failure:
             await stack.aclose()
             exchange.failed(failure)
             raise
-        return ChatStream(model.name, engine_request, handle, stack, exchange, deadline)
+        return ChatStream(
+            model.name, engine_request, handle, stack, exchange, deadline, self._slots.abortable
+        )

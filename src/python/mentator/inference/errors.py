@@ -18,6 +18,13 @@ STARTING_MESSAGE = (
     " retry in a few seconds"
 )
 CALLER_LEFT_MESSAGE = "cancelled: the client closed the connection"
+DRAINING_MESSAGE = (
+    "service is shutting down (draining): it takes no new requests; retry, another instance"
+    " (or this one after its restart) will answer"
+)
+# Seconds a client should wait before retrying a request refused or cut off by the drain: a load
+# balancer takes the instance out within its health-check interval.
+DRAIN_RETRY_AFTER_S = 2
 
 
 class InferenceError(Exception):
@@ -113,6 +120,32 @@ class StartupFailed(InferenceError):  # noqa: N818 - an outcome
         super().__init__(
             f"service unavailable: {reason}. Fix the cause (GET /health and the log say the same) "
             "and restart the service"
+        )
+
+
+class Draining(InferenceError):  # noqa: N818 - an outcome
+    """The service is shutting down: a request that arrived after SIGTERM is refused at once
+    (the ones already admitted run on, `inference.drain`)."""
+
+    code = 503
+    retry_after_s = DRAIN_RETRY_AFTER_S
+
+    def __init__(self) -> None:
+        super().__init__(DRAINING_MESSAGE)
+
+
+class GraceEnded(InferenceError):  # noqa: N818 - an outcome
+    """The service is shutting down and the drain's grace ended before this request finished:
+    it was cut off (waiting for a slot or generating)."""
+
+    code = 503
+    retry_after_s = DRAIN_RETRY_AFTER_S
+
+    def __init__(self, grace_s: float) -> None:
+        super().__init__(
+            f"service is shutting down: the drain grace of {grace_s:g} s (drainGraceMsec) ended"
+            " before this request finished, so it was stopped; retry, another instance (or this"
+            " one after its restart) will answer"
         )
 
 

@@ -6,7 +6,8 @@ Errors are the domain errors of `errors.py` with the original's texts (reference
 model → ``Model not found: "<name>"``, load failure → ``on load model "<name>": <err>``, deadline
 passed while waiting → ``cancelled by timeout``; a full queue → `Busy` (new: the original's queue
 was unbounded); no engine yet → `Starting`, or `StartupFailed` with the reason when the startup
-failed (retrying will not help then).
+failed (retrying will not help then); the service shutting down → `Draining` for a new request,
+`GraceEnded` for one the drain's grace cut off (`drain.py`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from mentator.engine.errors import EngineError
 from mentator.engine.ports import EngineHandlePort, EngineManagerPort, LoadStatus
+from mentator.inference.drain import Drain
 from mentator.inference.errors import (
     Busy,
     CallerLeft,
+    Draining,
     EngineFailed,
     InferenceError,
     InvalidRequest,
@@ -47,13 +50,17 @@ class ModelFinder(Protocol):
 
 class EngineSource(Protocol):
     """Where the engine manager is (`context.ServiceContext`): None until the startup finished,
-    and for good when it failed (``startup_error`` says why)."""
+    and for good when it failed (``startup_error`` says why); and the service's `Drain` (set
+    draining on SIGTERM)."""
 
     @property
     def engine(self) -> EngineManagerPort | None: ...
 
     @property
     def startup_error(self) -> str | None: ...
+
+    @property
+    def drain(self) -> Drain: ...
 
 
 def require_engine(source: EngineSource) -> EngineManagerPort:
@@ -149,8 +156,17 @@ class Slots:
         self._queue = queue
 
     def engine(self) -> EngineManagerPort:
-        """The engine manager, or `Starting` / `StartupFailed`."""
+        """The admission of a request, the first step of every use-case: the engine manager, or
+        `Draining` (the service shuts down: this request is new, refuse it), `Starting`,
+        `StartupFailed`. A request admitted here runs on when the drain begins later."""
+        if self._engines.drain.draining:
+            raise Draining()
         return require_engine(self._engines)
+
+    def abortable(self) -> AbstractAsyncContextManager[None]:
+        """A block of a request's work that the end of the drain's grace cuts off with
+        `GraceEnded` (`Drain.abortable`); enter and leave it in one task."""
+        return self._engines.drain.abortable()
 
     def find_model(self, name: str) -> ModelInfo:
         return find_model(self._models, name)
@@ -165,8 +181,10 @@ class Slots:
         self, placement: Placement, deadline: float | None, timing: Timing
     ) -> AsyncIterator[Lease]:
         """A queue slot for the body; the handle is taken with `Lease.acquire` and released,
-        with the slot, on exit. ``deadline`` is a `time.monotonic` instant or None (no limit)."""
-        manager = self.engine()
+        with the slot, on exit. ``deadline`` is a `time.monotonic` instant or None (no limit).
+        The request was admitted by `engine()` before: a drain that began since does not refuse
+        it here."""
+        manager = require_engine(self._engines)
         check_context_size(placement.model, placement.context_size)
         try:
             async with self._queue.slot(deadline) as waited_ms:
@@ -195,10 +213,11 @@ class Slots:
         ``failed`` words it.
 
         The retry keeps the queue slot; it releases the dead engine's handle first, so the manager
-        (which now sees the exit) starts a new child on the next acquire.
+        (which now sees the exit) starts a new child on the next acquire. The wait for the slot
+        and the work are one `abortable` block: the end of a drain's grace cuts them off.
         """
         try:
-            async with self.hold(placement, deadline, timing) as lease:
+            async with self.abortable(), self.hold(placement, deadline, timing) as lease:
                 for attempt in (1, 2):
                     handle, status = await lease.acquire()
                     try:

@@ -44,7 +44,8 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
     assert isinstance(data, dict)
     assert set(data) == {
         "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "toolTimeoutMsec",
-        "engineDir", "parallel", "queueLimit", "threads", "apiKeys", "defaultOptions", "log",
+        "engineDir", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec", "threads",
+        "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert list(data["defaultOptions"]) == list(OPTION_KEYS)
     assert data["log"] == {"level": "debug", "liveDay": 30, "savePrompt": False}
@@ -204,7 +205,8 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
     data = parse_jsonc(docker_template_text())
     assert isinstance(data, dict)
     assert set(data) == {
-        "toolTimeoutMsec", "parallel", "queueLimit", "threads", "apiKeys", "defaultOptions", "log",
+        "toolTimeoutMsec", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec",
+        "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert data["apiKeys"] == []
     assert settings.port == 19777 and settings.host == "0.0.0.0" and settings.mode == "docker"

@@ -23,6 +23,8 @@ VALUES: dict[str, object] = {
     "engine_dir": None,
     "parallel": 4,
     "queue_limit": 64,
+    "drain_grace_msec": 25000,
+    "drain_notice_msec": 0,
     "threads": None,
     "api_keys": ("k",),
     "default_options": {"temperature": 0.5},

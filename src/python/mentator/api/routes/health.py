@@ -1,5 +1,8 @@
 """``/health`` — one word for orchestrators and container health checks.
 
+* ``draining`` (HTTP 503): the service got SIGTERM and is shutting down; new inference requests
+  get 503, the ones in flight finish (``inFlight`` counts them). A load balancer's readiness check
+  takes the instance out of rotation on this answer while it still accepts connections;
 * ``starting`` (HTTP 503): the first model scan or the backend selection is not finished;
 * ``failed`` (HTTP 503): the startup raised an error (``reason`` says which); the service will
   not become ready without a restart, so the container's HEALTHCHECK turns unhealthy;
@@ -38,6 +41,14 @@ def _database_problem(context: ServiceContext) -> str | None:
 
 def health_json(context: ServiceContext) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body). /health weighs every part: it gets the whole context."""
+    if context.drain.draining:
+        return 503, {
+            "status": "draining",
+            "version": VERSION,
+            "reason": "shutting down: no new requests; the ones in flight finish",
+            "inFlight": context.queue.waiting() + context.queue.running(),
+            "drainingForSec": round(context.drain.elapsed_s(), 1),
+        }
     if context.startup_error is not None:
         return 503, {"status": "failed", "version": VERSION, "reason": context.startup_error}
     if not context.ready:
@@ -70,7 +81,7 @@ def health_json(context: ServiceContext) -> tuple[int, dict[str, Any]]:
     return 200, body
 
 
-@router.get("/health", summary="Service health: starting, ready or degraded")
+@router.get("/health", summary="Service health: starting, ready, degraded, failed or draining")
 async def health_route(context: ContextDep) -> JSONResponse:
     status, body = await run_in_threadpool(health_json, context)
     return JSONResponse(body, status_code=status)
