@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,8 @@ from mentator.schema.ir import (
     chars,
     check_grammar,
     choice,
+    collapse_aliases,
+    hoist_deep,
     lit,
     optional,
     render_grammar,
@@ -118,6 +121,16 @@ _REFUSED = {
 _JSON_FORBIDDEN_RAW = ((0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C), (0x7F, 0x7F))
 _FORMATS = ("date", "time", "date-time", "uuid", "email", "ipv4")
 _INLINE_MEMBERS = 6  # objects with more members get "rest" rules (see _Converter._members)
+# Schema levels converted inline (anyOf in anyOf, const values in const values, ...) before the
+# rest becomes a rule of its own, built later from the work queue: this bounds the converter's
+# recursion whatever the schema's depth. Objects, arrays and $ref targets always get a rule.
+_INLINE_DEPTH = 12
+# allOf/$ref chains merged at one place (A = allOf[$ref B, ...], B = allOf[$ref C, ...], ...).
+_MAX_MERGE_DEPTH = 64
+# Runaway guard: rules a grammar may have (real-world schemas stay under a few thousand).
+MAX_RULES = 50_000
+# Largest grammar text sent to the engine (the biggest of JSONSchemaBench's 3000 is far below).
+MAX_GRAMMAR_BYTES = 4 * 1024 * 1024
 
 
 class SchemaToGrammarError(ValueError):
@@ -168,6 +181,12 @@ class _Converter:
         self.rules: dict[str, Expr] = {}
         self.taken: set[str] = {"root", *self._PRIMITIVES}
         self.ref_rules: dict[str, str] = {"#": "root"}
+        # allOf results by content: a recursive $ref inside allOf yields the same merged schema
+        # again one level down, and must become the same (recursive) rule, not a new copy.
+        self.merged_rules: dict[str, str] = {}
+        # Rule bodies still to build; see ``later``.
+        self.pending: deque[Callable[[], None]] = deque()
+        self.depth = 0  # inline conversion depth of the rule body being built
 
     # ------------------------------------------------------------ rule names and primitives
 
@@ -318,16 +337,42 @@ class _Converter:
 
     def convert_root(self) -> dict[str, Expr]:
         self.define("root", self.convert(self.root, "#", "root", target="root"))
+        while self.pending:
+            self.pending.popleft()()
+            if len(self.rules) > MAX_RULES:
+                raise SchemaToGrammarError(
+                    "#", f"the schema needs more than {MAX_RULES} grammar rules (the limit)"
+                )
         return self.rules
 
     def define(self, name: str, expr: Expr) -> None:
         if expr != RuleRef(name):
             self.rules[name] = expr
 
+    def later(self, name: str, build: Callable[[], Expr]) -> RuleRef:
+        """``RuleRef(name)`` now; the body comes from ``build()`` once the current body is done.
+
+        The converter never descends into another rule's body from inside one: a schema nested
+        ten thousand levels deep is ten thousand queued jobs, not ten thousand stack frames.
+        """
+        self.rules[name] = EMPTY  # placeholder: the name is defined from now on
+        self.pending.append(lambda: self.define(name, build()))
+        return RuleRef(name)
+
     def convert(
         self, schema: object, pointer: str, hint: str, *, target: str | None = None
     ) -> Expr:
         """Grammar for ``schema``; object/array rules are written into ``target`` when given."""
+        if self.depth >= _INLINE_DEPTH:
+            name = target or self.new_rule(hint)
+            return self.later(name, lambda: self.convert(schema, pointer, name, target=name))
+        self.depth += 1
+        try:
+            return self._convert(schema, pointer, hint, target)
+        finally:
+            self.depth -= 1
+
+    def _convert(self, schema: object, pointer: str, hint: str, target: str | None) -> Expr:
         if schema is True:
             return self.use("value")
         if schema is False:
@@ -348,7 +393,7 @@ class _Converter:
         if "$ref" in schema:
             return self._ref(schema, pointer)
         if "allOf" in schema:
-            return self.convert(self._merge_all_of(schema, pointer), pointer, hint, target=target)
+            return self._merged(self._flatten(schema, pointer), pointer, hint, target)
         if "anyOf" in schema or "oneOf" in schema:
             return self._any_of(schema, pointer, hint)
         if "const" in schema:
@@ -457,7 +502,9 @@ class _Converter:
 
     def _object(self, schema: dict[str, Any], pointer: str, hint: str, target: str | None) -> Expr:
         name = target or self.new_rule(hint)
-        self.rules[name] = EMPTY  # placeholder until the body is known
+        return self.later(name, lambda: self._object_body(schema, pointer, name))
+
+    def _object_body(self, schema: dict[str, Any], pointer: str, name: str) -> Expr:
         properties = schema.get("properties", {})
         if not isinstance(properties, dict):
             raise SchemaToGrammarError(pointer + "/properties", "properties must be an object")
@@ -507,8 +554,7 @@ class _Converter:
             extra_name = self.new_rule(f"{name}-additional-kv")
             self.rules[extra_name] = seq(lit('"'), key_text, lit('"'), ws, lit(":"), ws, value, ws)
             extra = RuleRef(extra_name)
-        self.rules[name] = seq(lit("{"), ws, self._members(name, entries, extra), lit("}"))
-        return RuleRef(name)
+        return seq(lit("{"), ws, self._members(name, entries, extra), lit("}"))
 
     def _members(
         self, name: str, entries: list[tuple[str, Expr, bool]], extra: Expr | None
@@ -519,40 +565,34 @@ class _Converter:
         for larger objects "the rest from member i on" becomes a rule and the size stays linear.
         """
         comma = seq(lit(","), self.use("ws"))
-        rest_rules: dict[int, RuleRef] = {}
+        count = len(entries)
+        extra_tail = repeat(seq(comma, extra), 0, None) if extra is not None else EMPTY
 
-        def after_inline(index: int) -> Expr:
-            parts = [
-                seq(comma, kv) if needed else optional(seq(comma, kv))
-                for _, kv, needed in entries[index:]
-            ]
-            if extra is not None:
-                parts.append(repeat(seq(comma, extra), 0, None))
-            return seq(*parts)
-
-        def after(index: int) -> Expr:
-            if len(entries) <= _INLINE_MEMBERS or index >= len(entries):
-                return after_inline(index)
-            if index not in rest_rules:
-                _, kv, needed = entries[index]
-                head = seq(comma, kv) if needed else optional(seq(comma, kv))
-                rule = self.new_rule(f"{name}-rest-{index}")
-                rest_rules[index] = RuleRef(rule)
-                self.rules[rule] = seq(head, after(index + 1))
-            return rest_rules[index]
-
-        def first(index: int) -> Expr:
-            if index == len(entries):
-                return (
-                    optional(seq(extra, repeat(seq(comma, extra), 0, None)))
-                    if extra is not None
-                    else EMPTY
-                )
+        def head(index: int) -> Expr:
             _, kv, needed = entries[index]
-            present = seq(kv, after(index + 1))
-            return present if needed else choice(present, first(index + 1))
+            return seq(comma, kv) if needed else optional(seq(comma, kv))
 
-        return first(0)
+        # after[i]: what may follow once a member before i was written (built from the end, in a
+        # loop: objects with thousands of properties exist).
+        after: list[Expr] = [EMPTY] * (count + 1)
+        after[count] = extra_tail
+        if count <= _INLINE_MEMBERS:
+            for index in range(count - 1, 0, -1):
+                after[index] = seq(head(index), after[index + 1])
+        else:
+            for index in range(count - 1, 0, -1):
+                rule = self.new_rule(f"{name}-rest-{index}")
+                self.rules[rule] = seq(head(index), after[index + 1])
+                after[index] = RuleRef(rule)
+        # The first member written is any member up to (and including) the first required one.
+        options: list[Expr] = []
+        for index, (_, kv, needed) in enumerate(entries):
+            options.append(seq(kv, after[index + 1]))
+            if needed:
+                break
+        else:
+            options.append(optional(seq(extra, extra_tail)) if extra is not None else EMPTY)
+        return choice(*options)
 
     def _key_not_in(self, keys: list[str]) -> Expr:
         """JSON string content of any key except the given ones (declared keys are not repeated)."""
@@ -563,28 +603,45 @@ class _Converter:
         return self._trie(encoded, char)
 
     def _trie(self, words: set[str], char: RuleRef) -> Expr:
-        children = sorted({word[0] for word in words if word})
+        """Any JSON string content except the ``words`` (JSON-encoded keys), as a tree over
+        their characters; built bottom-up in a loop, as keys may be thousands of characters."""
         rest = repeat(char, 0, None)
-        options: list[Expr] = [
-            seq(
-                lit(child),
-                self._trie({word[1:] for word in words if word and word[0] == child}, char),
-            )
-            for child in children
-        ]
-        excluded = [(ord(child), ord(child)) for child in children] + list(_JSON_FORBIDDEN_RAW)
-        options.append(seq(CharSet(tuple(sorted(excluded)), negated=True), rest))
-        if "\\" not in children:
-            options.append(seq(lit("\\"), self.use("escape"), rest))
-        if "" not in words:
-            options.append(EMPTY)
-        return choice(*options)
+        ends = object()  # marks "a word ends here"
+        root: dict[object, Any] = {}
+        for word in words:
+            node = root
+            for letter in word:
+                node = node.setdefault(letter, {})
+            node[ends] = True
+        built: dict[int, Expr] = {}
+        stack: list[tuple[dict[object, Any], bool]] = [(root, False)]
+        while stack:
+            node, children_done = stack.pop()
+            children = sorted(key for key in node if isinstance(key, str))
+            if not children_done:
+                stack.append((node, True))
+                stack.extend((node[child], False) for child in children)
+                continue
+            options: list[Expr] = [
+                seq(lit(child), built.pop(id(node[child]))) for child in children
+            ]
+            excluded = [(ord(child), ord(child)) for child in children]
+            excluded += list(_JSON_FORBIDDEN_RAW)
+            options.append(seq(CharSet(tuple(sorted(excluded)), negated=True), rest))
+            if "\\" not in children:
+                options.append(seq(lit("\\"), self.use("escape"), rest))
+            if ends not in node:
+                options.append(EMPTY)
+            built[id(node)] = choice(*options)
+        return built[id(root)]
 
     # ------------------------------------------------------------ arrays
 
     def _array(self, schema: dict[str, Any], pointer: str, hint: str, target: str | None) -> Expr:
         name = target or self.new_rule(hint)
-        self.rules[name] = EMPTY
+        return self.later(name, lambda: self._array_body(schema, pointer, name))
+
+    def _array_body(self, schema: dict[str, Any], pointer: str, name: str) -> Expr:
         items = schema.get("items")
         if "prefixItems" in schema:
             prefix_schemas, prefix_key = schema["prefixItems"], "prefixItems"
@@ -630,24 +687,27 @@ class _Converter:
             assert schema_expr is not None  # guaranteed by the cap computed above
             return seq(schema_expr, ws)
 
-        def tail(index: int) -> Expr:
-            if cap is not None and index >= cap:
-                return EMPTY
-            if index >= len(prefix):
-                high = None if cap is None else cap - index
-                return repeat(seq(comma, element(index)), max(0, low - index), high)
-            more = seq(comma, element(index), tail(index + 1))
-            return more if index < low else optional(more)
-
-        body = EMPTY if cap == 0 else seq(element(0), tail(1))
+        # tail[i]: the elements after the first i (built from the end, in a loop: tuples with
+        # thousands of prefixItems would otherwise recurse that deep).
+        start = max(1, len(prefix) if cap is None else min(cap, len(prefix)))
+        if cap is not None and start >= cap:
+            tail: Expr = EMPTY
+        else:  # start >= len(prefix): any number of further items, within the bounds
+            high = None if cap is None else cap - start
+            tail = repeat(seq(comma, element(start)), max(0, low - start), high)
+        for index in range(start - 1, 0, -1):
+            more = seq(comma, element(index), tail)
+            tail = more if index < low else optional(more)
+        body = EMPTY if cap == 0 else seq(element(0), tail)
         if low == 0:
             body = optional(body)
-        self.rules[name] = seq(lit("["), ws, body, lit("]"))
-        return RuleRef(name)
+        return seq(lit("["), ws, body, lit("]"))
 
     # ------------------------------------------------------------ const / enum
 
-    def _literal_value(self, value: object) -> Expr:
+    def _literal_value(self, value: object, depth: int = 0) -> Expr:
+        if depth >= _INLINE_DEPTH and isinstance(value, (dict, list)) and value:
+            return self.later(self.new_rule("value"), lambda: self._literal_value(value))
         ws = self.use("ws")
         if isinstance(value, dict):
             members = [
@@ -656,14 +716,14 @@ class _Converter:
                     ws,
                     lit(":"),
                     ws,
-                    self._literal_value(item),
+                    self._literal_value(item, depth + 1),
                     ws,
                 )
                 for key, item in value.items()
             ]
             return seq(lit("{"), ws, self._joined(members), lit("}"))
         if isinstance(value, list):
-            elements = [seq(self._literal_value(item), ws) for item in value]
+            elements = [seq(self._literal_value(item, depth + 1), ws) for item in value]
             return seq(lit("["), ws, self._joined(elements), lit("]"))
         return lit(json.dumps(value, ensure_ascii=False))
 
@@ -723,8 +783,8 @@ class _Converter:
         }
         if siblings:
             # Since draft 2019-09 keywords next to $ref apply too: treat it as allOf.
-            merged = self._merge_all_of({"allOf": [{"$ref": ref}, siblings]}, pointer)
-            return self.convert(merged, pointer, "ref")
+            merged = self._flatten({"allOf": [{"$ref": ref}, siblings]}, pointer)
+            return self._merged(merged, pointer, "ref", None)
         target, target_pointer = self._resolve(ref, pointer)
         key = target_pointer
         if key in self.ref_rules:
@@ -732,15 +792,29 @@ class _Converter:
         last = target_pointer.rsplit("/", 1)[-1] or "ref"
         name = self.new_rule(last)
         self.ref_rules[key] = name
-        self.rules[name] = EMPTY
-        self.define(name, self.convert(target, target_pointer, name, target=name))
-        return RuleRef(name)
+        return self.later(name, lambda: self.convert(target, target_pointer, name, target=name))
 
-    def _flatten(self, schema: object, pointer: str, depth: int = 0) -> dict[str, Any]:
-        """``schema`` as one dict with its ``$ref`` and ``allOf`` merged in (for allOf merging)."""
-        if depth > 32:
+    def _merged(self, merged: dict[str, Any], pointer: str, hint: str, target: str | None) -> Expr:
+        """The rule for an allOf's merged schema, one per distinct merged schema."""
+        key = json.dumps(merged, sort_keys=True)
+        known = self.merged_rules.get(key)
+        if known is not None:
+            return RuleRef(known)
+        name = target or self.new_rule(hint)
+        self.merged_rules[key] = name
+        return self.later(name, lambda: self.convert(merged, pointer, name, target=name))
+
+    def _flatten(
+        self, schema: object, pointer: str, through: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """``schema`` as one dict with its ``$ref`` and ``allOf`` merged in (for allOf merging).
+
+        ``through``: the $ref targets being merged at this place; meeting one again means the
+        schema contains itself without any instance in between, which no validator can evaluate.
+        """
+        if len(through) > _MAX_MERGE_DEPTH:
             raise SchemaToGrammarError(
-                pointer, "allOf/$ref nesting is too deep (recursive $ref inside allOf?)"
+                pointer, f"allOf/$ref chains deeper than {_MAX_MERGE_DEPTH} are not supported"
             )
         if schema is True:
             return {}
@@ -755,18 +829,22 @@ class _Converter:
         result = {key: value for key, value in schema.items() if key not in ("$ref", "allOf")}
         if "$ref" in schema:
             target, target_pointer = self._resolve(schema["$ref"], pointer)
-            result = self._merge(self._flatten(target, target_pointer, depth + 1), result, pointer)
+            if target_pointer in through:
+                raise SchemaToGrammarError(
+                    pointer + "/$ref",
+                    f"$ref {schema['$ref']!r} refers to a schema that includes this one through "
+                    "allOf/$ref alone: the schema is defined by itself and cannot be evaluated",
+                )
+            flat_target = self._flatten(target, target_pointer, (*through, target_pointer))
+            result = self._merge(flat_target, result, pointer)
         parts = schema.get("allOf", [])
         if not isinstance(parts, list) or ("allOf" in schema and not parts):
             raise SchemaToGrammarError(pointer + "/allOf", "allOf must be a non-empty array")
         for index, part in enumerate(parts):
             result = self._merge(
-                result, self._flatten(part, f"{pointer}/allOf/{index}", depth + 1), pointer
+                result, self._flatten(part, f"{pointer}/allOf/{index}", through), pointer
             )
         return result
-
-    def _merge_all_of(self, schema: dict[str, Any], pointer: str) -> dict[str, Any]:
-        return self._flatten(schema, pointer)
 
     def _merge(self, first: dict[str, Any], second: dict[str, Any], pointer: str) -> dict[str, Any]:
         result = dict(first)
@@ -780,7 +858,7 @@ class _Converter:
             if key == "properties" and isinstance(current, dict) and isinstance(value, dict):
                 merged = dict(current)
                 for name, sub in value.items():
-                    merged[name] = {"allOf": [merged[name], sub]} if name in merged else sub
+                    merged[name] = _conjunction(merged[name], sub) if name in merged else sub
                 result[key] = merged
             elif key == "required" and isinstance(current, list) and isinstance(value, list):
                 result[key] = current + [name for name in value if name not in current]
@@ -818,7 +896,7 @@ class _Converter:
                 elif current is True:
                     result[key] = value
                 elif value is not True:
-                    result[key] = {"allOf": [current, value]}
+                    result[key] = _conjunction(current, value)
             else:
                 raise SchemaToGrammarError(
                     pointer, f"allOf: conflicting values for {key!r} cannot be merged"
@@ -865,17 +943,47 @@ class _Converter:
         return choice(*options)
 
 
+def _conjunction(first: object, second: object) -> object:
+    """``{"allOf": [first, second]}``, flattened and without repeats.
+
+    Keeping conjunctions flat matters for recursive schemas: merging a recursive $ref with
+    something else must give the same schema at every level (then ``_merged`` reuses its rule),
+    not ``allOf[allOf[allOf[...]]]`` growing one level per level.
+    """
+    parts: list[object] = []
+    seen: set[str] = set()
+    for item in (first, second):
+        nested = (
+            isinstance(item, dict) and set(item) == {"allOf"} and isinstance(item["allOf"], list)
+        )
+        for part in item["allOf"] if nested else [item]:  # type: ignore[index]
+            key = json.dumps(part, sort_keys=True)
+            if part is not True and key not in seen:
+                seen.add(key)
+                parts.append(part)
+    if not parts:
+        return True
+    return parts[0] if len(parts) == 1 else {"allOf": parts}
+
+
 def schema_to_gbnf(schema: object) -> str:
     """GBNF text for llama-server's ``grammar`` field; raises ``SchemaToGrammarError``.
 
     ``schema`` is the parsed JSON Schema (a dict or a boolean).
     """
     converter = _Converter(schema)
-    rules = converter.convert_root()
+    rules = collapse_aliases(hoist_deep(converter.convert_root()))
     try:
         check_grammar(rules)
     except GrammarError as error:
         raise SchemaToGrammarError(
             "#", f"the schema leads to an unusable grammar: {error}"
         ) from error
-    return render_grammar(rules)
+    text = render_grammar(rules)
+    if len(text.encode()) > MAX_GRAMMAR_BYTES:
+        raise SchemaToGrammarError(
+            "#",
+            f"the grammar would be {len(text.encode()) / 2**20:.1f} MiB, over the "
+            f"{MAX_GRAMMAR_BYTES // 2**20} MiB limit",
+        )
+    return text

@@ -8,7 +8,8 @@ escaped metacharacters, ``\\t \\n \\r \\uXXXX``, groups ``(...)``, ``(?:...)``, 
 alternation, quantifiers ``* + ? {m} {m,} {m,n}`` (lazy ``?`` accepted, same language),
 ``^`` at the very start and ``$`` at the very end. A pattern without ``^``/``$`` may have any
 text before/after, as JSON Schema patterns are not anchored.
-Refused with a clear message: back-references, look-around, word boundaries, anchors in the middle.
+Refused with a clear message: back-references, look-around, word boundaries, anchors in the middle,
+groups nested more than ``MAX_GROUP_NESTING`` deep (the parser recurses once per group).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ _JSON_SHORT_ESCAPES = {
     "\b": "\\b",
     "\f": "\\f",
 }
+
+# Real patterns nest a handful of groups; the parser recurses a few frames per group.
+MAX_GROUP_NESTING = 50
 
 _DIGIT = ((ord("0"), ord("9")),)
 _WORD = ((ord("0"), ord("9")), (ord("A"), ord("Z")), (ord("_"), ord("_")), (ord("a"), ord("z")))
@@ -130,6 +134,7 @@ def set_of_code_points(ranges: list[tuple[int, int]], negated: bool) -> Expr:
 class _Parser:
     pattern: str
     position: int = 0
+    depth: int = 0  # groups open at ``position``
 
     def error(self, what: str) -> PatternError:
         return PatternError(f"{what} at position {self.position} of pattern {self.pattern!r}")
@@ -230,7 +235,11 @@ class _Parser:
             self.position = self.pattern.index(">", self.position) + 1
         elif self.peek() == "?":
             raise self.error("look-around and inline flags are not supported")
+        if self.depth >= MAX_GROUP_NESTING:
+            raise self.error(f"groups nested deeper than {MAX_GROUP_NESTING} are not supported")
+        self.depth += 1
         inner = self.alternation()
+        self.depth -= 1
         if self.peek() != ")":
             raise self.error("missing ')'")
         self.take()
