@@ -36,6 +36,20 @@ schema cannot be followed at all.
   ``unevaluatedItems`` other than ``true``, ``false`` where a value is required, contradictory
   ``allOf``, unsupported ``pattern`` syntax.
 
+Refusals (``SchemaToGrammarError``) start with the JSON Pointer of the keyword refused
+(``#/properties/a/patternProperties: ...``). A schema no value can satisfy (an ``enum`` without a
+value of the declared type, ``allOf`` types that exclude each other, a required key that
+``additionalProperties: false`` forbids, a required property that recurses without end, ...) is
+refused as ``...: this schema is unsatisfiable (no value can be valid): ...``: no answer could
+ever pass validation. Alternatives that can never be finished (an optional property whose schema
+recurses without end) are pruned from the grammar, so the model cannot walk into them.
+
+Size and depth: the converter builds rule bodies from a work queue and never recurses deeper
+than a few levels per rule, whatever the schema's depth; ``ir.py`` keeps the grammar text
+shallow for llama.cpp's recursive parser. Limits that remain are named in the refusal: regex
+groups nested deeper than 50, chains of more than 5000 rules that start with one another,
+more than 50 000 rules, more than 4 MiB of grammar text.
+
 Whitespace: between tokens the grammar allows nothing, one space, or one newline followed by at
 most 20 spaces/tabs — enough for pretty-printed JSON, bounded so a small model cannot loop on
 whitespace forever. Nothing is allowed before or after the top-level value.
@@ -56,6 +70,7 @@ from mentator.schema.ir import (
     CharSet,
     Expr,
     GrammarError,
+    NoFiniteTextError,
     RuleRef,
     chars,
     check_grammar,
@@ -64,6 +79,7 @@ from mentator.schema.ir import (
     hoist_deep,
     lit,
     optional,
+    prune_unfinishable,
     render_grammar,
     repeat,
     seq,
@@ -134,12 +150,37 @@ MAX_GRAMMAR_BYTES = 4 * 1024 * 1024
 
 
 class SchemaToGrammarError(ValueError):
-    """A schema (part) the converter cannot turn into a grammar; ``pointer`` says where."""
+    """A schema (part) the converter cannot turn into a grammar.
 
-    def __init__(self, pointer: str, problem: str) -> None:
+    ``pointer``: the JSON Pointer (URI fragment form, ``#`` = the root) of the schema or keyword
+    at fault; ``keyword``: the keyword refused (empty when none is to blame, e.g. ``false``);
+    ``unsatisfiable``: no value at all can be valid there, so no answer could ever pass
+    validation. The message starts with the keyword's own pointer, for instance
+    ``#/properties/a/patternProperties: patternProperties cannot be ...`` or
+    ``#/allOf: this schema is unsatisfiable (no value can be valid): types ...``.
+    """
+
+    def __init__(
+        self,
+        pointer: str,
+        problem: str,
+        *,
+        keyword: str = "",
+        unsatisfiable: bool = False,
+        location: str | None = None,
+    ) -> None:
         self.pointer = pointer or "#"
         self.problem = problem
-        super().__init__(f"at {self.pointer}: {problem}")
+        self.keyword = keyword
+        self.unsatisfiable = unsatisfiable
+        if location is None:
+            named = f"/{_pointer_token(keyword)}"
+            location = self.pointer
+            if keyword and not location.endswith(named):
+                location += named
+        self.location = location
+        verdict = "this schema is unsatisfiable (no value can be valid): " if unsatisfiable else ""
+        super().__init__(f"{self.location}: {verdict}{problem}")
 
 
 def _json_type_name(value: object) -> str:
@@ -187,6 +228,9 @@ class _Converter:
         # Rule bodies still to build; see ``later``.
         self.pending: deque[Callable[[], None]] = deque()
         self.depth = 0  # inline conversion depth of the rule body being built
+        # Whether a type was inferred from keywords (narrower than JSON Schema, which allows any
+        # type then): a grammar without finite texts is then not proof of an unsatisfiable schema.
+        self.inferred_types = False
 
     # ------------------------------------------------------------ rule names and primitives
 
@@ -377,7 +421,9 @@ class _Converter:
             return self.use("value")
         if schema is False:
             raise SchemaToGrammarError(
-                pointer, "the schema false matches no value, but a value is required here"
+                pointer,
+                "the schema false matches no value, but a value is required here",
+                unsatisfiable=True,
             )
         if not isinstance(schema, dict):
             raise SchemaToGrammarError(
@@ -385,10 +431,12 @@ class _Converter:
             )
         for keyword, reason in _REFUSED.items():
             if keyword in schema:
-                raise SchemaToGrammarError(pointer, reason)
+                raise SchemaToGrammarError(pointer, reason, keyword=keyword)
         if "unevaluatedItems" in schema and schema["unevaluatedItems"] is not True:
             raise SchemaToGrammarError(
-                pointer, "unevaluatedItems is not supported; use items / prefixItems instead"
+                pointer,
+                "unevaluatedItems is not supported; use items / prefixItems instead",
+                keyword="unevaluatedItems",
             )
         if "$ref" in schema:
             return self._ref(schema, pointer)
@@ -424,6 +472,7 @@ class _Converter:
             ]
             if not inferred:
                 return None
+            self.inferred_types = True
             types = inferred
         else:
             listed = declared if isinstance(declared, list) else [declared]
@@ -433,9 +482,15 @@ class _Converter:
                         pointer + "/type",
                         f"unknown type {json.dumps(item)} "
                         f"(expected one of {', '.join(JSON_TYPES)})",
+                        keyword="type",
                     )
             if not listed:
-                raise SchemaToGrammarError(pointer + "/type", "an empty type list matches no value")
+                raise SchemaToGrammarError(
+                    pointer + "/type",
+                    "an empty type list matches no value",
+                    keyword="type",
+                    unsatisfiable=True,
+                )
             types = list(dict.fromkeys(listed))
         if schema.get("nullable") is True and "null" not in types:
             types.append("null")
@@ -468,7 +523,9 @@ class _Converter:
             return None
         if not _is_number(value) or value < 0 or not float(value).is_integer():
             raise SchemaToGrammarError(
-                f"{pointer}/{key}", f"{key} must be a non-negative integer, got {json.dumps(value)}"
+                f"{pointer}/{key}",
+                f"{key} must be a non-negative integer, got {json.dumps(value)}",
+                keyword=key,
             )
         return int(value)
 
@@ -477,11 +534,15 @@ class _Converter:
         if "pattern" in schema:
             pattern = schema["pattern"]
             if not isinstance(pattern, str):
-                raise SchemaToGrammarError(pointer + "/pattern", "pattern must be a string")
+                raise SchemaToGrammarError(
+                    pointer + "/pattern", "pattern must be a string", keyword="pattern"
+                )
             try:
                 content = pattern_to_expr(pattern)
             except PatternError as error:
-                raise SchemaToGrammarError(pointer + "/pattern", str(error)) from error
+                raise SchemaToGrammarError(
+                    pointer + "/pattern", str(error), keyword="pattern"
+                ) from error
             self.use("char")
             return seq(quote, content, quote)
         if schema.get("format") in _FORMATS:
@@ -489,10 +550,18 @@ class _Converter:
         low = self._count(schema, "minLength", pointer, 0) or 0
         high = self._count(schema, "maxLength", pointer, None)
         if high is not None and high < low:
-            raise SchemaToGrammarError(pointer, f"maxLength {high} is smaller than minLength {low}")
+            raise SchemaToGrammarError(
+                pointer,
+                f"maxLength {high} is smaller than minLength {low}",
+                keyword="maxLength",
+                unsatisfiable=True,
+            )
         if low > MAX_REPETITION:
             raise SchemaToGrammarError(
-                pointer + "/minLength", f"minLength above {MAX_REPETITION} is not supported"
+                pointer + "/minLength",
+                f"minLength above {MAX_REPETITION} is not supported "
+                f"(llama.cpp's grammars repeat at most {MAX_REPETITION} times)",
+                keyword="minLength",
             )
         if low == 0 and high is None:
             return self.use("string")
@@ -507,15 +576,18 @@ class _Converter:
     def _object_body(self, schema: dict[str, Any], pointer: str, name: str) -> Expr:
         properties = schema.get("properties", {})
         if not isinstance(properties, dict):
-            raise SchemaToGrammarError(pointer + "/properties", "properties must be an object")
+            raise SchemaToGrammarError(
+                pointer + "/properties", "properties must be an object", keyword="properties"
+            )
         required = schema.get("required", [])
         if not isinstance(required, list) or not all(isinstance(item, str) for item in required):
             raise SchemaToGrammarError(
-                pointer + "/required", "required must be an array of strings"
+                pointer + "/required", "required must be an array of strings", keyword="required"
             )
         # allOf is merged before we get here, so unevaluatedProperties means what
         # additionalProperties would mean for the merged property list.
         additional = schema.get("additionalProperties", schema.get("unevaluatedProperties"))
+        explicitly_closed = additional is False
         if additional is None:
             additional = "properties" not in schema
         ws = self.use("ws")
@@ -529,7 +601,11 @@ class _Converter:
             if sub_schema is False:
                 if key in required:
                     raise SchemaToGrammarError(
-                        sub_pointer, f"property {key!r} is required but its schema is false"
+                        sub_pointer,
+                        f"property {key!r} is required but its schema is false",
+                        keyword="required",
+                        unsatisfiable=True,
+                        location=sub_pointer,
                     )
                 continue  # the property may never appear
             value = self.convert(sub_schema, sub_pointer, f"{name}-{key}")
@@ -542,6 +618,8 @@ class _Converter:
                     pointer + "/required",
                     f"required property {key!r} is not in properties "
                     "and additionalProperties is false",
+                    keyword="required",
+                    unsatisfiable=explicitly_closed,
                 )
             value = self.convert(additional, pointer + "/additionalProperties", f"{name}-{key}")
             entries.append((key, key_value(key, value), True))
@@ -654,13 +732,18 @@ class _Converter:
             rest_schema, rest_key = (True if items is None else items), "items"
         if not isinstance(prefix_schemas, list):
             raise SchemaToGrammarError(
-                f"{pointer}/{prefix_key}", f"{prefix_key} must be an array of schemas"
+                f"{pointer}/{prefix_key}",
+                f"{prefix_key} must be an array of schemas",
+                keyword=prefix_key,
             )
         low = self._count(schema, "minItems", pointer, 0) or 0
         cap = self._count(schema, "maxItems", pointer, None)
         if low > MAX_REPETITION:
             raise SchemaToGrammarError(
-                pointer + "/minItems", f"minItems above {MAX_REPETITION} is not supported"
+                pointer + "/minItems",
+                f"minItems above {MAX_REPETITION} is not supported "
+                f"(llama.cpp's grammars repeat at most {MAX_REPETITION} times)",
+                keyword="minItems",
             )
         prefix: list[Expr] = []
         for index, item_schema in enumerate(prefix_schemas):
@@ -677,7 +760,10 @@ class _Converter:
             rest = self.convert(rest_schema, f"{pointer}/{rest_key}", f"{name}-item")
         if cap is not None and low > cap:
             raise SchemaToGrammarError(
-                pointer, f"minItems {low} cannot be met: at most {cap} items are allowed"
+                pointer,
+                f"minItems {low} cannot be met: at most {cap} items are allowed",
+                keyword="minItems",
+                unsatisfiable=True,
             )
         ws = self.use("ws")
         comma = seq(lit(","), ws)
@@ -739,29 +825,45 @@ class _Converter:
     def _enum(self, schema: dict[str, Any], pointer: str) -> Expr:
         values = schema["enum"]
         if not isinstance(values, list) or not values:
-            raise SchemaToGrammarError(pointer + "/enum", "enum must be a non-empty array")
+            if isinstance(values, list):
+                raise SchemaToGrammarError(
+                    pointer + "/enum",
+                    "an empty enum matches no value",
+                    keyword="enum",
+                    unsatisfiable=True,
+                )
+            raise SchemaToGrammarError(pointer + "/enum", "enum must be an array", keyword="enum")
         types = self._types({"type": schema["type"]}, pointer) if "type" in schema else None
         if types is not None:
             values = [
                 value for value in values if any(_matches_type(value, kind) for kind in types)
             ]
             if not values:
-                raise SchemaToGrammarError(pointer + "/enum", "no enum value has the declared type")
+                raise SchemaToGrammarError(
+                    pointer + "/enum",
+                    f"no enum value has the declared type {json.dumps(schema['type'])}",
+                    keyword="enum",
+                    unsatisfiable=True,
+                )
         return choice(*(self._literal_value(value) for value in values))
 
     # ------------------------------------------------------------ $ref, allOf, anyOf
 
     def _resolve(self, ref: object, pointer: str) -> tuple[object, str]:
         if not isinstance(ref, str):
-            raise SchemaToGrammarError(pointer + "/$ref", "$ref must be a string")
+            raise SchemaToGrammarError(pointer + "/$ref", "$ref must be a string", keyword="$ref")
         if not ref.startswith("#"):
             raise SchemaToGrammarError(
-                pointer + "/$ref", f"only local references ('#/...') are supported, got {ref!r}"
+                pointer + "/$ref",
+                f"only local references ('#/...') are supported, got {ref!r}",
+                keyword="$ref",
             )
         fragment = urllib.parse.unquote(ref[1:])
         if fragment and not fragment.startswith("/"):
             raise SchemaToGrammarError(
-                pointer + "/$ref", f"anchor references like {ref!r} are not supported"
+                pointer + "/$ref",
+                f"anchor references like {ref!r} are not supported",
+                keyword="$ref",
             )
         node: object = self.root
         for token in fragment.split("/")[1:]:
@@ -772,7 +874,9 @@ class _Converter:
                 node = node[int(key)]
             else:
                 raise SchemaToGrammarError(
-                    pointer + "/$ref", f"$ref {ref!r} points to nothing in this schema"
+                    pointer + "/$ref",
+                    f"$ref {ref!r} points to nothing in this schema",
+                    keyword="$ref",
                 )
         return node, "#" + fragment
 
@@ -814,13 +918,17 @@ class _Converter:
         """
         if len(through) > _MAX_MERGE_DEPTH:
             raise SchemaToGrammarError(
-                pointer, f"allOf/$ref chains deeper than {_MAX_MERGE_DEPTH} are not supported"
+                pointer,
+                f"allOf/$ref chains deeper than {_MAX_MERGE_DEPTH} are not supported",
+                keyword="allOf",
             )
         if schema is True:
             return {}
         if schema is False:
             raise SchemaToGrammarError(
-                pointer, "allOf contains the schema false, which matches no value"
+                pointer,
+                "allOf contains the schema false, which matches no value",
+                unsatisfiable=True,
             )
         if not isinstance(schema, dict):
             raise SchemaToGrammarError(
@@ -834,12 +942,15 @@ class _Converter:
                     pointer + "/$ref",
                     f"$ref {schema['$ref']!r} refers to a schema that includes this one through "
                     "allOf/$ref alone: the schema is defined by itself and cannot be evaluated",
+                    keyword="$ref",
                 )
             flat_target = self._flatten(target, target_pointer, (*through, target_pointer))
             result = self._merge(flat_target, result, pointer)
         parts = schema.get("allOf", [])
         if not isinstance(parts, list) or ("allOf" in schema and not parts):
-            raise SchemaToGrammarError(pointer + "/allOf", "allOf must be a non-empty array")
+            raise SchemaToGrammarError(
+                pointer + "/allOf", "allOf must be a non-empty array", keyword="allOf"
+            )
         for index, part in enumerate(parts):
             result = self._merge(
                 result, self._flatten(part, f"{pointer}/allOf/{index}", through), pointer
@@ -868,7 +979,10 @@ class _Converter:
                 common = [item for item in current if item in value]
                 if not common:
                     raise SchemaToGrammarError(
-                        pointer, "allOf: the enum lists have no value in common"
+                        pointer,
+                        "the enum lists of allOf have no value in common",
+                        keyword="allOf",
+                        unsatisfiable=True,
                     )
                 result[key] = common
             elif (
@@ -899,7 +1013,9 @@ class _Converter:
                     result[key] = _conjunction(current, value)
             else:
                 raise SchemaToGrammarError(
-                    pointer, f"allOf: conflicting values for {key!r} cannot be merged"
+                    pointer,
+                    f"allOf: different values of {key!r} cannot be combined in one grammar",
+                    keyword="allOf",
                 )
         return result
 
@@ -915,19 +1031,26 @@ class _Converter:
             raise SchemaToGrammarError(
                 pointer,
                 f"allOf: types {json.dumps(first)} and {json.dumps(second)} exclude each other",
+                keyword="allOf",
+                unsatisfiable=True,
             )
         return [kind for kind in JSON_TYPES if kind in common]
 
     def _any_of(self, schema: dict[str, Any], pointer: str, hint: str) -> Expr:
         if "anyOf" in schema and "oneOf" in schema:
             raise SchemaToGrammarError(
-                pointer, "anyOf and oneOf in the same schema are not supported; nest them in allOf"
+                pointer,
+                "anyOf and oneOf in the same schema are not supported; nest them in allOf",
+                keyword="oneOf",
             )
         keyword = "anyOf" if "anyOf" in schema else "oneOf"
         branches = schema[keyword]
         if not isinstance(branches, list) or not branches:
             raise SchemaToGrammarError(
-                f"{pointer}/{keyword}", f"{keyword} must be a non-empty array"
+                f"{pointer}/{keyword}",
+                f"{keyword} must be a non-empty array",
+                keyword=keyword,
+                unsatisfiable=isinstance(branches, list),
             )
         base = {key: value for key, value in schema.items() if key != keyword}
         constrained = any(key not in ANNOTATIONS for key in base)
@@ -939,7 +1062,12 @@ class _Converter:
             branch_schema = {"allOf": [base, branch]} if constrained else branch
             options.append(self.convert(branch_schema, branch_pointer, f"{hint}-{index}"))
         if not options:
-            raise SchemaToGrammarError(f"{pointer}/{keyword}", f"every {keyword} branch is false")
+            raise SchemaToGrammarError(
+                f"{pointer}/{keyword}",
+                f"every {keyword} branch is false",
+                keyword=keyword,
+                unsatisfiable=True,
+            )
         return choice(*options)
 
 
@@ -974,7 +1102,14 @@ def schema_to_gbnf(schema: object) -> str:
     converter = _Converter(schema)
     rules = collapse_aliases(hoist_deep(converter.convert_root()))
     try:
+        rules = prune_unfinishable(rules)
         check_grammar(rules)
+    except NoFiniteTextError as error:
+        if converter.inferred_types:
+            raise SchemaToGrammarError(
+                "#", f'{error}; give the recursive schemas a "type" list that ends it'
+            ) from error
+        raise SchemaToGrammarError("#", str(error), unsatisfiable=True) from error
     except GrammarError as error:
         raise SchemaToGrammarError(
             "#", f"the schema leads to an unusable grammar: {error}"

@@ -306,6 +306,82 @@ def collapse_aliases(rules: Mapping[str, Expr]) -> dict[str, Expr]:
     return {name: _map_refs(body, final) for name, body in rules.items() if name not in final}
 
 
+# ---------------------------------------------------------------- rules that never finish
+
+
+class NoFiniteTextError(GrammarError):
+    """Even the start rule can never be completed: the grammar matches no (finite) text."""
+
+
+def _finishes(expr: Expr, finishing: set[str]) -> bool:
+    if isinstance(expr, (Literal, CharSet)):
+        return True
+    if isinstance(expr, RuleRef):
+        return expr.name in finishing
+    if isinstance(expr, Sequence):
+        return all(_finishes(item, finishing) for item in expr.items)
+    if isinstance(expr, Choice):
+        return any(_finishes(option, finishing) for option in expr.options)
+    return expr.minimum == 0 or _finishes(expr.item, finishing)
+
+
+def _without(expr: Expr, finishing: set[str]) -> Expr | None:
+    """``expr`` without its alternatives that can never finish (``None``: nothing is left)."""
+    if isinstance(expr, RuleRef):
+        return expr if expr.name in finishing else None
+    if isinstance(expr, Sequence):
+        items = [_without(item, finishing) for item in expr.items]
+        kept = [item for item in items if item is not None]
+        return Sequence(tuple(kept)) if len(kept) == len(items) else None
+    if isinstance(expr, Choice):
+        options = [
+            left for option in expr.options if (left := _without(option, finishing)) is not None
+        ]
+        if not options:
+            return None
+        return options[0] if len(options) == 1 else Choice(tuple(options))
+    if isinstance(expr, Repeat):
+        inner = _without(expr.item, finishing)
+        if inner is None:
+            return EMPTY if expr.minimum == 0 else None
+        return Repeat(inner, expr.minimum, expr.maximum)
+    return expr
+
+
+def prune_unfinishable(rules: Mapping[str, Expr]) -> dict[str, Expr]:
+    """The grammar without the rules (and alternatives) that can never be completed.
+
+    A schema can require its own recursion (``A`` requires a property of schema ``A``): no finite
+    JSON text is valid there, and a model led into such a rule writes until its token limit. The
+    language (finite texts) is unchanged. Raises ``NoFiniteTextError`` when ``root`` itself can
+    never finish. Call it on shallow trees (``hoist_deep``): it recurses on them.
+    """
+    finishing: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, body in rules.items():
+            if name not in finishing and _finishes(body, finishing):
+                finishing.add(name)
+                changed = True
+    if len(finishing) == len(rules):
+        return dict(rules)
+    if "root" not in finishing:
+        endless = sorted(name for name in rules if name not in finishing)
+        raise NoFiniteTextError(
+            "no finite text matches: the rules "
+            + ", ".join(endless[:5])
+            + (" ..." if len(endless) > 5 else "")
+            + " always need themselves again (a required property or item that recurses)"
+        )
+    pruned: dict[str, Expr] = {}
+    for name in finishing:
+        finishing_body = _without(rules[name], finishing)
+        assert finishing_body is not None  # the rule finishes, so some alternative does
+        pruned[name] = finishing_body
+    return pruned
+
+
 # ---------------------------------------------------------------- checks llama.cpp would make
 
 _RULE_NAME = re.compile(r"^[A-Za-z0-9-]+$")
