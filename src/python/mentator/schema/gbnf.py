@@ -66,6 +66,7 @@ from typing import Any
 
 from mentator.schema.ir import (
     EMPTY,
+    MAX_COUNT,
     MAX_REPETITION,
     CharSet,
     Expr,
@@ -80,7 +81,7 @@ from mentator.schema.ir import (
     lit,
     optional,
     prune_unfinishable,
-    render_grammar,
+    render_checked,
     repeat,
     seq,
 )
@@ -556,11 +557,11 @@ class _Converter:
                 keyword="maxLength",
                 unsatisfiable=True,
             )
-        if low > MAX_REPETITION:
+        if low > MAX_COUNT:
             raise SchemaToGrammarError(
                 pointer + "/minLength",
-                f"minLength above {MAX_REPETITION} is not supported "
-                f"(llama.cpp's grammars repeat at most {MAX_REPETITION} times)",
+                f"minLength above {MAX_COUNT} is not supported "
+                f"(llama.cpp's grammars refuse {MAX_REPETITION} repetitions or more)",
                 keyword="minLength",
             )
         if low == 0 and high is None:
@@ -738,11 +739,11 @@ class _Converter:
             )
         low = self._count(schema, "minItems", pointer, 0) or 0
         cap = self._count(schema, "maxItems", pointer, None)
-        if low > MAX_REPETITION:
+        if low > MAX_COUNT:
             raise SchemaToGrammarError(
                 pointer + "/minItems",
-                f"minItems above {MAX_REPETITION} is not supported "
-                f"(llama.cpp's grammars repeat at most {MAX_REPETITION} times)",
+                f"minItems above {MAX_COUNT} is not supported "
+                f"(llama.cpp's grammars refuse {MAX_REPETITION} repetitions or more)",
                 keyword="minItems",
             )
         prefix: list[Expr] = []
@@ -1114,7 +1115,7 @@ def schema_to_gbnf(schema: object) -> str:
         raise SchemaToGrammarError(
             "#", f"the schema leads to an unusable grammar: {error}"
         ) from error
-    text = render_grammar(rules)
+    text = render_checked(rules)
     if len(text.encode()) > MAX_GRAMMAR_BYTES:
         raise SchemaToGrammarError(
             "#",

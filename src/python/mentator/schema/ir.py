@@ -7,6 +7,15 @@ names are ``[A-Za-z0-9-]+``; literals and character classes accept the escapes
 ``\\x.. \\u.... \\U........ \\t \\r \\n \\\\ \\" \\[ \\] \\-``; repetition ``{m,n}`` with
 ``m`` above 2000 is refused and ``n`` above 2000 silently becomes unbounded.
 
+Repetition budget. llama.cpp also refuses ``X{m,n}`` when (symbols X creates) x (n, or m when
+unbounded) reaches 2000, where a rule name or a literal counts 1 and a parenthesised group
+counts every rule it makes: each group, each rule a repetition inside it expands to (n - m of
+them), each rule name mentioned there for the first time. So ``char{0,2000}`` alone is refused,
+and ``( "a" [b]{0,100} ){0,20}`` too (101 x 20). Here no repetition count reaches 2000
+(``repeat`` makes larger maxima unbounded, the converter refuses larger minima) and
+``hoist_deep`` moves a repeated group into a rule of its own whenever its budget would be
+exceeded, so the repeated item is a single rule name.
+
 Depth. llama.cpp's grammar parser and its left-recursion check are recursive: measured with the
 engine of the image (llama-server build 11669, 8 MiB stack), parentheses nested 20 000 deep or
 a chain of 100 000 rules that each start with the next one crash the whole server (SIGSEGV),
@@ -24,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 MAX_REPETITION = 2000  # llama.cpp's MAX_REPETITION_THRESHOLD
+MAX_COUNT = MAX_REPETITION - 1  # the largest repetition count llama.cpp accepts (see above)
 # Deepest expression nesting rendered (llama.cpp overflows its stack near 16 000; see above).
 MAX_NESTING = 48
 # Longest chain of rules each starting with the next (llama.cpp crashed at 100 000).
@@ -129,8 +139,8 @@ def choice(*options: Expr) -> Expr:
 
 
 def repeat(item: Expr, minimum: int, maximum: int | None) -> Expr:
-    if maximum is not None and maximum > MAX_REPETITION:
-        maximum = None  # what llama.cpp would do anyway; keeps the rendered grammar honest
+    if maximum is not None and maximum > MAX_COUNT:
+        maximum = None  # llama.cpp refuses {m,2000} and ignores larger maxima: say it here
     if maximum == 0 or item == EMPTY:
         return EMPTY
     if minimum == 1 and maximum == 1:
@@ -216,8 +226,13 @@ def render_grammar(rules: Mapping[str, Expr]) -> str:
     """
     shallow = hoist_deep(rules)
     check_grammar(shallow)
-    names = ["root", *sorted(name for name in shallow if name != "root")]
-    return "".join(f"{name} ::= {render_expr(shallow[name])}\n" for name in names)
+    return render_checked(shallow)
+
+
+def render_checked(rules: Mapping[str, Expr]) -> str:
+    """``render_grammar`` for rules that already went through ``hoist_deep``/``check_grammar``."""
+    names = ["root", *sorted(name for name in rules if name != "root")]
+    return "".join(f"{name} ::= {render_expr(rules[name])}\n" for name in names)
 
 
 # ---------------------------------------------------------------- keeping trees shallow
@@ -256,12 +271,42 @@ def hoist_deep(rules: Mapping[str, Expr], max_nesting: int = MAX_NESTING) -> dic
             options = tuple(rebuild(owner, option, depth + 1) for option in expr.options)
             return expr if _same(options, expr.options) else Choice(options)
         item = rebuild(owner, expr.item, depth + 1)
+        if _over_budget(item, expr.minimum, expr.maximum):
+            item = hoisted(owner, item)
         return expr if item is expr.item else Repeat(item, expr.minimum, expr.maximum)
 
     while pending:
         name, body = pending.pop()
         result[name] = rebuild(name, body, 0)
     return result
+
+
+def _group_symbols(expr: Expr) -> int:
+    """An upper bound of the rules llama.cpp creates while parsing ``( expr )`` (the group's own
+    included): every rule name counts as mentioned for the first time."""
+    total = 1
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, RuleRef):
+            total += 1
+        elif isinstance(node, Sequence):
+            stack.extend(node.items)
+        elif isinstance(node, Choice):
+            total += 1  # rendered in parentheses when nested
+            stack.extend(node.options)
+        elif isinstance(node, Repeat):
+            total += 1 + (1 if node.maximum is None else node.maximum - node.minimum)
+            stack.append(node.item)
+    return total
+
+
+def _over_budget(item: Expr, minimum: int, maximum: int | None) -> bool:
+    """Whether llama.cpp would refuse ``item{minimum,maximum}`` with ``item`` inline."""
+    if isinstance(item, (Literal, CharSet, RuleRef)):
+        return False  # one symbol; counts stay below MAX_REPETITION (see repeat)
+    total = maximum if maximum is not None and maximum > 0 else max(minimum, 1)
+    return _group_symbols(item) * total >= MAX_REPETITION
 
 
 def _same(first: tuple[Expr, ...], second: tuple[Expr, ...]) -> bool:
@@ -433,6 +478,21 @@ def _leading_refs(expr: Expr, nullable_rules: set[str]) -> set[str]:
     return set()
 
 
+def _repeat_counts(expr: Expr) -> Iterable[int]:
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Sequence):
+            stack.extend(node.items)
+        elif isinstance(node, Choice):
+            stack.extend(node.options)
+        elif isinstance(node, Repeat):
+            yield node.minimum
+            if node.maximum is not None:
+                yield node.maximum
+            stack.append(node.item)
+
+
 def _nesting(expr: Expr) -> int:
     """How deep ``expr`` nests (iterative: the trees checked may be arbitrarily deep)."""
     deepest = 0
@@ -459,6 +519,11 @@ def check_grammar(rules: Mapping[str, Expr]) -> None:
     for name, body in rules.items():
         if not _RULE_NAME.match(name):
             raise GrammarError(f"invalid rule name {name!r}")
+        if any(count > MAX_COUNT for count in _repeat_counts(body)):
+            raise GrammarError(
+                f"rule {name!r} repeats something {MAX_REPETITION} times or more "
+                "(llama.cpp refuses that)"
+            )
         if _nesting(body) > MAX_NESTING + 1:
             raise GrammarError(
                 f"rule {name!r} nests deeper than {MAX_NESTING} levels (hoist_deep it first)"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from mentator.schema.ir import (
     EMPTY,
+    MAX_COUNT,
     CharSet,
     Expr,
     RuleRef,
@@ -203,6 +204,10 @@ class _Parser:
             low = high = int(body)
         if high is not None and high < low:
             raise self.error(f"quantifier {{{body}}} has max < min")
+        if low > MAX_COUNT:
+            raise self.error(
+                f"quantifier {{{body}}}: more than {MAX_COUNT} repetitions are not supported"
+            )
         return repeat(atom, low, high)
 
     def _skip_lazy(self) -> None:
