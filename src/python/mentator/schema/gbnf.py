@@ -13,9 +13,13 @@ only widens the accepted language (validation still catches violations), and *re
 schema cannot be followed at all.
 
 * objects: ``properties`` in the order given, ``required`` (optional properties may be absent),
-  ``additionalProperties`` false / true / schema. As in llama.cpp, an object that lists
-  ``properties`` but says nothing about ``additionalProperties`` gets no extra keys (faster,
-  fewer hallucinated keys); an object without ``properties`` accepts any keys.
+  ``additionalProperties`` false / true / schema, ``patternProperties`` (a key of a pattern's
+  language gets that pattern's value schema; a pattern beyond the regex subset lets any key
+  through with that schema). As in llama.cpp, an object that lists ``properties`` but says
+  nothing about ``additionalProperties`` gets no extra keys other than pattern keys (faster,
+  fewer hallucinated keys); an object without ``properties`` accepts any keys. A required key
+  that ``properties`` does not list takes the schema of the patterns it matches, else
+  ``additionalProperties``, else (closed by that convention only) any value.
 * arrays: ``items``, ``prefixItems`` (and draft-7 tuple ``items`` + ``additionalItems``),
   ``minItems``, ``maxItems``.
 * strings: ``enum``, ``const``, ``minLength``, ``maxLength``, ``format`` date, time, date-time,
@@ -24,20 +28,25 @@ schema cannot be followed at all.
   sign, other bounds and ``multipleOf`` are left to validation.
 * ``boolean``, ``null``, ``enum``/``const`` of any JSON value, ``type`` lists, ``nullable: true``
   (OpenAPI), ``anyOf``/``oneOf`` (oneOf's "exactly one" is left to validation), ``allOf``
-  (merged), local ``$ref`` (``#``, ``#/$defs/...``, ``#/definitions/...``, any local pointer;
-  recursion allowed unless it is left recursion), empty schema / ``true`` = any JSON value.
+  (merged: keywords the grammar cannot intersect, such as two ``pattern`` values or two
+  annotations, follow the first part, which only widens; two ``anyOf`` lists become the anyOf of
+  their pairs up to 64), local ``$ref`` (``#``, ``#/$defs/...``, ``#/definitions/...``, any
+  local pointer; recursion allowed unless it is left recursion), empty schema / ``true`` = any
+  JSON value.
 * ignored (validation checks them): ``minimum``/``maximum``/``exclusive*`` (except the sign rule),
   ``multipleOf``, ``uniqueItems``, ``contains``, ``min/maxProperties``, ``propertyNames``,
   ``dependentRequired``, ``dependentSchemas``, ``not``, ``if``/``then``/``else``, unknown formats,
   annotations and unknown keywords.
 * ``unevaluatedProperties`` acts like ``additionalProperties`` of the merged (``allOf``) object,
-  which is what it means there.
-* refused: remote ``$ref``, ``$dynamicRef``/``$recursiveRef``, ``patternProperties``,
-  ``unevaluatedItems`` other than ``true``, ``false`` where a value is required, contradictory
-  ``allOf``, unsupported ``pattern`` syntax.
+  which is what it means there (when parts disagree, the wider value is kept).
+* unsatisfiable parts (see below) become a rule that never finishes and are pruned: an anyOf
+  branch or optional property no value can satisfy is simply never generated.
+* refused: remote ``$ref``, ``$dynamicRef``/``$recursiveRef``, anchor references,
+  ``unevaluatedItems`` other than ``true``, unsupported ``pattern`` syntax, and a schema whose
+  root no value can satisfy.
 
 Refusals (``SchemaToGrammarError``) start with the JSON Pointer of the keyword refused
-(``#/properties/a/patternProperties: ...``). A schema no value can satisfy (an ``enum`` without a
+(``#/properties/a/$dynamicRef: ...``). A schema no value can satisfy (an ``enum`` without a
 value of the declared type, ``allOf`` types that exclude each other, a required key that
 ``additionalProperties: false`` forbids, a required property that recurses without end, ...) is
 refused as ``...: this schema is unsatisfiable (no value can be valid): ...``: no answer could
@@ -131,10 +140,9 @@ _NUMBER_KEYWORDS = frozenset(
 _REFUSED = {
     "$dynamicRef": "dynamic references are not supported; use a local $ref",
     "$recursiveRef": "recursive references ($recursiveRef) are not supported; use a local $ref",
-    "patternProperties": (
-        "patternProperties cannot be expressed in the grammar; list the keys in properties"
-    ),
 }
+_NOTHING = "nothing"  # the rule of unsatisfiable parts (see _Converter.nothing)
+_PRODUCT_LIMIT = 64  # allOf of two anyOf lists becomes one anyOf of their pairs up to this size
 _JSON_FORBIDDEN_RAW = ((0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C), (0x7F, 0x7F))
 _FORMATS = ("date", "time", "date-time", "uuid", "email", "ipv4")
 _INLINE_MEMBERS = 6  # objects with more members get "rest" rules (see _Converter._members)
@@ -157,7 +165,7 @@ class SchemaToGrammarError(ValueError):
     at fault; ``keyword``: the keyword refused (empty when none is to blame, e.g. ``false``);
     ``unsatisfiable``: no value at all can be valid there, so no answer could ever pass
     validation. The message starts with the keyword's own pointer, for instance
-    ``#/properties/a/patternProperties: patternProperties cannot be ...`` or
+    ``#/properties/a/$dynamicRef: dynamic references are not supported ...`` or
     ``#/allOf: this schema is unsatisfiable (no value can be valid): types ...``.
     """
 
@@ -221,7 +229,10 @@ class _Converter:
     def __init__(self, root: object) -> None:
         self.root = root
         self.rules: dict[str, Expr] = {}
-        self.taken: set[str] = {"root", *self._PRIMITIVES}
+        self.taken: set[str] = {"root", _NOTHING, *self._PRIMITIVES}
+        # The first unsatisfiable part met: such parts become _NOTHING (no value is valid
+        # there), and if that leaves the whole schema without a valid value, this is why.
+        self.unsatisfiable: SchemaToGrammarError | None = None
         self.ref_rules: dict[str, str] = {"#": "root"}
         # allOf results by content: a recursive $ref inside allOf yields the same merged schema
         # again one level down, and must become the same (recursive) rule, not a new copy.
@@ -401,8 +412,27 @@ class _Converter:
         ten thousand levels deep is ten thousand queued jobs, not ten thousand stack frames.
         """
         self.rules[name] = EMPTY  # placeholder: the name is defined from now on
-        self.pending.append(lambda: self.define(name, build()))
+
+        def job() -> None:
+            try:
+                body = build()
+            except SchemaToGrammarError as error:
+                body = self.nothing(error)
+            self.define(name, body)
+
+        self.pending.append(job)
         return RuleRef(name)
+
+    def nothing(self, error: SchemaToGrammarError) -> Expr:
+        """What an unsatisfiable part becomes: a rule that never finishes, which
+        ``ir.prune_unfinishable`` removes with every alternative that needs it (an anyOf branch,
+        an optional property, array items...). Other refusals are raised again."""
+        if not error.unsatisfiable:
+            raise error
+        if self.unsatisfiable is None:
+            self.unsatisfiable = error
+        self.rules[_NOTHING] = RuleRef(_NOTHING)
+        return RuleRef(_NOTHING)
 
     def convert(
         self, schema: object, pointer: str, hint: str, *, target: str | None = None
@@ -414,6 +444,8 @@ class _Converter:
         self.depth += 1
         try:
             return self._convert(schema, pointer, hint, target)
+        except SchemaToGrammarError as error:
+            return self.nothing(error)
         finally:
             self.depth -= 1
 
@@ -542,7 +574,10 @@ class _Converter:
                 content = pattern_to_expr(pattern)
             except PatternError as error:
                 raise SchemaToGrammarError(
-                    pointer + "/pattern", str(error), keyword="pattern"
+                    pointer + "/pattern",
+                    str(error),
+                    keyword="pattern",
+                    unsatisfiable=error.matches_nothing and schema.get("type") == "string",
                 ) from error
             self.use("char")
             return seq(quote, content, quote)
@@ -580,6 +615,13 @@ class _Converter:
             raise SchemaToGrammarError(
                 pointer + "/properties", "properties must be an object", keyword="properties"
             )
+        patterns = schema.get("patternProperties", {})
+        if not isinstance(patterns, dict):
+            raise SchemaToGrammarError(
+                pointer + "/patternProperties",
+                "patternProperties must be an object",
+                keyword="patternProperties",
+            )
         required = schema.get("required", [])
         if not isinstance(required, list) or not all(isinstance(item, str) for item in required):
             raise SchemaToGrammarError(
@@ -588,13 +630,20 @@ class _Converter:
         # allOf is merged before we get here, so unevaluatedProperties means what
         # additionalProperties would mean for the merged property list.
         additional = schema.get("additionalProperties", schema.get("unevaluatedProperties"))
-        explicitly_closed = additional is False
+        # Only additionalProperties: false proves a key absent from properties is forbidden;
+        # unevaluatedProperties also sees keys that if/then, dependentSchemas... evaluate.
+        explicitly_closed = schema.get("additionalProperties") is False
         if additional is None:
+            # As in llama.cpp: an object that lists properties and says nothing about others
+            # gets no others (fewer hallucinated keys), except the patternProperties' keys.
             additional = "properties" not in schema
         ws = self.use("ws")
 
         def key_value(key: str, value: Expr) -> Expr:
             return seq(lit(json.dumps(key, ensure_ascii=False)), ws, lit(":"), ws, value, ws)
+
+        def pattern_pointer(pattern: str) -> str:
+            return f"{pointer}/patternProperties/{_pointer_token(pattern)}"
 
         entries: list[tuple[str, Expr, bool]] = []
         for key, sub_schema in properties.items():
@@ -614,7 +663,24 @@ class _Converter:
         for key in dict.fromkeys(required):
             if key in properties:
                 continue
-            if additional is False:
+            # The value of a required key that properties does not list: what the patterns it
+            # matches allow, else what additionalProperties allows (any of them: wider is safe).
+            matching = [
+                pattern
+                for pattern, sub_schema in patterns.items()
+                if sub_schema is not False and _may_match(pattern, key)
+            ]
+            options = [
+                self.convert(patterns[pattern], pattern_pointer(pattern), f"{name}-{key}")
+                for pattern in matching
+            ]
+            if not matching and additional is not False:
+                options.append(
+                    self.convert(additional, pointer + "/additionalProperties", f"{name}-{key}")
+                )
+            elif not matching and not explicitly_closed:
+                options.append(self.use("value"))  # closed by our convention only
+            if not options:
                 raise SchemaToGrammarError(
                     pointer + "/required",
                     f"required property {key!r} is not in properties "
@@ -622,18 +688,40 @@ class _Converter:
                     keyword="required",
                     unsatisfiable=explicitly_closed,
                 )
-            value = self.convert(additional, pointer + "/additionalProperties", f"{name}-{key}")
-            entries.append((key, key_value(key, value), True))
-        extra: Expr | None = None
+            entries.append((key, key_value(key, choice(*options)), True))
+        branches: list[Expr] = []
+        for index, (pattern, sub_schema) in enumerate(patterns.items()):
+            if sub_schema is False:
+                continue
+            value = self.convert(sub_schema, pattern_pointer(pattern), f"{name}-pattern-{index}")
+            branches.append(
+                seq(lit('"'), self._key_matching(pattern), lit('"'), ws, lit(":"), ws, value, ws)
+            )
         if additional is not False:
             value = self.convert(
                 additional, pointer + "/additionalProperties", f"{name}-additional"
             )
             key_text = self._key_not_in([key for key, _, _ in entries])
+            branches.append(seq(lit('"'), key_text, lit('"'), ws, lit(":"), ws, value, ws))
+        extra: Expr | None = None
+        if branches:
             extra_name = self.new_rule(f"{name}-additional-kv")
-            self.rules[extra_name] = seq(lit('"'), key_text, lit('"'), ws, lit(":"), ws, value, ws)
+            self.rules[extra_name] = choice(*branches)
             extra = RuleRef(extra_name)
         return seq(lit("{"), ws, self._members(name, entries, extra), lit("}"))
+
+    def _key_matching(self, pattern: object) -> Expr:
+        """JSON string content of keys matching a patternProperties pattern; any key when the
+        pattern is beyond the regex subset (wider: validation checks the value's schema)."""
+        if isinstance(pattern, str):
+            try:
+                content = pattern_to_expr(pattern)
+            except PatternError:
+                pass
+            else:
+                self.use("char")
+                return content
+        return repeat(self.use("char"), 0, None)
 
     def _members(
         self, name: str, entries: list[tuple[str, Expr, bool]], extra: Expr | None
@@ -998,10 +1086,16 @@ class _Converter:
                 and _is_number(value)
             ):
                 result[key] = min(current, value)
+            elif key == "unevaluatedProperties":
+                # An inner unevaluatedProperties evaluates every key it sees, so an outer one
+                # no longer applies: which one is inner is lost in merging, so keep the wider.
+                if current is False:
+                    result[key] = value
+                elif value is not False:
+                    result[key] = True
             elif key in (
                 "items",
                 "additionalProperties",
-                "unevaluatedProperties",
                 "additionalItems",
                 "propertyNames",
                 "contains",
@@ -1012,12 +1106,31 @@ class _Converter:
                     result[key] = value
                 elif value is not True:
                     result[key] = _conjunction(current, value)
-            else:
+            elif (
+                key == "patternProperties" and isinstance(current, dict) and isinstance(value, dict)
+            ):
+                merged = dict(current)
+                for name, sub in value.items():
+                    merged[name] = _conjunction(merged[name], sub) if name in merged else sub
+                result[key] = merged
+            elif (
+                key in ("anyOf", "oneOf") and isinstance(current, list) and isinstance(value, list)
+            ):
+                # allOf[anyOf A, anyOf B] is anyOf of the pairs; past the limit keep A (wider).
+                if len(current) * len(value) <= _PRODUCT_LIMIT:
+                    result[key] = [_conjunction(a, b) for a in current for b in value]
+            elif key == "const":
                 raise SchemaToGrammarError(
                     pointer,
-                    f"allOf: different values of {key!r} cannot be combined in one grammar",
+                    "the const values of allOf differ",
                     keyword="allOf",
+                    unsatisfiable=True,
                 )
+            elif key == "pattern" and not _readable_pattern(current) and _readable_pattern(value):
+                result[key] = value
+            # Anything else (a second pattern or format, keywords the grammar leaves to
+            # validation, unknown keywords): the grammar follows the first value only, which
+            # only widens it; validation checks the answer against every part.
         return result
 
     def _intersect_types(self, first: object, second: object, pointer: str) -> list[str]:
@@ -1038,12 +1151,7 @@ class _Converter:
         return [kind for kind in JSON_TYPES if kind in common]
 
     def _any_of(self, schema: dict[str, Any], pointer: str, hint: str) -> Expr:
-        if "anyOf" in schema and "oneOf" in schema:
-            raise SchemaToGrammarError(
-                pointer,
-                "anyOf and oneOf in the same schema are not supported; nest them in allOf",
-                keyword="oneOf",
-            )
+        # With both, oneOf stays in the base that every anyOf branch is merged with.
         keyword = "anyOf" if "anyOf" in schema else "oneOf"
         branches = schema[keyword]
         if not isinstance(branches, list) or not branches:
@@ -1070,6 +1178,25 @@ class _Converter:
                 unsatisfiable=True,
             )
         return choice(*options)
+
+
+def _readable_pattern(pattern: object) -> bool:
+    if not isinstance(pattern, str):
+        return False
+    try:
+        pattern_to_expr(pattern)
+    except PatternError:
+        return False
+    return True
+
+
+def _may_match(pattern: str, key: str) -> bool:
+    """Whether ``key`` matches ``pattern`` (Python's regular expressions for ECMA-262's; when
+    Python cannot read the pattern, assume it may)."""
+    try:
+        return re.search(pattern, key) is not None
+    except re.error:
+        return True
 
 
 def _conjunction(first: object, second: object) -> object:
@@ -1106,10 +1233,17 @@ def schema_to_gbnf(schema: object) -> str:
         rules = prune_unfinishable(rules)
         check_grammar(rules)
     except NoFiniteTextError as error:
+        cause = converter.unsatisfiable
         if converter.inferred_types:
+            # Where "type" is missing it was inferred from the keywords (properties: an object,
+            # ...); JSON Schema would allow the other types there, so this proves nothing.
             raise SchemaToGrammarError(
-                "#", f'{error}; give the recursive schemas a "type" list that ends it'
+                "#",
+                f"no finite JSON text fits the grammar ({cause or error}); some schemas here "
+                'have no "type" and were taken as the type their keywords suggest: give "type"',
             ) from error
+        if cause is not None:
+            raise cause from error
         raise SchemaToGrammarError("#", str(error), unsatisfiable=True) from error
     except GrammarError as error:
         raise SchemaToGrammarError(

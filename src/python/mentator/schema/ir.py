@@ -460,6 +460,11 @@ def _nullable(expr: Expr, nullable_rules: set[str]) -> bool:
     return expr.minimum == 0 or _nullable(expr.item, nullable_rules)
 
 
+def is_nullable(expr: Expr) -> bool:
+    """Whether ``expr`` matches the empty string (rules it refers to are taken as not)."""
+    return _nullable(expr, set())
+
+
 def _leading_refs(expr: Expr, nullable_rules: set[str]) -> set[str]:
     """Rules that can be entered before ``expr`` consumed any character."""
     if isinstance(expr, RuleRef):

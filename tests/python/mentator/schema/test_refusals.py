@@ -46,12 +46,6 @@ UNSUPPORTED: list[tuple[str, object, str, str]] = [
         "minItems",
     ),
     (
-        "allOf-with-two-patterns",
-        {"allOf": [{"type": "string", "pattern": "^a"}, {"pattern": "b$"}]},
-        "#/allOf: allOf: different values of 'pattern' cannot be combined",
-        "allOf",
-    ),
-    (
         "key-with-a-slash",
         {"properties": {"a/b": {"$dynamicRef": "#x"}}},
         "#/properties/a~1b/$dynamicRef: ",
@@ -63,7 +57,11 @@ UNSUPPORTED: list[tuple[str, object, str, str]] = [
 UNSATISFIABLE_SCHEMAS: list[tuple[str, object, str, str]] = [
     (
         "enum-without-a-value-of-the-type",
-        {"properties": {"a": {"type": "string", "enum": [1, 2]}}},
+        {
+            "type": "object",
+            "properties": {"a": {"type": "string", "enum": [1, 2]}},
+            "required": ["a"],
+        },
         f'#/properties/a/enum: {UNSATISFIABLE}no enum value has the declared type "string"',
         "enum",
     ),
@@ -75,9 +73,25 @@ UNSATISFIABLE_SCHEMAS: list[tuple[str, object, str, str]] = [
     ),
     (
         "allOf-types-exclude-each-other",
-        {"properties": {"n": {"allOf": [{"type": "string"}, {"type": "integer"}]}}},
+        {
+            "type": "object",
+            "properties": {"n": {"allOf": [{"type": "string"}, {"type": "integer"}]}},
+            "required": ["n"],
+        },
         f'#/properties/n/allOf: {UNSATISFIABLE}allOf: types "string" and "integer" exclude',
         "allOf",
+    ),
+    (
+        "allOf-consts-differ",
+        {"allOf": [{"const": 1}, {"const": 2}]},
+        f"#/allOf: {UNSATISFIABLE}the const values of allOf differ",
+        "allOf",
+    ),
+    (
+        "pattern-no-string-matches",
+        {"type": "string", "pattern": "/^[0-9]{4}$/"},
+        f"#/pattern: {UNSATISFIABLE}no string can match the pattern",
+        "pattern",
     ),
     (
         "allOf-enums-without-a-common-value",
@@ -123,7 +137,11 @@ UNSATISFIABLE_SCHEMAS: list[tuple[str, object, str, str]] = [
     ("false", False, f"#: {UNSATISFIABLE}the schema false matches no value", ""),
     (
         "false-in-allOf",
-        {"properties": {"x": {"allOf": [{"type": "string"}, False]}}},
+        {
+            "type": "object",
+            "properties": {"x": {"allOf": [{"type": "string"}, False]}},
+            "required": ["x"],
+        },
         f"#/properties/x/allOf/1: {UNSATISFIABLE}allOf contains the schema false",
         "",
     ),
@@ -190,8 +208,8 @@ def test_required_recursion_with_an_inferred_type_is_not_called_unsatisfiable() 
         }
     )
     assert not error.unsatisfiable
-    assert str(error).startswith("#: no finite text matches")
-    assert '"type"' in str(error)
+    assert str(error).startswith("#: no finite JSON text fits the grammar (no finite text matches")
+    assert 'give "type"' in str(error)
 
 
 def test_optional_endless_recursion_is_pruned_not_refused(gbnf: GrammarFactory) -> None:
@@ -209,3 +227,23 @@ def test_optional_endless_recursion_is_pruned_not_refused(gbnf: GrammarFactory) 
     assert grammar.accepts('{"label": "x"}')
     assert grammar.accepts("{}")
     assert not grammar.accepts('{"tail": {"next": {}}}')  # cannot be valid, cannot be finished
+
+
+def test_unsatisfiable_parts_are_dropped_where_the_schema_does_not_need_them(
+    gbnf: GrammarFactory,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "choice": {
+                "anyOf": [{"allOf": [{"type": "string"}, {"type": "integer"}]}, {"type": "null"}]
+            },
+            "never": {"type": "string", "enum": [1]},
+            "empty": {"type": "array", "items": False},
+        },
+    }
+    grammar = gbnf(schema_to_gbnf(schema))
+    assert grammar.accepts('{"choice": null, "empty": []}')
+    assert not grammar.accepts('{"choice": "x"}')  # the branch no value satisfies
+    assert not grammar.accepts('{"never": "x"}')  # the property no value satisfies
+    assert not grammar.accepts('{"empty": [1]}')  # items: false

@@ -43,7 +43,7 @@ def test_declared_pass_over_the_corpus_has_no_crash(outcomes: list[Outcome]) -> 
     assert crashes == 0, text
     assert len(outcomes) >= 3000
     accepted = sum(1 for outcome in outcomes if outcome.kind == "accepted")
-    assert accepted / len(outcomes) >= 0.89, text  # declared coverage never falls back
+    assert accepted / len(outcomes) >= 0.99, text  # declared coverage never falls back (0.997)
 
 
 def test_every_grammar_of_the_corpus_reads_as_llama_cpp_reads_it(
