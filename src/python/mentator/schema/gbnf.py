@@ -13,9 +13,13 @@ only widens the accepted language (validation still catches violations), and *re
 schema cannot be followed at all.
 
 * objects: ``properties`` in the order given, ``required`` (optional properties may be absent),
-  ``additionalProperties`` false / true / schema. As in llama.cpp, an object that lists
-  ``properties`` but says nothing about ``additionalProperties`` gets no extra keys (faster,
-  fewer hallucinated keys); an object without ``properties`` accepts any keys.
+  ``additionalProperties`` false / true / schema, ``patternProperties`` (a key of a pattern's
+  language gets that pattern's value schema; a pattern beyond the regex subset lets any key
+  through with that schema). As in llama.cpp, an object that lists ``properties`` but says
+  nothing about ``additionalProperties`` gets no extra keys other than pattern keys (faster,
+  fewer hallucinated keys); an object without ``properties`` accepts any keys. A required key
+  that ``properties`` does not list takes the schema of the patterns it matches, else
+  ``additionalProperties``, else (closed by that convention only) any value.
 * arrays: ``items``, ``prefixItems`` (and draft-7 tuple ``items`` + ``additionalItems``),
   ``minItems``, ``maxItems``.
 * strings: ``enum``, ``const``, ``minLength``, ``maxLength``, ``format`` date, time, date-time,
@@ -24,17 +28,36 @@ schema cannot be followed at all.
   sign, other bounds and ``multipleOf`` are left to validation.
 * ``boolean``, ``null``, ``enum``/``const`` of any JSON value, ``type`` lists, ``nullable: true``
   (OpenAPI), ``anyOf``/``oneOf`` (oneOf's "exactly one" is left to validation), ``allOf``
-  (merged), local ``$ref`` (``#``, ``#/$defs/...``, ``#/definitions/...``, any local pointer;
-  recursion allowed unless it is left recursion), empty schema / ``true`` = any JSON value.
+  (merged: keywords the grammar cannot intersect, such as two ``pattern`` values or two
+  annotations, follow the first part, which only widens; two ``anyOf`` lists become the anyOf of
+  their pairs up to 64), local ``$ref`` (``#``, ``#/$defs/...``, ``#/definitions/...``, any
+  local pointer; recursion allowed unless it is left recursion), empty schema / ``true`` = any
+  JSON value.
 * ignored (validation checks them): ``minimum``/``maximum``/``exclusive*`` (except the sign rule),
   ``multipleOf``, ``uniqueItems``, ``contains``, ``min/maxProperties``, ``propertyNames``,
   ``dependentRequired``, ``dependentSchemas``, ``not``, ``if``/``then``/``else``, unknown formats,
   annotations and unknown keywords.
 * ``unevaluatedProperties`` acts like ``additionalProperties`` of the merged (``allOf``) object,
-  which is what it means there.
-* refused: remote ``$ref``, ``$dynamicRef``/``$recursiveRef``, ``patternProperties``,
-  ``unevaluatedItems`` other than ``true``, ``false`` where a value is required, contradictory
-  ``allOf``, unsupported ``pattern`` syntax.
+  which is what it means there (when parts disagree, the wider value is kept).
+* unsatisfiable parts (see below) become a rule that never finishes and are pruned: an anyOf
+  branch or optional property no value can satisfy is simply never generated.
+* refused: remote ``$ref``, ``$dynamicRef``/``$recursiveRef``, anchor references,
+  ``unevaluatedItems`` other than ``true``, unsupported ``pattern`` syntax, and a schema whose
+  root no value can satisfy.
+
+Refusals (``SchemaToGrammarError``) start with the JSON Pointer of the keyword refused
+(``#/properties/a/$dynamicRef: ...``). A schema no value can satisfy (an ``enum`` without a
+value of the declared type, ``allOf`` types that exclude each other, a required key that
+``additionalProperties: false`` forbids, a required property that recurses without end, ...) is
+refused as ``...: this schema is unsatisfiable (no value can be valid): ...``: no answer could
+ever pass validation. Alternatives that can never be finished (an optional property whose schema
+recurses without end) are pruned from the grammar, so the model cannot walk into them.
+
+Size and depth: the converter builds rule bodies from a work queue and never recurses deeper
+than a few levels per rule, whatever the schema's depth; ``ir.py`` keeps the grammar text
+shallow for llama.cpp's recursive parser. Limits that remain are named in the refusal: regex
+groups nested deeper than 50, chains of more than 5000 rules that start with one another,
+more than 50 000 rules, more than 4 MiB of grammar text.
 
 Whitespace: between tokens the grammar allows nothing, one space, or one newline followed by at
 most 20 spaces/tabs — enough for pretty-printed JSON, bounded so a small model cannot loop on
@@ -46,22 +69,28 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from mentator.schema.ir import (
     EMPTY,
+    MAX_COUNT,
     MAX_REPETITION,
     CharSet,
     Expr,
     GrammarError,
+    NoFiniteTextError,
     RuleRef,
     chars,
     check_grammar,
     choice,
+    collapse_aliases,
+    hoist_deep,
     lit,
     optional,
-    render_grammar,
+    prune_unfinishable,
+    render_checked,
     repeat,
     seq,
 )
@@ -111,22 +140,56 @@ _NUMBER_KEYWORDS = frozenset(
 _REFUSED = {
     "$dynamicRef": "dynamic references are not supported; use a local $ref",
     "$recursiveRef": "recursive references ($recursiveRef) are not supported; use a local $ref",
-    "patternProperties": (
-        "patternProperties cannot be expressed in the grammar; list the keys in properties"
-    ),
 }
+_NOTHING = "nothing"  # the rule of unsatisfiable parts (see _Converter.nothing)
+_PRODUCT_LIMIT = 64  # allOf of two anyOf lists becomes one anyOf of their pairs up to this size
 _JSON_FORBIDDEN_RAW = ((0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C), (0x7F, 0x7F))
 _FORMATS = ("date", "time", "date-time", "uuid", "email", "ipv4")
 _INLINE_MEMBERS = 6  # objects with more members get "rest" rules (see _Converter._members)
+# Schema levels converted inline (anyOf in anyOf, const values in const values, ...) before the
+# rest becomes a rule of its own, built later from the work queue: this bounds the converter's
+# recursion whatever the schema's depth. Objects, arrays and $ref targets always get a rule.
+_INLINE_DEPTH = 12
+# allOf/$ref chains merged at one place (A = allOf[$ref B, ...], B = allOf[$ref C, ...], ...).
+_MAX_MERGE_DEPTH = 64
+# Runaway guard: rules a grammar may have (real-world schemas stay under a few thousand).
+MAX_RULES = 50_000
+# Largest grammar text sent to the engine (the biggest of JSONSchemaBench's 3000 is far below).
+MAX_GRAMMAR_BYTES = 4 * 1024 * 1024
 
 
 class SchemaToGrammarError(ValueError):
-    """A schema (part) the converter cannot turn into a grammar; ``pointer`` says where."""
+    """A schema (part) the converter cannot turn into a grammar.
 
-    def __init__(self, pointer: str, problem: str) -> None:
+    ``pointer``: the JSON Pointer (URI fragment form, ``#`` = the root) of the schema or keyword
+    at fault; ``keyword``: the keyword refused (empty when none is to blame, e.g. ``false``);
+    ``unsatisfiable``: no value at all can be valid there, so no answer could ever pass
+    validation. The message starts with the keyword's own pointer, for instance
+    ``#/properties/a/$dynamicRef: dynamic references are not supported ...`` or
+    ``#/allOf: this schema is unsatisfiable (no value can be valid): types ...``.
+    """
+
+    def __init__(
+        self,
+        pointer: str,
+        problem: str,
+        *,
+        keyword: str = "",
+        unsatisfiable: bool = False,
+        location: str | None = None,
+    ) -> None:
         self.pointer = pointer or "#"
         self.problem = problem
-        super().__init__(f"at {self.pointer}: {problem}")
+        self.keyword = keyword
+        self.unsatisfiable = unsatisfiable
+        if location is None:
+            named = f"/{_pointer_token(keyword)}"
+            location = self.pointer
+            if keyword and not location.endswith(named):
+                location += named
+        self.location = location
+        verdict = "this schema is unsatisfiable (no value can be valid): " if unsatisfiable else ""
+        super().__init__(f"{self.location}: {verdict}{problem}")
 
 
 def _json_type_name(value: object) -> str:
@@ -166,8 +229,20 @@ class _Converter:
     def __init__(self, root: object) -> None:
         self.root = root
         self.rules: dict[str, Expr] = {}
-        self.taken: set[str] = {"root", *self._PRIMITIVES}
+        self.taken: set[str] = {"root", _NOTHING, *self._PRIMITIVES}
+        # The first unsatisfiable part met: such parts become _NOTHING (no value is valid
+        # there), and if that leaves the whole schema without a valid value, this is why.
+        self.unsatisfiable: SchemaToGrammarError | None = None
         self.ref_rules: dict[str, str] = {"#": "root"}
+        # allOf results by content: a recursive $ref inside allOf yields the same merged schema
+        # again one level down, and must become the same (recursive) rule, not a new copy.
+        self.merged_rules: dict[str, str] = {}
+        # Rule bodies still to build; see ``later``.
+        self.pending: deque[Callable[[], None]] = deque()
+        self.depth = 0  # inline conversion depth of the rule body being built
+        # Whether a type was inferred from keywords (narrower than JSON Schema, which allows any
+        # type then): a grammar without finite texts is then not proof of an unsatisfiable schema.
+        self.inferred_types = False
 
     # ------------------------------------------------------------ rule names and primitives
 
@@ -318,21 +393,70 @@ class _Converter:
 
     def convert_root(self) -> dict[str, Expr]:
         self.define("root", self.convert(self.root, "#", "root", target="root"))
+        while self.pending:
+            self.pending.popleft()()
+            if len(self.rules) > MAX_RULES:
+                raise SchemaToGrammarError(
+                    "#", f"the schema needs more than {MAX_RULES} grammar rules (the limit)"
+                )
         return self.rules
 
     def define(self, name: str, expr: Expr) -> None:
         if expr != RuleRef(name):
             self.rules[name] = expr
 
+    def later(self, name: str, build: Callable[[], Expr]) -> RuleRef:
+        """``RuleRef(name)`` now; the body comes from ``build()`` once the current body is done.
+
+        The converter never descends into another rule's body from inside one: a schema nested
+        ten thousand levels deep is ten thousand queued jobs, not ten thousand stack frames.
+        """
+        self.rules[name] = EMPTY  # placeholder: the name is defined from now on
+
+        def job() -> None:
+            try:
+                body = build()
+            except SchemaToGrammarError as error:
+                body = self.nothing(error)
+            self.define(name, body)
+
+        self.pending.append(job)
+        return RuleRef(name)
+
+    def nothing(self, error: SchemaToGrammarError) -> Expr:
+        """What an unsatisfiable part becomes: a rule that never finishes, which
+        ``ir.prune_unfinishable`` removes with every alternative that needs it (an anyOf branch,
+        an optional property, array items...). Other refusals are raised again."""
+        if not error.unsatisfiable:
+            raise error
+        if self.unsatisfiable is None:
+            self.unsatisfiable = error
+        self.rules[_NOTHING] = RuleRef(_NOTHING)
+        return RuleRef(_NOTHING)
+
     def convert(
         self, schema: object, pointer: str, hint: str, *, target: str | None = None
     ) -> Expr:
         """Grammar for ``schema``; object/array rules are written into ``target`` when given."""
+        if self.depth >= _INLINE_DEPTH:
+            name = target or self.new_rule(hint)
+            return self.later(name, lambda: self.convert(schema, pointer, name, target=name))
+        self.depth += 1
+        try:
+            return self._convert(schema, pointer, hint, target)
+        except SchemaToGrammarError as error:
+            return self.nothing(error)
+        finally:
+            self.depth -= 1
+
+    def _convert(self, schema: object, pointer: str, hint: str, target: str | None) -> Expr:
         if schema is True:
             return self.use("value")
         if schema is False:
             raise SchemaToGrammarError(
-                pointer, "the schema false matches no value, but a value is required here"
+                pointer,
+                "the schema false matches no value, but a value is required here",
+                unsatisfiable=True,
             )
         if not isinstance(schema, dict):
             raise SchemaToGrammarError(
@@ -340,15 +464,17 @@ class _Converter:
             )
         for keyword, reason in _REFUSED.items():
             if keyword in schema:
-                raise SchemaToGrammarError(pointer, reason)
+                raise SchemaToGrammarError(pointer, reason, keyword=keyword)
         if "unevaluatedItems" in schema and schema["unevaluatedItems"] is not True:
             raise SchemaToGrammarError(
-                pointer, "unevaluatedItems is not supported; use items / prefixItems instead"
+                pointer,
+                "unevaluatedItems is not supported; use items / prefixItems instead",
+                keyword="unevaluatedItems",
             )
         if "$ref" in schema:
             return self._ref(schema, pointer)
         if "allOf" in schema:
-            return self.convert(self._merge_all_of(schema, pointer), pointer, hint, target=target)
+            return self._merged(self._flatten(schema, pointer), pointer, hint, target)
         if "anyOf" in schema or "oneOf" in schema:
             return self._any_of(schema, pointer, hint)
         if "const" in schema:
@@ -379,6 +505,7 @@ class _Converter:
             ]
             if not inferred:
                 return None
+            self.inferred_types = True
             types = inferred
         else:
             listed = declared if isinstance(declared, list) else [declared]
@@ -388,9 +515,15 @@ class _Converter:
                         pointer + "/type",
                         f"unknown type {json.dumps(item)} "
                         f"(expected one of {', '.join(JSON_TYPES)})",
+                        keyword="type",
                     )
             if not listed:
-                raise SchemaToGrammarError(pointer + "/type", "an empty type list matches no value")
+                raise SchemaToGrammarError(
+                    pointer + "/type",
+                    "an empty type list matches no value",
+                    keyword="type",
+                    unsatisfiable=True,
+                )
             types = list(dict.fromkeys(listed))
         if schema.get("nullable") is True and "null" not in types:
             types.append("null")
@@ -423,7 +556,9 @@ class _Converter:
             return None
         if not _is_number(value) or value < 0 or not float(value).is_integer():
             raise SchemaToGrammarError(
-                f"{pointer}/{key}", f"{key} must be a non-negative integer, got {json.dumps(value)}"
+                f"{pointer}/{key}",
+                f"{key} must be a non-negative integer, got {json.dumps(value)}",
+                keyword=key,
             )
         return int(value)
 
@@ -432,11 +567,18 @@ class _Converter:
         if "pattern" in schema:
             pattern = schema["pattern"]
             if not isinstance(pattern, str):
-                raise SchemaToGrammarError(pointer + "/pattern", "pattern must be a string")
+                raise SchemaToGrammarError(
+                    pointer + "/pattern", "pattern must be a string", keyword="pattern"
+                )
             try:
                 content = pattern_to_expr(pattern)
             except PatternError as error:
-                raise SchemaToGrammarError(pointer + "/pattern", str(error)) from error
+                raise SchemaToGrammarError(
+                    pointer + "/pattern",
+                    str(error),
+                    keyword="pattern",
+                    unsatisfiable=error.matches_nothing and schema.get("type") == "string",
+                ) from error
             self.use("char")
             return seq(quote, content, quote)
         if schema.get("format") in _FORMATS:
@@ -444,10 +586,18 @@ class _Converter:
         low = self._count(schema, "minLength", pointer, 0) or 0
         high = self._count(schema, "maxLength", pointer, None)
         if high is not None and high < low:
-            raise SchemaToGrammarError(pointer, f"maxLength {high} is smaller than minLength {low}")
-        if low > MAX_REPETITION:
             raise SchemaToGrammarError(
-                pointer + "/minLength", f"minLength above {MAX_REPETITION} is not supported"
+                pointer,
+                f"maxLength {high} is smaller than minLength {low}",
+                keyword="maxLength",
+                unsatisfiable=True,
+            )
+        if low > MAX_COUNT:
+            raise SchemaToGrammarError(
+                pointer + "/minLength",
+                f"minLength above {MAX_COUNT} is not supported "
+                f"(llama.cpp's grammars refuse {MAX_REPETITION} repetitions or more)",
+                keyword="minLength",
             )
         if low == 0 and high is None:
             return self.use("string")
@@ -457,24 +607,43 @@ class _Converter:
 
     def _object(self, schema: dict[str, Any], pointer: str, hint: str, target: str | None) -> Expr:
         name = target or self.new_rule(hint)
-        self.rules[name] = EMPTY  # placeholder until the body is known
+        return self.later(name, lambda: self._object_body(schema, pointer, name))
+
+    def _object_body(self, schema: dict[str, Any], pointer: str, name: str) -> Expr:
         properties = schema.get("properties", {})
         if not isinstance(properties, dict):
-            raise SchemaToGrammarError(pointer + "/properties", "properties must be an object")
+            raise SchemaToGrammarError(
+                pointer + "/properties", "properties must be an object", keyword="properties"
+            )
+        patterns = schema.get("patternProperties", {})
+        if not isinstance(patterns, dict):
+            raise SchemaToGrammarError(
+                pointer + "/patternProperties",
+                "patternProperties must be an object",
+                keyword="patternProperties",
+            )
         required = schema.get("required", [])
         if not isinstance(required, list) or not all(isinstance(item, str) for item in required):
             raise SchemaToGrammarError(
-                pointer + "/required", "required must be an array of strings"
+                pointer + "/required", "required must be an array of strings", keyword="required"
             )
         # allOf is merged before we get here, so unevaluatedProperties means what
         # additionalProperties would mean for the merged property list.
         additional = schema.get("additionalProperties", schema.get("unevaluatedProperties"))
+        # Only additionalProperties: false proves a key absent from properties is forbidden;
+        # unevaluatedProperties also sees keys that if/then, dependentSchemas... evaluate.
+        explicitly_closed = schema.get("additionalProperties") is False
         if additional is None:
+            # As in llama.cpp: an object that lists properties and says nothing about others
+            # gets no others (fewer hallucinated keys), except the patternProperties' keys.
             additional = "properties" not in schema
         ws = self.use("ws")
 
         def key_value(key: str, value: Expr) -> Expr:
             return seq(lit(json.dumps(key, ensure_ascii=False)), ws, lit(":"), ws, value, ws)
+
+        def pattern_pointer(pattern: str) -> str:
+            return f"{pointer}/patternProperties/{_pointer_token(pattern)}"
 
         entries: list[tuple[str, Expr, bool]] = []
         for key, sub_schema in properties.items():
@@ -482,7 +651,11 @@ class _Converter:
             if sub_schema is False:
                 if key in required:
                     raise SchemaToGrammarError(
-                        sub_pointer, f"property {key!r} is required but its schema is false"
+                        sub_pointer,
+                        f"property {key!r} is required but its schema is false",
+                        keyword="required",
+                        unsatisfiable=True,
+                        location=sub_pointer,
                     )
                 continue  # the property may never appear
             value = self.convert(sub_schema, sub_pointer, f"{name}-{key}")
@@ -490,25 +663,65 @@ class _Converter:
         for key in dict.fromkeys(required):
             if key in properties:
                 continue
-            if additional is False:
+            # The value of a required key that properties does not list: what the patterns it
+            # matches allow, else what additionalProperties allows (any of them: wider is safe).
+            matching = [
+                pattern
+                for pattern, sub_schema in patterns.items()
+                if sub_schema is not False and _may_match(pattern, key)
+            ]
+            options = [
+                self.convert(patterns[pattern], pattern_pointer(pattern), f"{name}-{key}")
+                for pattern in matching
+            ]
+            if not matching and additional is not False:
+                options.append(
+                    self.convert(additional, pointer + "/additionalProperties", f"{name}-{key}")
+                )
+            elif not matching and not explicitly_closed:
+                options.append(self.use("value"))  # closed by our convention only
+            if not options:
                 raise SchemaToGrammarError(
                     pointer + "/required",
                     f"required property {key!r} is not in properties "
                     "and additionalProperties is false",
+                    keyword="required",
+                    unsatisfiable=explicitly_closed,
                 )
-            value = self.convert(additional, pointer + "/additionalProperties", f"{name}-{key}")
-            entries.append((key, key_value(key, value), True))
-        extra: Expr | None = None
+            entries.append((key, key_value(key, choice(*options)), True))
+        branches: list[Expr] = []
+        for index, (pattern, sub_schema) in enumerate(patterns.items()):
+            if sub_schema is False:
+                continue
+            value = self.convert(sub_schema, pattern_pointer(pattern), f"{name}-pattern-{index}")
+            branches.append(
+                seq(lit('"'), self._key_matching(pattern), lit('"'), ws, lit(":"), ws, value, ws)
+            )
         if additional is not False:
             value = self.convert(
                 additional, pointer + "/additionalProperties", f"{name}-additional"
             )
             key_text = self._key_not_in([key for key, _, _ in entries])
+            branches.append(seq(lit('"'), key_text, lit('"'), ws, lit(":"), ws, value, ws))
+        extra: Expr | None = None
+        if branches:
             extra_name = self.new_rule(f"{name}-additional-kv")
-            self.rules[extra_name] = seq(lit('"'), key_text, lit('"'), ws, lit(":"), ws, value, ws)
+            self.rules[extra_name] = choice(*branches)
             extra = RuleRef(extra_name)
-        self.rules[name] = seq(lit("{"), ws, self._members(name, entries, extra), lit("}"))
-        return RuleRef(name)
+        return seq(lit("{"), ws, self._members(name, entries, extra), lit("}"))
+
+    def _key_matching(self, pattern: object) -> Expr:
+        """JSON string content of keys matching a patternProperties pattern; any key when the
+        pattern is beyond the regex subset (wider: validation checks the value's schema)."""
+        if isinstance(pattern, str):
+            try:
+                content = pattern_to_expr(pattern)
+            except PatternError:
+                pass
+            else:
+                self.use("char")
+                return content
+        return repeat(self.use("char"), 0, None)
 
     def _members(
         self, name: str, entries: list[tuple[str, Expr, bool]], extra: Expr | None
@@ -519,40 +732,34 @@ class _Converter:
         for larger objects "the rest from member i on" becomes a rule and the size stays linear.
         """
         comma = seq(lit(","), self.use("ws"))
-        rest_rules: dict[int, RuleRef] = {}
+        count = len(entries)
+        extra_tail = repeat(seq(comma, extra), 0, None) if extra is not None else EMPTY
 
-        def after_inline(index: int) -> Expr:
-            parts = [
-                seq(comma, kv) if needed else optional(seq(comma, kv))
-                for _, kv, needed in entries[index:]
-            ]
-            if extra is not None:
-                parts.append(repeat(seq(comma, extra), 0, None))
-            return seq(*parts)
-
-        def after(index: int) -> Expr:
-            if len(entries) <= _INLINE_MEMBERS or index >= len(entries):
-                return after_inline(index)
-            if index not in rest_rules:
-                _, kv, needed = entries[index]
-                head = seq(comma, kv) if needed else optional(seq(comma, kv))
-                rule = self.new_rule(f"{name}-rest-{index}")
-                rest_rules[index] = RuleRef(rule)
-                self.rules[rule] = seq(head, after(index + 1))
-            return rest_rules[index]
-
-        def first(index: int) -> Expr:
-            if index == len(entries):
-                return (
-                    optional(seq(extra, repeat(seq(comma, extra), 0, None)))
-                    if extra is not None
-                    else EMPTY
-                )
+        def head(index: int) -> Expr:
             _, kv, needed = entries[index]
-            present = seq(kv, after(index + 1))
-            return present if needed else choice(present, first(index + 1))
+            return seq(comma, kv) if needed else optional(seq(comma, kv))
 
-        return first(0)
+        # after[i]: what may follow once a member before i was written (built from the end, in a
+        # loop: objects with thousands of properties exist).
+        after: list[Expr] = [EMPTY] * (count + 1)
+        after[count] = extra_tail
+        if count <= _INLINE_MEMBERS:
+            for index in range(count - 1, 0, -1):
+                after[index] = seq(head(index), after[index + 1])
+        else:
+            for index in range(count - 1, 0, -1):
+                rule = self.new_rule(f"{name}-rest-{index}")
+                self.rules[rule] = seq(head(index), after[index + 1])
+                after[index] = RuleRef(rule)
+        # The first member written is any member up to (and including) the first required one.
+        options: list[Expr] = []
+        for index, (_, kv, needed) in enumerate(entries):
+            options.append(seq(kv, after[index + 1]))
+            if needed:
+                break
+        else:
+            options.append(optional(seq(extra, extra_tail)) if extra is not None else EMPTY)
+        return choice(*options)
 
     def _key_not_in(self, keys: list[str]) -> Expr:
         """JSON string content of any key except the given ones (declared keys are not repeated)."""
@@ -563,28 +770,45 @@ class _Converter:
         return self._trie(encoded, char)
 
     def _trie(self, words: set[str], char: RuleRef) -> Expr:
-        children = sorted({word[0] for word in words if word})
+        """Any JSON string content except the ``words`` (JSON-encoded keys), as a tree over
+        their characters; built bottom-up in a loop, as keys may be thousands of characters."""
         rest = repeat(char, 0, None)
-        options: list[Expr] = [
-            seq(
-                lit(child),
-                self._trie({word[1:] for word in words if word and word[0] == child}, char),
-            )
-            for child in children
-        ]
-        excluded = [(ord(child), ord(child)) for child in children] + list(_JSON_FORBIDDEN_RAW)
-        options.append(seq(CharSet(tuple(sorted(excluded)), negated=True), rest))
-        if "\\" not in children:
-            options.append(seq(lit("\\"), self.use("escape"), rest))
-        if "" not in words:
-            options.append(EMPTY)
-        return choice(*options)
+        ends = object()  # marks "a word ends here"
+        root: dict[object, Any] = {}
+        for word in words:
+            node = root
+            for letter in word:
+                node = node.setdefault(letter, {})
+            node[ends] = True
+        built: dict[int, Expr] = {}
+        stack: list[tuple[dict[object, Any], bool]] = [(root, False)]
+        while stack:
+            node, children_done = stack.pop()
+            children = sorted(key for key in node if isinstance(key, str))
+            if not children_done:
+                stack.append((node, True))
+                stack.extend((node[child], False) for child in children)
+                continue
+            options: list[Expr] = [
+                seq(lit(child), built.pop(id(node[child]))) for child in children
+            ]
+            excluded = [(ord(child), ord(child)) for child in children]
+            excluded += list(_JSON_FORBIDDEN_RAW)
+            options.append(seq(CharSet(tuple(sorted(excluded)), negated=True), rest))
+            if "\\" not in children:
+                options.append(seq(lit("\\"), self.use("escape"), rest))
+            if ends not in node:
+                options.append(EMPTY)
+            built[id(node)] = choice(*options)
+        return built[id(root)]
 
     # ------------------------------------------------------------ arrays
 
     def _array(self, schema: dict[str, Any], pointer: str, hint: str, target: str | None) -> Expr:
         name = target or self.new_rule(hint)
-        self.rules[name] = EMPTY
+        return self.later(name, lambda: self._array_body(schema, pointer, name))
+
+    def _array_body(self, schema: dict[str, Any], pointer: str, name: str) -> Expr:
         items = schema.get("items")
         if "prefixItems" in schema:
             prefix_schemas, prefix_key = schema["prefixItems"], "prefixItems"
@@ -597,13 +821,18 @@ class _Converter:
             rest_schema, rest_key = (True if items is None else items), "items"
         if not isinstance(prefix_schemas, list):
             raise SchemaToGrammarError(
-                f"{pointer}/{prefix_key}", f"{prefix_key} must be an array of schemas"
+                f"{pointer}/{prefix_key}",
+                f"{prefix_key} must be an array of schemas",
+                keyword=prefix_key,
             )
         low = self._count(schema, "minItems", pointer, 0) or 0
         cap = self._count(schema, "maxItems", pointer, None)
-        if low > MAX_REPETITION:
+        if low > MAX_COUNT:
             raise SchemaToGrammarError(
-                pointer + "/minItems", f"minItems above {MAX_REPETITION} is not supported"
+                pointer + "/minItems",
+                f"minItems above {MAX_COUNT} is not supported "
+                f"(llama.cpp's grammars refuse {MAX_REPETITION} repetitions or more)",
+                keyword="minItems",
             )
         prefix: list[Expr] = []
         for index, item_schema in enumerate(prefix_schemas):
@@ -620,7 +849,10 @@ class _Converter:
             rest = self.convert(rest_schema, f"{pointer}/{rest_key}", f"{name}-item")
         if cap is not None and low > cap:
             raise SchemaToGrammarError(
-                pointer, f"minItems {low} cannot be met: at most {cap} items are allowed"
+                pointer,
+                f"minItems {low} cannot be met: at most {cap} items are allowed",
+                keyword="minItems",
+                unsatisfiable=True,
             )
         ws = self.use("ws")
         comma = seq(lit(","), ws)
@@ -630,24 +862,27 @@ class _Converter:
             assert schema_expr is not None  # guaranteed by the cap computed above
             return seq(schema_expr, ws)
 
-        def tail(index: int) -> Expr:
-            if cap is not None and index >= cap:
-                return EMPTY
-            if index >= len(prefix):
-                high = None if cap is None else cap - index
-                return repeat(seq(comma, element(index)), max(0, low - index), high)
-            more = seq(comma, element(index), tail(index + 1))
-            return more if index < low else optional(more)
-
-        body = EMPTY if cap == 0 else seq(element(0), tail(1))
+        # tail[i]: the elements after the first i (built from the end, in a loop: tuples with
+        # thousands of prefixItems would otherwise recurse that deep).
+        start = max(1, len(prefix) if cap is None else min(cap, len(prefix)))
+        if cap is not None and start >= cap:
+            tail: Expr = EMPTY
+        else:  # start >= len(prefix): any number of further items, within the bounds
+            high = None if cap is None else cap - start
+            tail = repeat(seq(comma, element(start)), max(0, low - start), high)
+        for index in range(start - 1, 0, -1):
+            more = seq(comma, element(index), tail)
+            tail = more if index < low else optional(more)
+        body = EMPTY if cap == 0 else seq(element(0), tail)
         if low == 0:
             body = optional(body)
-        self.rules[name] = seq(lit("["), ws, body, lit("]"))
-        return RuleRef(name)
+        return seq(lit("["), ws, body, lit("]"))
 
     # ------------------------------------------------------------ const / enum
 
-    def _literal_value(self, value: object) -> Expr:
+    def _literal_value(self, value: object, depth: int = 0) -> Expr:
+        if depth >= _INLINE_DEPTH and isinstance(value, (dict, list)) and value:
+            return self.later(self.new_rule("value"), lambda: self._literal_value(value))
         ws = self.use("ws")
         if isinstance(value, dict):
             members = [
@@ -656,14 +891,14 @@ class _Converter:
                     ws,
                     lit(":"),
                     ws,
-                    self._literal_value(item),
+                    self._literal_value(item, depth + 1),
                     ws,
                 )
                 for key, item in value.items()
             ]
             return seq(lit("{"), ws, self._joined(members), lit("}"))
         if isinstance(value, list):
-            elements = [seq(self._literal_value(item), ws) for item in value]
+            elements = [seq(self._literal_value(item, depth + 1), ws) for item in value]
             return seq(lit("["), ws, self._joined(elements), lit("]"))
         return lit(json.dumps(value, ensure_ascii=False))
 
@@ -679,29 +914,45 @@ class _Converter:
     def _enum(self, schema: dict[str, Any], pointer: str) -> Expr:
         values = schema["enum"]
         if not isinstance(values, list) or not values:
-            raise SchemaToGrammarError(pointer + "/enum", "enum must be a non-empty array")
+            if isinstance(values, list):
+                raise SchemaToGrammarError(
+                    pointer + "/enum",
+                    "an empty enum matches no value",
+                    keyword="enum",
+                    unsatisfiable=True,
+                )
+            raise SchemaToGrammarError(pointer + "/enum", "enum must be an array", keyword="enum")
         types = self._types({"type": schema["type"]}, pointer) if "type" in schema else None
         if types is not None:
             values = [
                 value for value in values if any(_matches_type(value, kind) for kind in types)
             ]
             if not values:
-                raise SchemaToGrammarError(pointer + "/enum", "no enum value has the declared type")
+                raise SchemaToGrammarError(
+                    pointer + "/enum",
+                    f"no enum value has the declared type {json.dumps(schema['type'])}",
+                    keyword="enum",
+                    unsatisfiable=True,
+                )
         return choice(*(self._literal_value(value) for value in values))
 
     # ------------------------------------------------------------ $ref, allOf, anyOf
 
     def _resolve(self, ref: object, pointer: str) -> tuple[object, str]:
         if not isinstance(ref, str):
-            raise SchemaToGrammarError(pointer + "/$ref", "$ref must be a string")
+            raise SchemaToGrammarError(pointer + "/$ref", "$ref must be a string", keyword="$ref")
         if not ref.startswith("#"):
             raise SchemaToGrammarError(
-                pointer + "/$ref", f"only local references ('#/...') are supported, got {ref!r}"
+                pointer + "/$ref",
+                f"only local references ('#/...') are supported, got {ref!r}",
+                keyword="$ref",
             )
         fragment = urllib.parse.unquote(ref[1:])
         if fragment and not fragment.startswith("/"):
             raise SchemaToGrammarError(
-                pointer + "/$ref", f"anchor references like {ref!r} are not supported"
+                pointer + "/$ref",
+                f"anchor references like {ref!r} are not supported",
+                keyword="$ref",
             )
         node: object = self.root
         for token in fragment.split("/")[1:]:
@@ -712,7 +963,9 @@ class _Converter:
                 node = node[int(key)]
             else:
                 raise SchemaToGrammarError(
-                    pointer + "/$ref", f"$ref {ref!r} points to nothing in this schema"
+                    pointer + "/$ref",
+                    f"$ref {ref!r} points to nothing in this schema",
+                    keyword="$ref",
                 )
         return node, "#" + fragment
 
@@ -723,8 +976,8 @@ class _Converter:
         }
         if siblings:
             # Since draft 2019-09 keywords next to $ref apply too: treat it as allOf.
-            merged = self._merge_all_of({"allOf": [{"$ref": ref}, siblings]}, pointer)
-            return self.convert(merged, pointer, "ref")
+            merged = self._flatten({"allOf": [{"$ref": ref}, siblings]}, pointer)
+            return self._merged(merged, pointer, "ref", None)
         target, target_pointer = self._resolve(ref, pointer)
         key = target_pointer
         if key in self.ref_rules:
@@ -732,21 +985,39 @@ class _Converter:
         last = target_pointer.rsplit("/", 1)[-1] or "ref"
         name = self.new_rule(last)
         self.ref_rules[key] = name
-        self.rules[name] = EMPTY
-        self.define(name, self.convert(target, target_pointer, name, target=name))
-        return RuleRef(name)
+        return self.later(name, lambda: self.convert(target, target_pointer, name, target=name))
 
-    def _flatten(self, schema: object, pointer: str, depth: int = 0) -> dict[str, Any]:
-        """``schema`` as one dict with its ``$ref`` and ``allOf`` merged in (for allOf merging)."""
-        if depth > 32:
+    def _merged(self, merged: dict[str, Any], pointer: str, hint: str, target: str | None) -> Expr:
+        """The rule for an allOf's merged schema, one per distinct merged schema."""
+        key = json.dumps(merged, sort_keys=True)
+        known = self.merged_rules.get(key)
+        if known is not None:
+            return RuleRef(known)
+        name = target or self.new_rule(hint)
+        self.merged_rules[key] = name
+        return self.later(name, lambda: self.convert(merged, pointer, name, target=name))
+
+    def _flatten(
+        self, schema: object, pointer: str, through: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """``schema`` as one dict with its ``$ref`` and ``allOf`` merged in (for allOf merging).
+
+        ``through``: the $ref targets being merged at this place; meeting one again means the
+        schema contains itself without any instance in between, which no validator can evaluate.
+        """
+        if len(through) > _MAX_MERGE_DEPTH:
             raise SchemaToGrammarError(
-                pointer, "allOf/$ref nesting is too deep (recursive $ref inside allOf?)"
+                pointer,
+                f"allOf/$ref chains deeper than {_MAX_MERGE_DEPTH} are not supported",
+                keyword="allOf",
             )
         if schema is True:
             return {}
         if schema is False:
             raise SchemaToGrammarError(
-                pointer, "allOf contains the schema false, which matches no value"
+                pointer,
+                "allOf contains the schema false, which matches no value",
+                unsatisfiable=True,
             )
         if not isinstance(schema, dict):
             raise SchemaToGrammarError(
@@ -755,18 +1026,25 @@ class _Converter:
         result = {key: value for key, value in schema.items() if key not in ("$ref", "allOf")}
         if "$ref" in schema:
             target, target_pointer = self._resolve(schema["$ref"], pointer)
-            result = self._merge(self._flatten(target, target_pointer, depth + 1), result, pointer)
+            if target_pointer in through:
+                raise SchemaToGrammarError(
+                    pointer + "/$ref",
+                    f"$ref {schema['$ref']!r} refers to a schema that includes this one through "
+                    "allOf/$ref alone: the schema is defined by itself and cannot be evaluated",
+                    keyword="$ref",
+                )
+            flat_target = self._flatten(target, target_pointer, (*through, target_pointer))
+            result = self._merge(flat_target, result, pointer)
         parts = schema.get("allOf", [])
         if not isinstance(parts, list) or ("allOf" in schema and not parts):
-            raise SchemaToGrammarError(pointer + "/allOf", "allOf must be a non-empty array")
+            raise SchemaToGrammarError(
+                pointer + "/allOf", "allOf must be a non-empty array", keyword="allOf"
+            )
         for index, part in enumerate(parts):
             result = self._merge(
-                result, self._flatten(part, f"{pointer}/allOf/{index}", depth + 1), pointer
+                result, self._flatten(part, f"{pointer}/allOf/{index}", through), pointer
             )
         return result
-
-    def _merge_all_of(self, schema: dict[str, Any], pointer: str) -> dict[str, Any]:
-        return self._flatten(schema, pointer)
 
     def _merge(self, first: dict[str, Any], second: dict[str, Any], pointer: str) -> dict[str, Any]:
         result = dict(first)
@@ -780,7 +1058,7 @@ class _Converter:
             if key == "properties" and isinstance(current, dict) and isinstance(value, dict):
                 merged = dict(current)
                 for name, sub in value.items():
-                    merged[name] = {"allOf": [merged[name], sub]} if name in merged else sub
+                    merged[name] = _conjunction(merged[name], sub) if name in merged else sub
                 result[key] = merged
             elif key == "required" and isinstance(current, list) and isinstance(value, list):
                 result[key] = current + [name for name in value if name not in current]
@@ -790,7 +1068,10 @@ class _Converter:
                 common = [item for item in current if item in value]
                 if not common:
                     raise SchemaToGrammarError(
-                        pointer, "allOf: the enum lists have no value in common"
+                        pointer,
+                        "the enum lists of allOf have no value in common",
+                        keyword="allOf",
+                        unsatisfiable=True,
                     )
                 result[key] = common
             elif (
@@ -805,10 +1086,16 @@ class _Converter:
                 and _is_number(value)
             ):
                 result[key] = min(current, value)
+            elif key == "unevaluatedProperties":
+                # An inner unevaluatedProperties evaluates every key it sees, so an outer one
+                # no longer applies: which one is inner is lost in merging, so keep the wider.
+                if current is False:
+                    result[key] = value
+                elif value is not False:
+                    result[key] = True
             elif key in (
                 "items",
                 "additionalProperties",
-                "unevaluatedProperties",
                 "additionalItems",
                 "propertyNames",
                 "contains",
@@ -818,11 +1105,32 @@ class _Converter:
                 elif current is True:
                     result[key] = value
                 elif value is not True:
-                    result[key] = {"allOf": [current, value]}
-            else:
+                    result[key] = _conjunction(current, value)
+            elif (
+                key == "patternProperties" and isinstance(current, dict) and isinstance(value, dict)
+            ):
+                merged = dict(current)
+                for name, sub in value.items():
+                    merged[name] = _conjunction(merged[name], sub) if name in merged else sub
+                result[key] = merged
+            elif (
+                key in ("anyOf", "oneOf") and isinstance(current, list) and isinstance(value, list)
+            ):
+                # allOf[anyOf A, anyOf B] is anyOf of the pairs; past the limit keep A (wider).
+                if len(current) * len(value) <= _PRODUCT_LIMIT:
+                    result[key] = [_conjunction(a, b) for a in current for b in value]
+            elif key == "const":
                 raise SchemaToGrammarError(
-                    pointer, f"allOf: conflicting values for {key!r} cannot be merged"
+                    pointer,
+                    "the const values of allOf differ",
+                    keyword="allOf",
+                    unsatisfiable=True,
                 )
+            elif key == "pattern" and not _readable_pattern(current) and _readable_pattern(value):
+                result[key] = value
+            # Anything else (a second pattern or format, keywords the grammar leaves to
+            # validation, unknown keywords): the grammar follows the first value only, which
+            # only widens it; validation checks the answer against every part.
         return result
 
     def _intersect_types(self, first: object, second: object, pointer: str) -> list[str]:
@@ -837,19 +1145,21 @@ class _Converter:
             raise SchemaToGrammarError(
                 pointer,
                 f"allOf: types {json.dumps(first)} and {json.dumps(second)} exclude each other",
+                keyword="allOf",
+                unsatisfiable=True,
             )
         return [kind for kind in JSON_TYPES if kind in common]
 
     def _any_of(self, schema: dict[str, Any], pointer: str, hint: str) -> Expr:
-        if "anyOf" in schema and "oneOf" in schema:
-            raise SchemaToGrammarError(
-                pointer, "anyOf and oneOf in the same schema are not supported; nest them in allOf"
-            )
+        # With both, oneOf stays in the base that every anyOf branch is merged with.
         keyword = "anyOf" if "anyOf" in schema else "oneOf"
         branches = schema[keyword]
         if not isinstance(branches, list) or not branches:
             raise SchemaToGrammarError(
-                f"{pointer}/{keyword}", f"{keyword} must be a non-empty array"
+                f"{pointer}/{keyword}",
+                f"{keyword} must be a non-empty array",
+                keyword=keyword,
+                unsatisfiable=isinstance(branches, list),
             )
         base = {key: value for key, value in schema.items() if key != keyword}
         constrained = any(key not in ANNOTATIONS for key in base)
@@ -861,8 +1171,55 @@ class _Converter:
             branch_schema = {"allOf": [base, branch]} if constrained else branch
             options.append(self.convert(branch_schema, branch_pointer, f"{hint}-{index}"))
         if not options:
-            raise SchemaToGrammarError(f"{pointer}/{keyword}", f"every {keyword} branch is false")
+            raise SchemaToGrammarError(
+                f"{pointer}/{keyword}",
+                f"every {keyword} branch is false",
+                keyword=keyword,
+                unsatisfiable=True,
+            )
         return choice(*options)
+
+
+def _readable_pattern(pattern: object) -> bool:
+    if not isinstance(pattern, str):
+        return False
+    try:
+        pattern_to_expr(pattern)
+    except PatternError:
+        return False
+    return True
+
+
+def _may_match(pattern: str, key: str) -> bool:
+    """Whether ``key`` matches ``pattern`` (Python's regular expressions for ECMA-262's; when
+    Python cannot read the pattern, assume it may)."""
+    try:
+        return re.search(pattern, key) is not None
+    except re.error:
+        return True
+
+
+def _conjunction(first: object, second: object) -> object:
+    """``{"allOf": [first, second]}``, flattened and without repeats.
+
+    Keeping conjunctions flat matters for recursive schemas: merging a recursive $ref with
+    something else must give the same schema at every level (then ``_merged`` reuses its rule),
+    not ``allOf[allOf[allOf[...]]]`` growing one level per level.
+    """
+    parts: list[object] = []
+    seen: set[str] = set()
+    for item in (first, second):
+        nested = (
+            isinstance(item, dict) and set(item) == {"allOf"} and isinstance(item["allOf"], list)
+        )
+        for part in item["allOf"] if nested else [item]:  # type: ignore[index]
+            key = json.dumps(part, sort_keys=True)
+            if part is not True and key not in seen:
+                seen.add(key)
+                parts.append(part)
+    if not parts:
+        return True
+    return parts[0] if len(parts) == 1 else {"allOf": parts}
 
 
 def schema_to_gbnf(schema: object) -> str:
@@ -871,11 +1228,32 @@ def schema_to_gbnf(schema: object) -> str:
     ``schema`` is the parsed JSON Schema (a dict or a boolean).
     """
     converter = _Converter(schema)
-    rules = converter.convert_root()
+    rules = collapse_aliases(hoist_deep(converter.convert_root()))
     try:
+        rules = prune_unfinishable(rules)
         check_grammar(rules)
+    except NoFiniteTextError as error:
+        cause = converter.unsatisfiable
+        if converter.inferred_types:
+            # Where "type" is missing it was inferred from the keywords (properties: an object,
+            # ...); JSON Schema would allow the other types there, so this proves nothing.
+            raise SchemaToGrammarError(
+                "#",
+                f"no finite JSON text fits the grammar ({cause or error}); some schemas here "
+                'have no "type" and were taken as the type their keywords suggest: give "type"',
+            ) from error
+        if cause is not None:
+            raise cause from error
+        raise SchemaToGrammarError("#", str(error), unsatisfiable=True) from error
     except GrammarError as error:
         raise SchemaToGrammarError(
             "#", f"the schema leads to an unusable grammar: {error}"
         ) from error
-    return render_grammar(rules)
+    text = render_checked(rules)
+    if len(text.encode()) > MAX_GRAMMAR_BYTES:
+        raise SchemaToGrammarError(
+            "#",
+            f"the grammar would be {len(text.encode()) / 2**20:.1f} MiB, over the "
+            f"{MAX_GRAMMAR_BYTES // 2**20} MiB limit",
+        )
+    return text

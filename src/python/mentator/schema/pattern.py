@@ -6,9 +6,14 @@ the output and characters that JSON forbids raw (controls) become escapes.
 Supported: literals, ``.``, classes ``[...]``/``[^...]`` with ranges, ``\\d \\w \\s \\D \\W \\S``,
 escaped metacharacters, ``\\t \\n \\r \\uXXXX``, groups ``(...)``, ``(?:...)``, named groups,
 alternation, quantifiers ``* + ? {m} {m,} {m,n}`` (lazy ``?`` accepted, same language),
-``^`` at the very start and ``$`` at the very end. A pattern without ``^``/``$`` may have any
-text before/after, as JSON Schema patterns are not anchored.
-Refused with a clear message: back-references, look-around, word boundaries, anchors in the middle.
+``\\xHH``, and the anchors ``^``/``$`` anywhere outside a repeated group. JSON Schema patterns
+are not anchored: a branch without ``^`` may have any text before it, one without ``$`` any
+text after. Groups that contain anchors are distributed into branches (``(^a|b)c`` is
+``^ac | bc``); in a branch, what stands before its last ``^`` or after its first ``$`` must
+match the empty string (else the branch matches nothing) and is dropped.
+Refused with a clear message: back-references, look-around, word boundaries, anchors inside a
+repeated group, patterns no string can match, groups nested more than ``MAX_GROUP_NESTING``
+deep (the parser recurses once per group).
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from dataclasses import dataclass
 
 from mentator.schema.ir import (
     EMPTY,
+    MAX_COUNT,
     CharSet,
     Expr,
     RuleRef,
     choice,
+    is_nullable,
     lit,
     repeat,
     seq,
@@ -44,13 +51,26 @@ _JSON_SHORT_ESCAPES = {
     "\f": "\\f",
 }
 
+# Real patterns nest a handful of groups; the parser recurses a few frames per group.
+MAX_GROUP_NESTING = 50
+# Branches a pattern may have once its groups with anchors are distributed.
+MAX_BRANCHES = 256
+
+# A branch: its items in order, each a grammar tree or an anchor ("^" or "$").
+Branch = list[Expr | str]
+
 _DIGIT = ((ord("0"), ord("9")),)
 _WORD = ((ord("0"), ord("9")), (ord("A"), ord("Z")), (ord("_"), ord("_")), (ord("a"), ord("z")))
 _SPACE = ((0x09, 0x0D), (0x20, 0x20), (0xA0, 0xA0), (0x2028, 0x2029), (0xFEFF, 0xFEFF))
 
 
 class PatternError(ValueError):
-    """The pattern uses regular-expression syntax the grammar converter does not support."""
+    """The pattern uses regular-expression syntax the grammar converter does not support, or
+    (``matches_nothing``) no string can match it."""
+
+    def __init__(self, message: str, *, matches_nothing: bool = False) -> None:
+        super().__init__(message)
+        self.matches_nothing = matches_nothing
 
 
 def json_encoded(char: str) -> str:
@@ -130,6 +150,7 @@ def set_of_code_points(ranges: list[tuple[int, int]], negated: bool) -> Expr:
 class _Parser:
     pattern: str
     position: int = 0
+    depth: int = 0  # groups open at ``position``
 
     def error(self, what: str) -> PatternError:
         return PatternError(f"{what} at position {self.position} of pattern {self.pattern!r}")
@@ -143,22 +164,44 @@ class _Parser:
         return char
 
     # alternation := sequence ('|' sequence)*
-    def alternation(self) -> Expr:
-        options = [self.sequence()]
+    def alternation(self) -> list[Branch]:
+        branches = self.sequence()
         while self.peek() == "|":
             self.take()
-            options.append(self.sequence())
-        return choice(*options)
+            branches += self.sequence()
+        return branches
 
-    def sequence(self) -> Expr:
-        items: list[Expr] = []
+    def sequence(self) -> list[Branch]:
+        branches: list[Branch] = [[]]
         while (char := self.peek()) is not None and char not in "|)":
             if char in "^$":
-                raise self.error(
-                    f"anchor {char!r} is only supported at the start/end of the pattern"
-                )
-            items.append(self.quantified(self.atom()))
-        return seq(*items)
+                self.take()
+                if self._quantifier_follows():
+                    raise self.error(f"nothing to repeat before the anchor {char!r}")
+                for branch in branches:
+                    branch.append(char)
+                continue
+            atom = self.atom()
+            if isinstance(atom, list):  # a group
+                if any(isinstance(item, str) for branch in atom for item in branch):
+                    if self._quantifier_follows():
+                        raise self.error("an anchor inside a repeated group is not supported")
+                    branches = [branch + inner for branch in branches for inner in atom]
+                    if len(branches) > MAX_BRANCHES:
+                        raise self.error(
+                            f"more than {MAX_BRANCHES} branches once anchored groups are "
+                            "distributed"
+                        )
+                    continue
+                atom = _fold(atom)
+            item = self.quantified(atom)
+            for branch in branches:
+                branch.append(item)
+        return branches
+
+    def _quantifier_follows(self) -> bool:
+        char = self.peek()
+        return char is not None and (char in "*+?" or (char == "{" and self._looks_like_braces()))
 
     def quantified(self, atom: Expr) -> Expr:
         char = self.peek()
@@ -198,6 +241,10 @@ class _Parser:
             low = high = int(body)
         if high is not None and high < low:
             raise self.error(f"quantifier {{{body}}} has max < min")
+        if low > MAX_COUNT:
+            raise self.error(
+                f"quantifier {{{body}}}: more than {MAX_COUNT} repetitions are not supported"
+            )
         return repeat(atom, low, high)
 
     def _skip_lazy(self) -> None:
@@ -206,7 +253,7 @@ class _Parser:
         elif self.peek() == "+":
             raise self.error("possessive quantifiers are not supported")
 
-    def atom(self) -> Expr:
+    def atom(self) -> Expr | list[Branch]:
         char = self.take()
         if char == "(":
             return self.group()
@@ -220,7 +267,7 @@ class _Parser:
             raise self.error(f"nothing to repeat before {char!r}")
         return lit(json_encoded(char))
 
-    def group(self) -> Expr:
+    def group(self) -> list[Branch]:
         if self.pattern.startswith("?:", self.position):
             self.position += 2
         elif self.pattern.startswith("?P<", self.position) or (
@@ -230,7 +277,11 @@ class _Parser:
             self.position = self.pattern.index(">", self.position) + 1
         elif self.peek() == "?":
             raise self.error("look-around and inline flags are not supported")
+        if self.depth >= MAX_GROUP_NESTING:
+            raise self.error(f"groups nested deeper than {MAX_GROUP_NESTING} are not supported")
+        self.depth += 1
         inner = self.alternation()
+        self.depth -= 1
         if self.peek() != ")":
             raise self.error("missing ')'")
         self.take()
@@ -253,6 +304,13 @@ class _Parser:
             points = _complement(list(ranges)) if negated else list(ranges)
             return set_of_code_points(list(ranges), negated), points
         simple = {"t": "\t", "n": "\n", "r": "\r", "f": "\f", "v": "\v", "0": "\0"}
+        if char == "x":
+            digits = self.pattern[self.position : self.position + 2]
+            if len(digits) != 2 or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                raise self.error("\\x needs two hex digits")
+            self.position += 2
+            code = int(digits, 16)
+            return lit(json_encoded(chr(code))), [(code, code)]
         if char in simple:
             code = ord(simple[char])
             return lit(json_encoded(simple[char])), [(code, code)]
@@ -309,22 +367,40 @@ class _Parser:
         return [(ord(char), ord(char))]
 
 
+def _fold(branches: list[Branch]) -> Expr:
+    """The grammar of anchor-free branches."""
+    return choice(
+        *(seq(*(item for item in branch if not isinstance(item, str))) for branch in branches)
+    )
+
+
+def _anchored(branch: Branch, any_text: Expr) -> Expr | None:
+    """The string content a branch matches, its anchors applied; ``None`` when it matches none."""
+    carets = [index for index, item in enumerate(branch) if item == "^"]
+    dollars = [index for index, item in enumerate(branch) if item == "$"]
+    start = carets[-1] if carets else -1  # the text matched lies after the last ^ ...
+    end = dollars[0] if dollars else len(branch)  # ... and before the first $
+    kept: list[Expr] = []
+    for index, item in enumerate(branch):
+        if isinstance(item, str):
+            continue
+        if start < index < end:
+            kept.append(item)
+        elif not is_nullable(item):
+            return None  # it would have to match text where an anchor allows none
+    return seq(EMPTY if carets else any_text, *kept, EMPTY if dollars else any_text)
+
+
 def pattern_to_expr(pattern: str) -> Expr:
     """Grammar for the JSON string *content* (without quotes) of strings matching ``pattern``."""
-    body = pattern
-    anchored_start = body.startswith("^")
-    if anchored_start:
-        body = body[1:]
-    anchored_end = body.endswith("$") and not body.endswith("\\$")
-    if anchored_end:
-        body = body[:-1]
-    parser = _Parser(body)
-    expr = parser.alternation()
+    parser = _Parser(pattern)
+    branches = parser.alternation()
     if parser.peek() is not None:
         raise parser.error("unbalanced ')'")
     any_text = repeat(RuleRef("char"), 0, None)
-    return seq(
-        EMPTY if anchored_start else any_text,
-        expr,
-        EMPTY if anchored_end else any_text,
-    )
+    options = [expr for branch in branches if (expr := _anchored(branch, any_text)) is not None]
+    if not options:
+        raise PatternError(
+            f"no string can match the pattern {pattern!r} (see its ^ and $)", matches_nothing=True
+        )
+    return choice(*options)

@@ -9,6 +9,15 @@ installed ``jsonschema`` extras know; unknown keywords are ignored as the specif
 Messages keep the original's shape ``JSON Schema validation failed: <instancePath> <message>``
 and, for the common keywords, Ajv's wording (``must have required property 'age'``), so clients
 that show or match these texts see what they saw before.
+
+Depth. ``jsonschema`` checks and validates recursively, about five Python frames per nesting
+level of the schema or the instance (measured: jsonschema 4.26, CPython 3.13), so Python's
+default limit of 1000 frames failed on schemas nested 100 levels deep, under the 256 levels
+the HTTP body reader lets through, and on answers 400 levels deep. Schemas and answers up to
+``MAX_DEPTH`` levels are therefore validated under a recursion limit raised to fit them (Python
+3.12+ keeps Python-to-Python calls off the C stack and bounds C recursion on its own, so this
+cannot overflow the C stack); deeper ones, and schemas that recurse without end, are refused
+with a message instead of a RecursionError.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
@@ -25,6 +35,9 @@ from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.protocols import Validator
 
 FAILED_PREFIX = "JSON Schema validation failed: "
+
+MAX_DEPTH = 512  # nesting levels of a schema or an answer that validation handles
+_RECURSION_NEEDED = 10 * MAX_DEPTH + 2000  # frames per level (about 5, doubled) + headroom
 
 _FENCED_BLOCK = re.compile(r"```(?:json)?\s*\n?([\s\S]*?)\n?```")
 
@@ -137,11 +150,12 @@ def check_schema(schema: object) -> str:
     Used by ``/check/jsonresponse``. Checks the schema against its draft's meta-schema
     (including that ``pattern`` values are valid regular expressions).
     """
-    problem = _schema_type_problem(schema)
+    problem = _schema_type_problem(schema) or _too_deep(schema)
     if problem is not None:
         return FAILED_PREFIX + problem
     typed = cast(_Schema, schema)
     cls = _validator_class(typed)
+    _allow_deep_recursion()
     try:
         cls.check_schema(typed)  # type: ignore[arg-type]  # the stubs say dict; bool is valid too
     except SchemaError as error:
@@ -159,11 +173,18 @@ def validate_response(schema: object, instance: object) -> str | None:
     Raises ``SchemaProblemError`` when the schema itself is unusable — that is the client's
     schema at fault, not its data, and the API answers it differently.
     """
-    problem = _schema_type_problem(schema)
+    problem = _schema_type_problem(schema) or _too_deep(schema)
     if problem is not None:
         raise SchemaProblemError(problem)
+    depth = json_depth(instance)
+    if depth > MAX_DEPTH:
+        return (
+            f"{FAILED_PREFIX} the answer is nested {depth} levels deep; "
+            f"at most {MAX_DEPTH} are supported"
+        )
     typed = cast(_Schema, schema)
     cls = _validator_class(typed)
+    _allow_deep_recursion()
     try:
         cls.check_schema(typed)  # type: ignore[arg-type]  # the stubs say dict; bool is valid too
     except SchemaError as error:
@@ -173,9 +194,44 @@ def validate_response(schema: object, instance: object) -> str | None:
         problem_found = _first_problem(validator.iter_errors(cast(Any, instance)))
     except referencing.exceptions.Unresolvable as unresolvable:
         raise SchemaProblemError(f"cannot resolve $ref: {unresolvable}") from unresolvable
+    except RecursionError as error:
+        # Within MAX_DEPTH only a schema that refers to itself without consuming any of the
+        # instance (A = allOf[$ref A]) recurses this far.
+        raise SchemaProblemError(
+            "the schema cannot be evaluated: it refers to itself without end "
+            "(a $ref cycle through allOf/$ref alone?)"
+        ) from error
     if problem_found is None:
         return None
     return f"{FAILED_PREFIX}{_instance_path(problem_found)} {_ajv_message(problem_found)}"
+
+
+def json_depth(value: object) -> int:
+    """Nesting levels of a parsed JSON value (a scalar is 0, ``[]`` is 1); iterative."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, depth + 1)
+            stack.extend((item, depth + 1) for item in node.values())
+        elif isinstance(node, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((item, depth + 1) for item in node)
+    return deepest
+
+
+def _allow_deep_recursion() -> None:
+    """Raise (never lower) the interpreter's recursion limit to what ``MAX_DEPTH`` needs."""
+    if sys.getrecursionlimit() < _RECURSION_NEEDED:
+        sys.setrecursionlimit(_RECURSION_NEEDED)
+
+
+def _too_deep(schema: object) -> str | None:
+    depth = json_depth(schema)
+    if depth > MAX_DEPTH:
+        return f"the schema is nested {depth} levels deep; at most {MAX_DEPTH} are supported"
+    return None
 
 
 def _reject_constant(name: str) -> object:
@@ -187,4 +243,7 @@ def parse_json_answer(text: str) -> object:
 
     ``NaN``/``Infinity`` are rejected: they are not JSON and a JSON client could not read them back.
     """
-    return json.loads(extract_json_text(text), parse_constant=_reject_constant)
+    try:
+        return json.loads(extract_json_text(text), parse_constant=_reject_constant)
+    except RecursionError as error:
+        raise ValueError("the JSON is nested too deeply to be read") from error

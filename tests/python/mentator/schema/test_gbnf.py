@@ -426,13 +426,23 @@ def test_self_reference_at_root_is_allowed_when_not_left_recursive(gbnf: Grammar
         ({"$ref": "https://example.com/s.json"}, "#/$ref", "only local references"),
         ({"$ref": "#/$defs/missing"}, "#/$ref", "points to nothing"),
         (
-            {"properties": {"a": {"patternProperties": {"^x": {}}}}},
+            # patternProperties was refused here until it became supported (issue 20)
+            {"properties": {"a": {"$dynamicRef": "#x"}}},
             "#/properties/a",
-            "patternProperties",
+            "dynamic references",
         ),
         ({"type": "string", "pattern": "(?=a)b"}, "#/pattern", "look-around"),
         ({"type": "string", "pattern": "(a)\\1"}, "#/pattern", "not supported"),
-        ({"items": {"type": "array", "minItems": 3, "maxItems": 2}}, "#/items", "cannot be met"),
+        (
+            # minItems 1 added: an unsatisfiable items schema alone only forbids items (issue 20)
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "array", "minItems": 3, "maxItems": 2},
+            },
+            "#/items",
+            "cannot be met",
+        ),
         ({"allOf": [{"type": "string"}, {"type": "integer"}]}, "#", "exclude each other"),
         (
             {

@@ -12,6 +12,7 @@ from mentator.schema.ir import (
     chars,
     check_grammar,
     choice,
+    hoist_deep,
     lit,
     optional,
     render_expr,
@@ -76,3 +77,30 @@ def test_check_grammar_refuses_what_llama_cpp_refuses(
 
 def test_right_recursion_is_fine() -> None:
     check_grammar({"root": RuleRef("a"), "a": seq(lit("x"), optional(RuleRef("a")))})
+
+
+def test_repeated_group_over_llama_cpp_budget_becomes_a_rule() -> None:
+    # ( "a" [b]{0,100} ){0,20}: 101 rules repeated 20 times, llama.cpp refuses over 2000.
+    grouped = repeat(seq(lit("a"), repeat(chars(["b"]), 0, 100)), 0, 20)
+    text = render_grammar({"root": grouped})
+    assert text.splitlines()[0] == "root ::= root-deep{0,20}"
+    small = repeat(seq(lit("a"), repeat(chars(["b"]), 0, 10)), 0, 20)  # 12 x 20 is fine
+    assert render_grammar({"root": small}).startswith('root ::= ( "a" [b]{0,10} ){0,20}')
+
+
+def test_counts_of_2000_are_unbounded_or_refused() -> None:
+    assert repeat(lit("a"), 0, 2000) == Repeat(Literal("a"), 0, None)
+    assert repeat(lit("a"), 3, 1999) == Repeat(Literal("a"), 3, 1999)
+    with pytest.raises(GrammarError, match="2000 times or more"):
+        check_grammar({"root": Repeat(lit("a"), 2000, None)})
+
+
+def test_deep_trees_are_split_into_rules() -> None:
+    deep = lit("x")
+    for _ in range(5000):
+        deep = seq(lit("("), choice(deep, lit("y")), lit(")"))
+    shallow = hoist_deep({"root": deep})
+    assert len(shallow) > 1
+    check_grammar(shallow)  # a deep tree would be refused, and recursion would not be bounded
+    with pytest.raises(GrammarError, match="nests deeper"):
+        check_grammar({"root": deep})

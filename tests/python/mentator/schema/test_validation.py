@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mentator.schema.validation import (
+    FAILED_PREFIX,
+    MAX_DEPTH,
     SchemaProblemError,
     check_schema,
     extract_json_text,
@@ -167,3 +171,61 @@ def test_parse_json_answer() -> None:
         parse_json_answer("NaN")
     with pytest.raises(ValueError):
         parse_json_answer("not json")
+
+
+def nested_schema(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
+    return schema
+
+
+def nested_instance(levels: int, leaf: object) -> object:
+    for _ in range(levels):
+        leaf = {"a": leaf}
+    return leaf
+
+
+def test_schemas_as_deep_as_the_body_reader_allows_are_checked_and_used() -> None:
+    # 120 levels = 241 JSON levels (the HTTP body reader allows 256); Python's default recursion
+    # limit made jsonschema fail from about 100 JSON levels on.
+    schema = nested_schema(120)
+    assert check_schema(schema) == ""
+    assert validate_response(schema, nested_instance(120, 1)) is None
+    assert validate_response(schema, nested_instance(120, "1")) == (
+        f"{FAILED_PREFIX}{'/a' * 120} must be integer"
+    )
+
+
+def test_schema_deeper_than_the_limit_is_refused_with_the_limit() -> None:
+    message = f"the schema is nested 601 levels deep; at most {MAX_DEPTH} are supported"
+    assert check_schema(nested_schema(300)) == FAILED_PREFIX + message
+    with pytest.raises(SchemaProblemError, match=message):
+        validate_response(nested_schema(300), 1)
+
+
+RECURSIVE_LIST = {
+    "$defs": {"l": {"type": "array", "items": {"$ref": "#/$defs/l"}}},
+    "$ref": "#/$defs/l",
+}
+
+
+def test_deep_answers_are_validated_up_to_the_limit_then_refused() -> None:
+    deep = parse_json_answer("[" * MAX_DEPTH + "]" * MAX_DEPTH)
+    assert validate_response(RECURSIVE_LIST, deep) is None
+    deeper = parse_json_answer("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+    assert validate_response(RECURSIVE_LIST, deeper) == (
+        f"{FAILED_PREFIX} the answer is nested {MAX_DEPTH + 1} levels deep; "
+        f"at most {MAX_DEPTH} are supported"
+    )
+
+
+def test_answer_too_deep_to_parse_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_json_answer("[" * 100_000 + "]" * 100_000)
+
+
+def test_schema_that_contains_itself_is_a_schema_problem() -> None:
+    endless = {"$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"}
+    with pytest.raises(SchemaProblemError, match="refers to itself without end"):
+        validate_response(endless, 1)
