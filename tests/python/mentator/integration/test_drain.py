@@ -132,7 +132,7 @@ def test_a_stream_still_running_when_the_grace_ends_gets_an_error_event(
 ) -> None:
     extra: dict[str, object] = {"drainGraceMsec": 500}
     with running_service(tmp_path, engine_dir=engine_dir, model=test_model, extra=extra) as svc:
-        reader = StreamReader(svc, _long_chat(test_model.name, 2000, 2000))
+        reader = StreamReader(svc, _long_chat(test_model.name, 1999, 1999))
         reader.start()
         assert reader.started.wait(120), svc.log_text()
         svc.process.send_signal(signal.SIGTERM)
