@@ -90,6 +90,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process itself has used (not its children): what the
+    service costs, whatever else the machine is doing."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def generated_tokens(base: str) -> int:
     """The service's count of tokens generated for /prompt (its /metrics)."""
     for line in httpx.get(f"{base}/metrics", timeout=30).text.splitlines():
@@ -147,6 +154,8 @@ class Results:
 
     rate: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     ttft: dict[str, list[float]] = field(default_factory=dict)
+    # The service process's CPU milliseconds per generated token, per client count.
+    cpu_ms_per_token: dict[int, list[float]] = field(default_factory=dict)
 
     def add_rate(self, side: str, clients: int, tokens: int, seconds: float) -> None:
         self.rate.setdefault((side, clients), []).append(tokens / seconds)
@@ -232,9 +241,15 @@ class Bench:
             for clients in self.clients:
                 counted.clear()
                 before = generated_tokens(base)
+                cpu_before = cpu_seconds(service.pid)
                 seconds = run_clients(ask, clients, self.args.requests)
+                cpu = cpu_seconds(service.pid) - cpu_before
                 tokens = generated_tokens(base) - before if by_prompt else sum(counted)
                 self.results.add_rate(SERVICE, clients, tokens, seconds)
+                self.results.cpu_ms_per_token.setdefault(clients, []).append(
+                    cpu * 1000 / max(tokens, 1)
+                )
+                print(f"  {'':31s} service process CPU {cpu:7.2f} s")
             ttft = median_ttft(
                 f"{base}/v1/chat/completions", {**chat, "max_tokens": 16}, self.args.ttft_requests
             )
@@ -287,6 +302,11 @@ class Bench:
                 f" direct {statistics.median(directs):7.2f} tokens/s; ratio service/direct per"
                 f" round {' '.join(f'{r:.3f}' for r in ratios)}, median"
                 f" {statistics.median(ratios):.3f}"
+            )
+            cpu = self.results.cpu_ms_per_token[clients]
+            print(
+                f"{'':13s}service process CPU per generated token {statistics.median(cpu):.3f} ms"
+                f" (per round {' '.join(f'{c:.3f}' for c in cpu)})"
             )
         added = [
             s - d

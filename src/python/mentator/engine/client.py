@@ -18,10 +18,12 @@ import json
 import math
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from mentator.engine.errors import EngineConnectionError, EngineError, EngineRequestError
+from mentator.engine.event_reader import error_message, post_events
 from mentator.engine.ports import (
     CompletionDelta,
     CompletionRequest,
@@ -98,17 +100,7 @@ def logit_bias(token_bias: Mapping[str, Any]) -> list[list[Any]]:
 
 
 def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip() or response.reason_phrase
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    return json.dumps(body)[:500]
+    return error_message(response.status_code, response.content)
 
 
 def _connection_error(error: httpx.HTTPError, what: str) -> EngineConnectionError:
@@ -131,6 +123,9 @@ class EngineClient:
         connect_timeout_s: float = 5.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        address = urlsplit(self.base_url)
+        self._host, self._port = address.hostname or "127.0.0.1", address.port or 80
+        self._connect_timeout_s = connect_timeout_s
         self._owns_http = http is None
         # No read timeout: a generation is bounded by the caller (durationMsec), whose
         # cancellation closes the connection and so stops llama-server.
@@ -181,7 +176,7 @@ class EngineClient:
         timings: dict[str, float] = {}
         last: dict[str, Any] = {}
         body = self.request_body(request, stream=True)
-        async for delta in self._events(self.path_of(request), body, "completion"):
+        async for delta in self._events(self.path_of(request), body):
             text.append(delta.text)
             reasoning.append(delta.reasoning)
             finish = delta.finish_reason or finish
@@ -206,24 +201,16 @@ class EngineClient:
         async for delta in self._events(self.path_of(request), body):
             yield delta
 
-    async def _events(
-        self, path: str, body: dict[str, Any], what: str = "streamed completion"
-    ) -> AsyncIterator[CompletionDelta]:
-        try:
-            async with self._http.stream(
-                "POST", self._url(path), json=body, headers=_CLOSE_AFTER
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise EngineRequestError(_error_message(response), status=response.status_code)
-                async for line in response.aiter_lines():
-                    delta = _parse_event(line)
-                    if delta is _DONE:
-                        return
-                    if delta is not None:
-                        yield delta
-        except httpx.HTTPError as error:
-            raise _connection_error(error, what) from error
+    async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[CompletionDelta]:
+        # Per generated token: read by `event_reader` (why: its docstring), not through httpx.
+        async for payload in post_events(
+            self._host, self._port, path, body, connect_timeout_s=self._connect_timeout_s
+        ):
+            delta = _parse_event(payload)
+            if delta is _DONE:
+                return
+            if delta is not None:
+                yield delta
 
     async def embed(self, text: str) -> list[float]:
         """The embedding of `text`, not normalised: the pooled vector when the model defines a
@@ -264,19 +251,17 @@ class EngineClient:
 
 
 _DONE: Any = object()
-_CLOSE_AFTER = {"Connection": "close"}
 
 
-def _parse_event(line: str) -> Any:
-    if not line.startswith("data:"):
-        return None  # blank separators, ": ping" comments, "event:" lines
-    payload = line[5:].strip()
-    if payload == "[DONE]":
+def _parse_event(payload: bytes) -> Any:
+    """One event's `data:` payload as a `CompletionDelta`, `_DONE`, or None (nothing for us)."""
+    if payload == b"[DONE]":
         return _DONE
     try:
         chunk = json.loads(payload)
     except ValueError as error:
-        raise EngineError(f"engine sent an unreadable stream event: {payload[:200]}") from error
+        shown = payload[:200].decode("utf-8", "replace")
+        raise EngineError(f"engine sent an unreadable stream event: {shown}") from error
     if not isinstance(chunk, dict):
         return None
     if "error" in chunk:

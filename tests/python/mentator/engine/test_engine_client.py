@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -72,9 +74,48 @@ def test_logit_bias_drops_values_the_engine_cannot_take() -> None:
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
+class _Engine(http.server.BaseHTTPRequestHandler):
+    """A stand-in llama-server on a real loopback socket: answers with ``server.handler``'s
+    response, chunked as llama-server's are, in pieces of 7 bytes (so events and lines are cut
+    at every place a real network read can cut them)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def answer(self) -> None:
+        content = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = httpx.Request(
+            self.command, f"http://engine{self.path}", content=content, headers=dict(self.headers)
+        )
+        try:
+            response = self.server.handler(request)  # type: ignore[attr-defined]
+        except httpx.RemoteProtocolError:
+            self.close_connection = True  # disconnect without an answer
+            return
+        self.send_response(response.status_code)
+        for name, value in response.headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        body = response.content
+        for start in range(0, len(body), 7):
+            piece = body[start : start + 7]
+            self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    do_GET = do_POST = answer  # noqa: N815 (http.server's names)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 def client_with(handler: Handler) -> EngineClient:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return EngineClient("http://engine", http=http)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
+    server.handler = handler  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return EngineClient(f"http://127.0.0.1:{server.server_address[1]}")
 
 
 def test_complete_sends_messages_grammar_and_reads_the_answer() -> None:
