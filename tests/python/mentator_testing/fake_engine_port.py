@@ -20,6 +20,8 @@ from mentator.engine.ports import (
     LoadedModel,
     LoadStatus,
     ModelLike,
+    ResidencyEvent,
+    ResidentModel,
 )
 
 
@@ -128,6 +130,10 @@ class FakeEngine:
     timings: dict[str, float] = field(default_factory=dict)  # of each whole answer
     restart_counts: dict[str, int] = field(default_factory=dict)
     kv_report: KvCacheReport | None = None
+    keep_alives: list[float | None] = field(default_factory=list)  # of each acquire
+    residents: list[ResidentModel] = field(default_factory=list)  # what loaded_models shows
+    events: list[ResidencyEvent] = field(default_factory=list)
+    unloaded: list[str] = field(default_factory=list)
 
     @property
     def backend(self) -> BackendChoice:
@@ -135,6 +141,15 @@ class FakeEngine:
 
     def current(self) -> LoadedModel | None:
         return self.loaded
+
+    def resident(self, name: str) -> LoadedModel | None:
+        return self.loaded if self.loaded is not None and self.loaded.name == name else None
+
+    def loaded_models(self) -> list[ResidentModel]:
+        return list(self.residents)
+
+    def residency_events(self, after_seq: int) -> list[ResidencyEvent]:
+        return [event for event in self.events if event.seq > after_seq]
 
     def engine_alive(self) -> bool | None:
         return self.alive
@@ -145,10 +160,33 @@ class FakeEngine:
     async def kv_cache(self) -> KvCacheReport | None:
         return self.kv_report
 
+    async def load(
+        self,
+        model: ModelLike,
+        gpulayer: float | None,
+        context_size: int | None,
+        keep_alive_s: float | None = None,
+    ) -> LoadStatus:
+        handle, status = await self.acquire(model, gpulayer, context_size, keep_alive_s)
+        handle.release()
+        return status
+
+    async def unload(self, name: str) -> bool:
+        self.unloaded.append(name)
+        if self.loaded is not None and self.loaded.name == name:
+            self.loaded = None
+            return True
+        return False
+
     async def acquire(
-        self, model: ModelLike, gpulayer: float | None, context_size: int | None
+        self,
+        model: ModelLike,
+        gpulayer: float | None,
+        context_size: int | None,
+        keep_alive_s: float | None = None,
     ) -> tuple[FakeHandle, LoadStatus]:
         self.acquired.append((model.name, gpulayer, context_size))
+        self.keep_alives.append(keep_alive_s)
         if self.load_error is not None:
             raise self.load_error
         key = (model.name, gpulayer, context_size)

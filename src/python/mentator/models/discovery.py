@@ -40,6 +40,7 @@ class ModelInfo:
     architecture: str | None = None
     context_length: int | None = None
     pooling_type: int | None = None  # embedding pooling the model declares (GGUF header)
+    kv_bytes_per_token: int | None = None  # KV cache per context token (GGUF header)
 
     def to_api(self) -> dict[str, object]:
         """The ``/state/models`` entry; unknown header facts are omitted like in the original."""
@@ -123,9 +124,10 @@ def scan_models(model_dir: Path, cache: GgufInfoCache | None = None) -> list[Mod
             info = read_gguf_info(path, cache)
             layer_count, is_reasoning = info.layer_count, info.is_reasoning
             architecture, context_length = info.architecture, info.context_length
-            pooling_type = info.pooling_type
+            pooling_type, kv_bytes = info.pooling_type, info.kv_bytes_per_token
         except (GgufError, OSError):
             layer_count = is_reasoning = architecture = context_length = pooling_type = None
+            kv_bytes = None
         models.append(
             ModelInfo(
                 name=name,
@@ -138,6 +140,7 @@ def scan_models(model_dir: Path, cache: GgufInfoCache | None = None) -> list[Mod
                 architecture=architecture,
                 context_length=context_length,
                 pooling_type=pooling_type,
+                kv_bytes_per_token=kv_bytes,
             )
         )
     if cache is not None:

@@ -73,6 +73,8 @@ def test_same_settings_reuse_the_child_and_changes_reload(
         'load model to memory "a.gguf" (size 5 mb, gpulayer auto, contextSize default)',
         f'load model to memory "a.gguf" (size 5 mb, gpulayer auto, contextSize 1024){change}',
         f'load model to memory "a.gguf" (size 5 mb, gpulayer 3, contextSize 1024){change}',
+        # maxLoadedModels 1 (the stub's): the other model takes a.gguf's place
+        'unload model "a.gguf" to make room for "b.gguf" (capacity)',
         'load model to memory "b.gguf" (size 2 mb, gpulayer 3, contextSize 1024)',
     ]
 

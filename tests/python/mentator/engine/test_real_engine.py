@@ -38,6 +38,9 @@ class Model:
     path: Path
     size_kb: int
     pooling_type: int | None = None
+    layer_count: int | None = None
+    context_length: int | None = None
+    kv_bytes_per_token: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ class Settings:
     engine_dir: Path
     parallel: int = 2
     threads: int | None = 2
+    max_loaded_models: int = 1
+    memory_budget_mb: int = 0
+    vram_budget_mb: int = 0
+    keep_alive_sec: int = -1
 
 
 class Logger:
