@@ -43,13 +43,14 @@ from mentator.applog import AppLogger
 from mentator.backends.choice import BackendChoice
 from mentator.config.settings import Settings
 from mentator.context import ServiceContext
+from mentator.engine.errors import EngineError
 from mentator.engine.manager import EngineManager
 from mentator.engine.ports import EngineManagerPort
 from mentator.hardware.handoff import decided_backend
 from mentator.hardware.probes import ProbeEnv
 from mentator.hardware.selection import select_backend
 from mentator.logging_protocol import LoggerProtocol
-from mentator.memory import memory_usage
+from mentator.memory import available_memory_mb, memory_usage
 from mentator.models.registry import ModelRegistry
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
@@ -170,7 +171,31 @@ def initialize_services(
 def _default_engine(
     settings: Settings, choice: BackendChoice, logger: LoggerProtocol
 ) -> EngineManagerPort:
-    return EngineManager(settings, choice, logger)
+    return EngineManager(settings, choice, logger, free_memory_mb=available_memory_mb)
+
+
+async def load_pinned(context: ServiceContext) -> None:
+    """Load the ``pinnedModels`` (once the engine exists); a name no model has, or a model that
+    cannot load, is logged and skipped: the service still serves the others."""
+    engine = context.engine
+    names = context.settings.pinned_models
+    if engine is None or not names:
+        return
+    found = []
+    for name in names:
+        model = context.registry.find(name)
+        if model is None:
+            context.logger.error(APP_PIPE, f'pinnedModels: no model named "{name}" was found')
+        else:
+            found.append(model)
+    engine.pin([model.name for model in found])
+    for model in found:
+        try:
+            await engine.load(model, None, None)
+        except EngineError as error:
+            context.logger.error(
+                APP_PIPE, f'pinnedModels: "{model.name}" could not be loaded: {error.message}'
+            )
 
 
 # --- the running service ---------------------------------------------------------------------
@@ -227,6 +252,7 @@ async def _startup(
         context.startup_error = f"startup failed: {type(error).__name__}: {error}"
         context.logger.error(APP_PIPE, context.startup_error)
         return
+    await load_pinned(context)
     await context.registry.run_periodic(stop, scan_first=False)
 
 

@@ -6,7 +6,7 @@ service over it for the HTTP tests."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +134,7 @@ class FakeEngine:
     residents: list[ResidentModel] = field(default_factory=list)  # what loaded_models shows
     events: list[ResidencyEvent] = field(default_factory=list)
     unloaded: list[str] = field(default_factory=list)
+    pinned: list[str] = field(default_factory=list)
 
     @property
     def backend(self) -> BackendChoice:
@@ -146,7 +147,27 @@ class FakeEngine:
         return self.loaded if self.loaded is not None and self.loaded.name == name else None
 
     def loaded_models(self) -> list[ResidentModel]:
-        return list(self.residents)
+        """``residents`` when a test sets them, else the one ``loaded`` model."""
+        if self.residents or self.loaded is None:
+            return list(self.residents)
+        loaded = self.loaded
+        return [
+            ResidentModel(
+                name=loaded.name,
+                backend=self.choice.backend,
+                gpulayer=loaded.gpulayer,
+                context_size=loaded.context_size,
+                size_mb=loaded.size_mb,
+                estimated_mb=loaded.size_mb,
+                estimated_vram_mb=0,
+                loaded_at=loaded.load_timestamp,
+                last_used_at=loaded.load_timestamp,
+                expires_at=None,
+                pinned=False,
+                in_flight=0,
+                alive=self.alive is not False,
+            )
+        ]
 
     def residency_events(self, after_seq: int) -> list[ResidencyEvent]:
         return [event for event in self.events if event.seq > after_seq]
@@ -170,6 +191,9 @@ class FakeEngine:
         handle, status = await self.acquire(model, gpulayer, context_size, keep_alive_s)
         handle.release()
         return status
+
+    def pin(self, names: Sequence[str]) -> None:
+        self.pinned = list(names)
 
     async def unload(self, name: str) -> bool:
         self.unloaded.append(name)

@@ -238,6 +238,10 @@ class EngineManagerPort(Protocol):
         """Make ``model`` resident without a request (the API's load operation)."""
         ...
 
+    def pin(self, names: Sequence[str]) -> None:
+        """The models (canonical names) never evicted nor expired: ``pinnedModels``."""
+        ...
+
     async def unload(self, name: str) -> bool:
         """Unload the model of that name once its requests in flight are done (False: it was
         not loaded)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -305,3 +307,63 @@ def test_acquire_after_shutdown_is_refused(
             await manager.acquire(model, None, None)
 
     run(scenario())
+
+
+def test_a_resident_model_never_waits_behind_another_models_load(
+    settings: Any, logger: Any, make_model: Callable[..., Any]
+) -> None:
+    a = make_model("a.gguf")
+    slow = make_model("slow.gguf", load_s=3)
+    settings = dataclasses.replace(settings, max_loaded_models=2)
+
+    async def scenario() -> None:
+        manager = manager_for(settings, logger)
+        handle, _ = await manager.acquire(a, None, None)
+        handle.release()
+        loading = asyncio.create_task(manager.acquire(slow, None, None))
+        await asyncio.sleep(0.5)
+        assert not loading.done()
+        started = time.monotonic()
+        handle, status = await manager.acquire(a, None, None)
+        assert status == "exists" and time.monotonic() - started < 0.5
+        result = await handle.complete(CompletionRequest([{"role": "user", "content": "hi"}]))
+        assert result.text == "echo: hi" and not loading.done()
+        handle.release()
+        slow_handle, status = await asyncio.wait_for(loading, 20)
+        assert status == "load"
+        slow_handle.release()
+        assert {entry.name for entry in manager.loaded_models()} == {"a.gguf", "slow.gguf"}
+        await manager.shutdown()
+
+    run(scenario())
+
+
+def test_a_busy_model_yields_to_a_waiting_load_then_comes_back(
+    settings: Any, logger: Any, make_model: Callable[..., Any]
+) -> None:
+    """maxLoadedModels 1 and a model kept busy: the other model's load waits for it to become
+    idle, and requests arriving meanwhile for the busy model wait behind that swap (the
+    fairness bound: no one waits more than one swap beyond their turn)."""
+    a = make_model("a.gguf")
+    b = make_model("b.gguf")
+
+    async def scenario() -> list[str]:
+        manager = manager_for(settings, logger)
+        order: list[str] = []
+        first, _ = await manager.acquire(a, None, None)
+        switching = asyncio.create_task(manager.acquire(b, None, None))
+        await asyncio.sleep(0.3)
+        more_a = asyncio.create_task(manager.acquire(a, None, None))
+        await asyncio.sleep(0.3)
+        assert not more_a.done()  # does not keep a busy ahead of b's turn
+        first.release()
+        second, status = await asyncio.wait_for(switching, 20)
+        order.append(f"b:{status}")
+        second.release()
+        third, status = await asyncio.wait_for(more_a, 20)
+        order.append(f"a:{status}")
+        third.release()
+        await manager.shutdown()
+        return order
+
+    assert run(scenario()) == ["b:load", "a:load"]

@@ -26,8 +26,8 @@ from mentator.api.coerce import JsonSchema
 from mentator.api.deps import (
     CallerDep,
     CompletionsDep,
+    ContextDep,
     EmbeddingsDep,
-    RegistryDep,
     StartedMsDep,
 )
 from mentator.api.errors import ApiError
@@ -212,14 +212,23 @@ async def embeddings(request: Request, embedder: EmbeddingsDep, caller: CallerDe
 
 
 @router.get("/models", summary="OpenAI-compatible model list")
-async def models(registry: RegistryDep, started_ms: StartedMsDep) -> JSONResponse:
+async def models(context: ContextDep, started_ms: StartedMsDep) -> JSONResponse:
+    """``loaded`` (ours, beside OpenAI's fields): whether the model is resident now."""
     created = started_ms // 1000
+    engine = context.engine
+    loaded = {entry.name for entry in engine.loaded_models()} if engine is not None else set()
     return JSONResponse(
         {
             "object": "list",
             "data": [
-                {"id": model.name, "object": "model", "created": created, "owned_by": "mentator"}
-                for model in registry.models()
+                {
+                    "id": model.name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "mentator",
+                    "loaded": model.name in loaded,
+                }
+                for model in context.registry.models()
             ],
         }
     )
