@@ -208,8 +208,8 @@ def test_a_pinned_model_is_never_evicted_nor_expired(
         manager.pin(["a.gguf"])
         try:
             assert await manager.load(models["a"], None, CONTEXT) == "load"
-            assert await ask(manager, models["b"]) == "load"
             assert await ask(manager, models["a"], keep_alive_s=0) == "exists"
+            assert await ask(manager, models["b"]) == "load"
             assert await ask(manager, models["c"]) == "load"  # a is older, but pinned: b goes
             assert resident_names(manager) == {"a.gguf", "c.gguf"}
             await asyncio.sleep(0.5)
