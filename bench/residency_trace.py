@@ -8,7 +8,8 @@ request when it is free, to a service started with:
   one model       maxLoadedModels 1: the original's behaviour (a request for another model
                   replaces the loaded one)
   residency       maxLoadedModels 3: all three stay loaded
-  forced swaps    maxLoadedModels 2: plain LRU order
+  forced swaps    maxLoadedModels 2: plain LRU order (swapGrouping false), then with the
+                  anti-thrash grouping (swapGrouping true, the default)
 
 Printed per setting: the loads (answers with ``loadModelStatus: "load"``) and the total time;
 medians over ``--rounds``. Then the A/B alternation: ``--ab-requests`` sequential short requests
@@ -45,12 +46,14 @@ CONTEXT = 1024
 class Setting:
     title: str
     max_loaded: int
+    grouping: bool = True
 
 
 SETTINGS = (
     Setting("one model (maxLoadedModels 1)", 1),
     Setting("residency (maxLoadedModels 3)", 3),
-    Setting("forced swaps, plain LRU (maxLoadedModels 2)", 2),
+    Setting("forced swaps, plain LRU (maxLoadedModels 2)", 2, grouping=False),
+    Setting("forced swaps, grouping (maxLoadedModels 2)", 2),
 )
 
 
@@ -75,8 +78,9 @@ def trace(requests: int, seed: int, stay: float) -> list[str]:
 
 class Service:
     def __init__(
-        self, folder: Path, engine: Path, max_loaded: int, parallel: int, log_dir: Path | None
+        self, folder: Path, engine: Path, setting: Setting, parallel: int, log_dir: Path | None
     ) -> None:
+        max_loaded = setting.max_loaded
         self.folder = folder
         logs = log_dir or folder
         port = free_port()
@@ -89,16 +93,17 @@ class Service:
             "parallel": parallel,
             "queueLimit": 256,
             "maxLoadedModels": max_loaded,
+            "swapGrouping": setting.grouping,
             "defaultOptions": {},
             "log": {"level": "debug" if log_dir else "error", "liveDay": 1, "savePrompt": False},
         }
-        conf = folder / f"conf-{max_loaded}.jsonc"
+        conf = folder / f"conf-{max_loaded}-{setting.grouping}.jsonc"
         conf.write_text(json.dumps(config))
         # Absolute: under Pants sys.path holds sandbox-relative entries; the child runs elsewhere.
         path = os.pathsep.join(str(Path(p).resolve()) for p in sys.path if p)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mentator", "--conf-use", str(conf)],
-            stdout=(logs / f"service-{max_loaded}.log").open("ab"),
+            stdout=(logs / f"service-{max_loaded}-{setting.grouping}.log").open("ab"),
             stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONPATH=path),
         )
@@ -213,7 +218,7 @@ def main() -> int:
             for setting in SETTINGS:
                 if args.only is not None and setting.max_loaded != args.only:
                     continue
-                service = Service(folder, engine, setting.max_loaded, args.parallel, args.log_dir)
+                service = Service(folder, engine, setting, args.parallel, args.log_dir)
                 try:
                     loads, seconds = run_trace(
                         service.base, [f"{n}.gguf" for n in names], args.clients, args.max_tokens

@@ -233,6 +233,15 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         maximum=KEEP_ALIVE_RANGE[1],
     ),
     ConfigKey(
+        "swapGrouping",
+        "swap_grouping",
+        "boolean",
+        "when the limits force a swap, let the requests that were waiting for a model use it"
+        " before it is evicted for a later one (anti-thrash; bounded: a later request never"
+        " protects it); false = plain least-recently-used order",
+        default=True,
+    ),
+    ConfigKey(
         "pinnedModels",
         "pinned_models",
         "strings",

@@ -61,6 +61,7 @@ class Settings:
     memory_budget_mb: int = 0
     vram_budget_mb: int = 0
     keep_alive_sec: int = -1
+    swap_grouping: bool = True
     pinned_models: tuple[str, ...] = field(default=())
 
 
@@ -189,6 +190,7 @@ def settings_from(
         memory_budget_mb=read.integer("memory_budget_mb"),
         vram_budget_mb=read.integer("vram_budget_mb"),
         keep_alive_sec=read.integer("keep_alive_sec"),
+        swap_grouping=read.boolean("swap_grouping"),
         pinned_models=read.strings("pinned_models"),
     )
     read.all_read()

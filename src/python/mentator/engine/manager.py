@@ -35,6 +35,7 @@ Rules (reference §2.6, with the port's fixes and issue 21's residency):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter, deque
@@ -88,6 +89,11 @@ APP_PIPE = "APP"
 ENGINE_PIPE = "ENGINE"
 DEFAULT_START_TIMEOUT_S = 600.0  # a large model from a slow disk takes minutes
 EVENTS_KEPT = 1000  # loads/evictions remembered for the metrics between two scrapes
+# Grouping (`swapGrouping`): how long a load lets the requests ahead of it use a model before
+# evicting it anyway (a safety net: those requests normally take it within milliseconds), and
+# how often it looks again.
+GROUPING_BOUND_S = 10.0
+GROUPING_POLL_S = 0.5
 
 
 class EngineSettings(Protocol):
@@ -113,6 +119,9 @@ class EngineSettings(Protocol):
 
     @property
     def keep_alive_sec(self) -> int: ...
+
+    @property
+    def swap_grouping(self) -> bool: ...
 
 
 class EngineProcess(Protocol):
@@ -285,6 +294,9 @@ class EngineManager:
         self._memory_lock = asyncio.Lock()  # one placement (evict + start) at a time
         self._released = asyncio.Event()  # a resident became idle or left: re-check the room
         self._pinned: set[str] = set()
+        self._grouping = settings.swap_grouping
+        self._tickets = 0
+        self._pending: dict[str, dict[int, Key]] = {}  # by model: waiting requests' tickets
         self._uses = 0
         self._closed = False
         self._restarts: dict[str, int] = {}
@@ -431,9 +443,40 @@ class EngineManager:
         resident = self._residents.get(model.name)
         if resident is not None and resident.serves(key):
             return self._lease(resident, keep), "exists"  # no await: nothing can change it
-        async with self._lock_for(model.name):
-            resident, status = await self._ensure(model, key, keep, "request")
-            return self._lease(resident, keep), status
+        ticket = self._arrive(model.name, key)
+        try:
+            async with self._lock_for(model.name):
+                resident, status = await self._ensure(model, key, keep, "request", ticket)
+                return self._lease(resident, keep), status
+        finally:
+            self._leave(model.name, ticket)
+
+    # --- anti-thrash grouping -----------------------------------------------------------------
+
+    def _arrive(self, name: str, key: Key) -> int:
+        """A request that must wait for its model (a load, a reload, the lock): numbered in
+        arrival order, so a load knows which requests came before it."""
+        self._tickets += 1
+        self._pending.setdefault(name, {})[self._tickets] = key
+        return self._tickets
+
+    def _leave(self, name: str, ticket: int) -> None:
+        waiting = self._pending.get(name)
+        if waiting is not None:
+            waiting.pop(ticket, None)
+            if not waiting:
+                del self._pending[name]
+        self._released.set()
+
+    def _protected(self, resident: _Resident, ticket: int) -> bool:
+        """Grouping: an idle model that requests which arrived BEFORE this load are about to use
+        (they wait for its lock, e.g. right after it was loaded for them) is not evicted under
+        them; requests that arrived later do not protect it (the fairness bound: a load waits
+        at most for the requests ahead of it)."""
+        if resident.yielding or resident.retiring:
+            return False
+        waiting = self._pending.get(resident.loaded.name, {})
+        return any(t < ticket and key == resident.key for t, key in waiting.items())
 
     @asynccontextmanager
     async def use(
@@ -454,8 +497,12 @@ class EngineManager:
         keep_alive_s: float | None = None,
     ) -> LoadStatus:
         keep = self._keep_alive(keep_alive_s)
+        self._tickets += 1
+        ticket = self._tickets
         async with self._lock_for(model.name):
-            resident, status = await self._ensure(model, (gpulayer, context_size), keep, "api")
+            resident, status = await self._ensure(
+                model, (gpulayer, context_size), keep, "api", ticket
+            )
             resident.keep_alive_s = keep
             self._arm_expiry(resident)
             return status
@@ -472,7 +519,7 @@ class EngineManager:
             return True
 
     async def _ensure(
-        self, model: ModelLike, key: Key, keep_alive_s: float, why: str
+        self, model: ModelLike, key: Key, keep_alive_s: float, why: str, ticket: int
     ) -> tuple[_Resident, LoadStatus]:
         """Under the model's lock: the resident serving ``key``, loading it when needed."""
         if self._closed:
@@ -505,7 +552,7 @@ class EngineManager:
             await self._wait_idle(resident)
             if self._take(resident):
                 await self._stop(resident, reason)
-        loaded = await self._place(model, key, keep_alive_s, config_only, why)
+        loaded = await self._place(model, key, keep_alive_s, config_only, why, ticket)
         return loaded, "load"
 
     def _lease(self, resident: _Resident, keep_alive_s: float) -> EngineHandle:
@@ -592,7 +639,7 @@ class EngineManager:
         gpus = (len(self._backend.devices) or 1) if self._backend.is_gpu else 0
         return estimate_need(model, key[0], key[1], max(1, self._settings.parallel), gpus)
 
-    async def _make_room(self, model: ModelLike, need: MemoryNeed) -> None:
+    async def _make_room(self, model: ModelLike, need: MemoryNeed, ticket: int) -> None:
         """Evict idle models (least recently used first) until ``need`` fits; wait while only
         busy models could make room; refuse when it can never fit."""
         budget = self.budget()
@@ -601,7 +648,7 @@ class EngineManager:
             raise ModelTooLargeError(self._too_large(model, need, budget, alone))
         yielded: list[_Resident] = []
         try:
-            await self._evict_until_fits(model, need, budget, yielded)
+            await self._evict_until_fits(model, need, budget, yielded, ticket)
         finally:
             # Whatever is still resident (this load failed, was cancelled, or fitted without
             # it) serves its requests again.
@@ -611,15 +658,24 @@ class EngineManager:
                 self._released.set()
 
     async def _evict_until_fits(
-        self, model: ModelLike, need: MemoryNeed, budget: Budget, yielded: list[_Resident]
+        self,
+        model: ModelLike,
+        need: MemoryNeed,
+        budget: Budget,
+        yielded: list[_Resident],
+        ticket: int,
     ) -> None:
+        grouping_until = time.monotonic() + GROUPING_BOUND_S
         while True:
             others = list(self._residents.values())
             free = self._free_memory_mb()
             lacking = shortfall(need, [r.need for r in others], budget, free)
             if lacking is None:
                 return
-            victim = least_recently_used(others)
+            protected: list[_Resident] = []
+            if self._grouping and time.monotonic() < grouping_until:
+                protected = [r for r in others if self._protected(r, ticket)]
+            victim = least_recently_used([r for r in others if r not in protected])
             if victim is not None:
                 if self._take(victim):
                     self._logger.debug(
@@ -633,6 +689,12 @@ class EngineManager:
                 # Nothing else is resident and it still does not fit: the memory free is short.
                 why = refusal(need, budget, free) or "it does not fit the memory free"
                 raise ModelTooLargeError(self._too_large(model, need, budget, why))
+            if protected:
+                # The requests ahead of this load are about to use those models: let them.
+                self._released.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), GROUPING_POLL_S)
+                continue
             busy = [r for r in others if not r.pinned]
             if not busy:
                 pinned = ", ".join(sorted(r.loaded.name for r in others))
@@ -658,13 +720,19 @@ class EngineManager:
         )
 
     async def _place(
-        self, model: ModelLike, key: Key, keep_alive_s: float, config_only: bool, why: str
+        self,
+        model: ModelLike,
+        key: Key,
+        keep_alive_s: float,
+        config_only: bool,
+        why: str,
+        ticket: int,
     ) -> _Resident:
         need = self._need(model, key)
         async with self._memory_lock:
             if self._closed:
                 raise EngineError("the engine is shutting down")
-            await self._make_room(model, need)
+            await self._make_room(model, need, ticket)
             started = time.monotonic()
             resident = await self._load(model, key, need, config_only, keep_alive_s)
             self._record("load", model.name, why, time.monotonic() - started)

@@ -27,6 +27,7 @@ VALUES: dict[str, object] = {
     "memory_budget_mb": 0,
     "vram_budget_mb": 0,
     "keep_alive_sec": -1,
+    "swap_grouping": True,
     "pinned_models": (),
     "drain_grace_msec": 25000,
     "drain_notice_msec": 0,

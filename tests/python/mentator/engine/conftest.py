@@ -184,6 +184,7 @@ class EngineSettingsStub:
     memory_budget_mb: int = 0
     vram_budget_mb: int = 0
     keep_alive_sec: int = -1
+    swap_grouping: bool = True
 
 
 @pytest.fixture

@@ -367,3 +367,35 @@ def test_a_busy_model_yields_to_a_waiting_load_then_comes_back(
         return order
 
     assert run(scenario()) == ["b:load", "a:load"]
+
+
+@pytest.mark.parametrize(("grouping", "loads_of_a"), [(True, 1), (False, 2)])
+def test_requests_waiting_for_a_model_use_it_before_a_later_swap(
+    settings: Any, logger: Any, make_model: Callable[..., Any], grouping: bool, loads_of_a: int
+) -> None:
+    """swapGrouping: three requests arrive for a (not loaded), then one for b, with room for
+    one model. Grouped, a's three requests are served by one load before b takes its place;
+    in plain LRU order b may evict a between them, and a is loaded again."""
+    a = make_model("a.gguf", load_s=0.5)
+    b = make_model("b.gguf")
+    settings = dataclasses.replace(settings, max_loaded_models=1, swap_grouping=grouping)
+
+    async def scenario() -> dict[tuple[str, str], int]:
+        manager = manager_for(settings, logger)
+
+        async def use(model: Any) -> str:
+            handle, status = await manager.acquire(model, None, None)
+            handle.release()  # at once: the model is idle between the waiting requests
+            return status
+
+        on_a = [asyncio.create_task(use(a)) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        on_b = asyncio.create_task(use(b))
+        statuses = await asyncio.wait_for(asyncio.gather(*on_a, on_b), 30)
+        assert statuses[-1] == "load"
+        loads = dict(manager.loads)
+        await manager.shutdown()
+        return loads
+
+    loads = run(scenario())
+    assert loads[("a.gguf", "request")] == loads_of_a

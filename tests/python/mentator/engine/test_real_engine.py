@@ -52,6 +52,7 @@ class Settings:
     memory_budget_mb: int = 0
     vram_budget_mb: int = 0
     keep_alive_sec: int = -1
+    swap_grouping: bool = True
 
 
 class Logger:
