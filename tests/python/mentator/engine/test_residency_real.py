@@ -20,7 +20,7 @@ from mentator.backends.choice import BackendChoice
 from mentator.engine.errors import ModelTooLargeError
 from mentator.engine.manager import EngineManager
 from mentator.engine.ports import CompletionRequest
-from mentator.memory import available_memory_mb
+from mentator.memory import available_memory_mb, memory_usage
 from mentator.models.discovery import ModelInfo, scan_models
 
 pytestmark = pytest.mark.integration
@@ -182,10 +182,13 @@ def test_keep_alive_expiry_unloads_the_child(
             assert await ask(manager, models["a"], keep_alive_s=1) == "load"
             assert await ask(manager, models["b"]) == "load"  # the default: until evicted
             pid_a = pid_of(manager, "a.gguf")
+            two_children_mb = memory_usage().external_mb  # the children's RSS
             (entry,) = (e for e in manager.loaded_models() if e.name == "a.gguf")
             assert entry.expires_at is not None and entry.expires_at > entry.last_used_at
             await eventually(lambda: "a.gguf" not in resident_names(manager))
             await eventually(lambda: process_gone(pid_a))
+            # The memory is returned: one child's RSS (tens of MB at least) is gone.
+            assert memory_usage().external_mb < two_children_mb - 20
             assert resident_names(manager) == {"b.gguf"}
             assert manager.evictions == {("a.gguf", "expired"): 1}
             # keepAlive 0: unloaded as soon as its request is done.
