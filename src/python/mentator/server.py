@@ -46,6 +46,7 @@ from mentator.context import ServiceContext
 from mentator.engine.errors import EngineError
 from mentator.engine.manager import EngineManager
 from mentator.engine.ports import EngineManagerPort
+from mentator.engine.warm import WarmStore
 from mentator.hardware.handoff import decided_backend
 from mentator.hardware.probes import ProbeEnv
 from mentator.hardware.selection import select_backend
@@ -71,6 +72,9 @@ MODEL_SCAN_INTERVAL_S = 60.0
 DB_RETRY_INTERVAL_S = 10.0
 
 EngineFactory = Callable[[Settings, BackendChoice, LoggerProtocol], EngineManagerPort]
+
+
+WARM_FOLDER = "kv-cache"  # beside the database: the data folder
 
 
 def build_services(
@@ -171,7 +175,16 @@ def initialize_services(
 def _default_engine(
     settings: Settings, choice: BackendChoice, logger: LoggerProtocol
 ) -> EngineManagerPort:
-    return EngineManager(settings, choice, logger, free_memory_mb=available_memory_mb)
+    return EngineManager(
+        settings, choice, logger, free_memory_mb=available_memory_mb, warm=warm_store(settings)
+    )
+
+
+def warm_store(settings: Settings) -> WarmStore | None:
+    """Where warm swaps keep the saved KV cache (``warmSwapMb``; None: off)."""
+    if settings.warm_swap_mb <= 0:
+        return None
+    return WarmStore(settings.db_file.parent / WARM_FOLDER, settings.warm_swap_mb)
 
 
 async def load_pinned(context: ServiceContext) -> None:
@@ -388,6 +401,9 @@ async def serve(
             context.logger,
             context.clock_ms,
         ).run()
+        store = warm_store(settings)
+        if store is not None:
+            store.drop_older_than(settings.log.live_day * 86400, time.time())
 
     def periodic(
         name: str, interval_s: float, action: Callable[[], object], *, now: bool

@@ -242,6 +242,18 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         default=True,
     ),
     ConfigKey(
+        "warmSwapMb",
+        "warm_swap_mb",
+        "integer",
+        "warm swaps: disk (MB, in kv-cache/ beside the database) for the KV cache of evicted"
+        " models' conversations, restored when the model is loaded again (no new prefill); not"
+        " for sliding-window or hybrid models; files older than log.liveDay are deleted;"
+        f" 0 = off ({_range(*BUDGET_MB_RANGE)})",
+        default=0,
+        minimum=BUDGET_MB_RANGE[0],
+        maximum=BUDGET_MB_RANGE[1],
+    ),
+    ConfigKey(
         "pinnedModels",
         "pinned_models",
         "strings",

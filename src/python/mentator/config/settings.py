@@ -62,6 +62,7 @@ class Settings:
     vram_budget_mb: int = 0
     keep_alive_sec: int = -1
     swap_grouping: bool = True
+    warm_swap_mb: int = 0
     pinned_models: tuple[str, ...] = field(default=())
 
 
@@ -191,6 +192,7 @@ def settings_from(
         vram_budget_mb=read.integer("vram_budget_mb"),
         keep_alive_sec=read.integer("keep_alive_sec"),
         swap_grouping=read.boolean("swap_grouping"),
+        warm_swap_mb=read.integer("warm_swap_mb"),
         pinned_models=read.strings("pinned_models"),
     )
     read.all_read()

@@ -83,6 +83,7 @@ from mentator.engine.residency import (
     refusal,
     shortfall,
 )
+from mentator.engine.warm import WarmStore
 from mentator.logging_protocol import LoggerProtocol
 
 APP_PIPE = "APP"
@@ -93,6 +94,10 @@ EVENTS_KEPT = 1000  # loads/evictions remembered for the metrics between two scr
 # evicting it anyway (a safety net: those requests normally take it within milliseconds), and
 # how often it looks again.
 GROUPING_BOUND_S = 10.0
+# Warm swaps: evictions whose child's KV cache is saved first (not a crash: the child is gone;
+# not a shutdown: the service stops), and the time one slot's save or restore may take.
+WARM_SAVE_REASONS = frozenset({"capacity", "memory", "expired", "reload", "requested"})
+WARM_IO_S = 60.0
 GROUPING_POLL_S = 0.5
 
 
@@ -172,6 +177,7 @@ class _Resident:
     yielding: bool = False
     expires_at: int | None = None
     expiry: asyncio.TimerHandle | None = None
+    warm_key: str | None = None  # its saved KV cache's key (None: no warm swaps for it)
 
     def serves(self, key: tuple[float | None, int | None]) -> bool:
         return self.key == key and not self.retiring and not self.yielding and self.process.alive
@@ -280,6 +286,7 @@ class EngineManager:
         clock_ms: Callable[[], int] = _wall_clock_ms,
         environ: Mapping[str, str] | None = None,
         free_memory_mb: FreeMemory = _unmeasured,
+        warm: WarmStore | None = None,
     ) -> None:
         self._settings = settings
         self._backend = backend
@@ -289,6 +296,7 @@ class EngineManager:
         self._start_timeout_s = start_timeout_s
         self._clock_ms = clock_ms
         self._free_memory_mb = free_memory_mb
+        self._warm = warm
         self._residents: dict[str, _Resident] = {}
         self._model_locks: dict[str, asyncio.Lock] = {}  # FIFO: loads of one model in order
         self._memory_lock = asyncio.Lock()  # one placement (evict + start) at a time
@@ -632,8 +640,49 @@ class EngineManager:
 
     async def _stop(self, resident: _Resident, reason: str) -> None:
         self._record("evict", resident.loaded.name, reason)
+        if reason in WARM_SAVE_REASONS:
+            await self._save_warm(resident)
         await resident.client.aclose()
         await resident.process.stop()
+
+    # --- warm swaps ----------------------------------------------------------------------------
+
+    def _warm_key(self, model: ModelLike, key: Key) -> str | None:
+        if self._warm is None or not model.kv_restore_safe:
+            return None
+        return self._warm.key(model, key[1], max(1, self._settings.parallel))
+
+    async def _save_warm(self, resident: _Resident) -> None:
+        """Save the used slots' KV cache of a child about to stop (never fails the eviction)."""
+        store, name = self._warm, resident.loaded.name
+        if store is None or resident.warm_key is None or not resident.process.alive:
+            return
+        try:
+            store.folder.mkdir(parents=True, exist_ok=True)
+            for slot in await resident.client.used_slots():
+                file_name = store.file_name(resident.warm_key, slot)
+                tokens = await resident.client.slot_file(slot, "save", file_name, WARM_IO_S)
+                self._logger.debug(
+                    APP_PIPE, f'saved {tokens} tokens of "{name}" slot {slot} for a warm reload'
+                )
+            store.prune()
+        except (EngineError, OSError) as error:
+            self._logger.error(APP_PIPE, f'warm swap: saving "{name}" failed: {error}')
+
+    async def _restore_warm(self, resident: _Resident) -> None:
+        """Restore the saved slots into a new child (most recent first, one per slot)."""
+        store, name = self._warm, resident.loaded.name
+        if store is None or resident.warm_key is None:
+            return
+        try:
+            saved = store.saved(resident.warm_key)
+            for slot, file_name in enumerate(saved[: max(1, self._settings.parallel)]):
+                tokens = await resident.client.slot_file(slot, "restore", file_name, WARM_IO_S)
+                self._logger.debug(
+                    APP_PIPE, f'restored {tokens} tokens of "{name}" into slot {slot}'
+                )
+        except (EngineError, OSError) as error:
+            self._logger.error(APP_PIPE, f'warm swap: restoring "{name}" failed: {error}')
 
     def _need(self, model: ModelLike, key: Key) -> MemoryNeed:
         gpus = (len(self._backend.devices) or 1) if self._backend.is_gpu else 0
@@ -765,7 +814,10 @@ class EngineManager:
             threads=self._settings.threads,
             embeddings=True,
             pooling=pooling_for(model.pooling_type),
+            slot_save_path=self._warm.folder if self._warm is not None else None,
         )
+        if self._warm is not None:
+            self._warm.folder.mkdir(parents=True, exist_ok=True)
         process, backend = await self._start_with_fallback(spec)
         self._uses += 1
         resident = _Resident(
@@ -779,7 +831,9 @@ class EngineManager:
             keep_alive_s=keep_alive_s,
             last_used_ms=now,
             use_order=self._uses,
+            warm_key=self._warm_key(model, key),
         )
+        await self._restore_warm(resident)
         self._residents[model.name] = resident
         return resident
 

@@ -171,6 +171,9 @@ class ModelLike(Protocol):
     @property
     def kv_bytes_per_token(self) -> int | None: ...
 
+    @property
+    def kv_restore_safe(self) -> bool: ...
+
 
 class EngineHandlePort(Protocol):
     """One request's use of the loaded engine (`engine.manager.EngineHandle`)."""

@@ -73,6 +73,10 @@ class GgufInfo:
     # KV cache bytes per token of context (f16 keys and values, all layers); None: the header
     # lacks the attention geometry. The residency estimate (`engine.residency`) reads it.
     kv_bytes_per_token: int | None = None
+    # Whether a slot's saved KV cache can be restored safely (warm swaps): not for sliding-
+    # window attention or hybrid / recurrent models, whose cache is not a plain token list
+    # (llama.cpp #28194).
+    kv_restore_safe: bool = True
 
 
 class _HeaderCursor:
@@ -235,6 +239,15 @@ def _kv_bytes_per_token(metadata: dict[str, object], architecture: str | None) -
     return layers * kv_heads * (key_size + value_size) * 2
 
 
+# Header key parts that mark a cache restore as unsafe: sliding-window attention, and the
+# state of recurrent / hybrid layers (Mamba's ssm, RWKV's wkv, LFM2's shortconv).
+_UNSAFE_RESTORE_MARKS = (".attention.sliding_window", ".ssm.", ".wkv.", ".shortconv.")
+
+
+def _kv_restore_safe(metadata: dict[str, object]) -> bool:
+    return not any(mark in key for key in metadata for mark in _UNSAFE_RESTORE_MARKS)
+
+
 def parse_gguf_info(path: Path) -> GgufInfo:
     """Read the header of ``path`` (no cache). Raises ``GgufError`` for anything unreadable."""
     metadata = _read_metadata(path)
@@ -253,6 +266,7 @@ def parse_gguf_info(path: Path) -> GgufInfo:
         chat_template=has_template,
         pooling_type=_pooling_type(metadata, architecture),
         kv_bytes_per_token=_kv_bytes_per_token(metadata, architecture),
+        kv_restore_safe=_kv_restore_safe(metadata),
     )
 
 

@@ -45,7 +45,8 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
     assert set(data) == {
         "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "toolTimeoutMsec",
         "engineDir", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
-        "vramBudgetMb", "keepAliveSec", "swapGrouping", "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
+        "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
+        "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
         "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert list(data["defaultOptions"]) == list(OPTION_KEYS)
@@ -207,7 +208,8 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
     assert isinstance(data, dict)
     assert set(data) == {
         "toolTimeoutMsec", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
-        "vramBudgetMb", "keepAliveSec", "swapGrouping", "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
+        "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
+        "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
         "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert data["apiKeys"] == []

@@ -28,6 +28,7 @@ VALUES: dict[str, object] = {
     "vram_budget_mb": 0,
     "keep_alive_sec": -1,
     "swap_grouping": True,
+    "warm_swap_mb": 0,
     "pinned_models": (),
     "drain_grace_msec": 25000,
     "drain_notice_msec": 0,

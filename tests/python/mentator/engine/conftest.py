@@ -133,6 +133,7 @@ class FakeModel:
     layer_count: int | None = None
     context_length: int | None = None
     kv_bytes_per_token: int | None = 1024
+    kv_restore_safe: bool = False
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ class Model:
     layer_count: int | None = None
     context_length: int | None = None
     kv_bytes_per_token: int | None = None
+    kv_restore_safe: bool = False
 
 
 @dataclass(frozen=True)

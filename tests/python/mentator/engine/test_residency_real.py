@@ -20,6 +20,7 @@ from mentator.backends.choice import BackendChoice
 from mentator.engine.errors import ModelTooLargeError
 from mentator.engine.manager import EngineManager
 from mentator.engine.ports import CompletionRequest
+from mentator.engine.warm import WarmStore
 from mentator.memory import available_memory_mb, memory_usage
 from mentator.models.discovery import ModelInfo, scan_models
 
@@ -179,8 +180,9 @@ def test_keep_alive_expiry_unloads_the_child(
     async def scenario() -> None:
         manager = manager_for(engine_dir, max_loaded_models=2)
         try:
-            assert await ask(manager, models["a"], keep_alive_s=1) == "load"
             assert await ask(manager, models["b"]) == "load"  # the default: until evicted
+            assert await ask(manager, models["a"], keep_alive_s=1) == "load"
+            # Read at once (no await since the request ended): a is still resident.
             pid_a = pid_of(manager, "a.gguf")
             two_children_mb = memory_usage().external_mb  # the children's RSS
             (entry,) = (e for e in manager.loaded_models() if e.name == "a.gguf")
@@ -276,6 +278,58 @@ def test_concurrent_first_requests_cause_one_load(
             statuses = await asyncio.gather(*(ask(manager, models["a"]) for _ in range(4)))
             assert sorted(statuses) == ["exists", "exists", "exists", "load"]
             assert manager.loads == {("a.gguf", "request"): 1}
+        finally:
+            await manager.shutdown()
+
+    run(scenario)
+
+
+LONG_CHAT = [
+    {"role": "system", "content": "You are a careful assistant who answers briefly."},
+    {
+        "role": "user",
+        "content": " ".join(
+            f"Fact {index}: the lighthouse keeper logged ship number {index * 7} at dawn."
+            for index in range(25)
+        )
+        + " Which ship number was logged for fact 3?",
+    },
+]
+GREEDY = {"temperature": 0, "topK": 1, "maxTokens": 12, "seed": 1}
+
+
+def test_warm_swap_restores_the_chat_with_the_same_greedy_answer(
+    engine_dir: Path, test_model: Path, tmp_path: Path
+) -> None:
+    models = models_named(tmp_path / "m", test_model, "a", "b")
+    assert models["a"].kv_restore_safe  # SmolLM2: plain attention
+
+    async def chat(manager: EngineManager) -> tuple[str, str, float]:
+        handle, status = await manager.acquire(models["a"], None, CONTEXT)
+        try:
+            result = await handle.complete(CompletionRequest(LONG_CHAT, GREEDY))
+        finally:
+            handle.release()
+        return status, result.text, result.timings["prompt_n"]
+
+    async def scenario() -> None:
+        store = WarmStore(tmp_path / "kv-cache", 512)
+        manager = EngineManager(
+            Settings(engine_dir, max_loaded_models=1),
+            CPU,
+            Logger(),
+            start_timeout_s=120,
+            warm=store,
+        )
+        try:
+            status, cold_text, cold_prompt_n = await chat(manager)
+            assert status == "load" and cold_prompt_n > 300
+            assert await ask(manager, models["b"]) == "load"  # evicts a: its slot is saved
+            assert len(list(store.folder.glob("*.kv"))) == 1
+            status, warm_text, warm_prompt_n = await chat(manager)
+            assert status == "load"  # a new child...
+            assert warm_text == cold_text  # ...that answers as the cold prefill did
+            assert warm_prompt_n < 10  # without reading the chat again
         finally:
             await manager.shutdown()
 
