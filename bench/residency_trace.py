@@ -15,6 +15,11 @@ Printed per setting: the loads (answers with ``loadModelStatus: "load"``) and th
 medians over ``--rounds``. Then the A/B alternation: ``--ab-requests`` sequential short requests
 alternating two resident models vs the same number to one model (p50 latency of each).
 
+Warm swaps (``--warm-tokens``, 0 = skip): a chat of about that many tokens is prefilled on model
+A (cold: its time to first token, ``max_tokens`` 1, model already loaded), A is evicted by a
+request for B (``maxLoadedModels`` 1), and the same chat plus one more sentence is sent to A
+again: its time to first token includes the reload, with ``warmSwapMb`` on and off.
+
     ./pants run bench/residency_trace.py -- [--requests 60] [--clients 4] [--rounds 3]
                                             [--ab-requests 20] [--seed 21] [--max-tokens 8]
 Uses MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL (./pants sets both to the repository's copies).
@@ -47,6 +52,7 @@ class Setting:
     title: str
     max_loaded: int
     grouping: bool = True
+    warm_mb: int = 0
 
 
 SETTINGS = (
@@ -94,10 +100,11 @@ class Service:
             "queueLimit": 256,
             "maxLoadedModels": max_loaded,
             "swapGrouping": setting.grouping,
+            "warmSwapMb": setting.warm_mb,
             "defaultOptions": {},
             "log": {"level": "debug" if log_dir else "error", "liveDay": 1, "savePrompt": False},
         }
-        conf = folder / f"conf-{max_loaded}-{setting.grouping}.jsonc"
+        conf = folder / f"conf-{max_loaded}-{setting.grouping}-{setting.warm_mb}.jsonc"
         conf.write_text(json.dumps(config))
         # Absolute: under Pants sys.path holds sandbox-relative entries; the child runs elsewhere.
         path = os.pathsep.join(str(Path(p).resolve()) for p in sys.path if p)
@@ -188,6 +195,46 @@ def alternation(base: str, requests: int, max_tokens: int) -> tuple[float, float
     return statistics.median(single), statistics.median(both)
 
 
+def first_token_s(
+    http: httpx.Client, base: str, model: str, messages: list[dict[str, str]]
+) -> float:
+    """Seconds until a one-token answer (the prefill, plus a load when the model is not in)."""
+    body = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": 1,
+        "temperature": 0,
+        "keep_alive": -1,
+    }
+    started = time.monotonic()
+    http.post(f"{base}/v1/chat/completions", json=body).raise_for_status()
+    return time.monotonic() - started
+
+
+def warm_swap(folder: Path, engine: Path, tokens: int, warm_mb: int) -> tuple[float, float]:
+    """(cold prefill s, resumed after evict + reload s) of a chat of about ``tokens`` tokens."""
+    setting = Setting(f"warm {warm_mb}", 1, warm_mb=warm_mb)
+    service = Service(folder, engine, setting, 1, None)
+    facts = " ".join(
+        f"Fact {index}: the keeper logged ship {index * 7} at dawn."
+        for index in range(tokens // 16)
+    )
+    chat = [{"role": "user", "content": facts + " Which ship was logged for fact 3?"}]
+    a, b = f"{NAMES[0]}.gguf", f"{NAMES[1]}.gguf"
+    try:
+        with httpx.Client(timeout=1800) as http:
+            # The context must hold the chat (the default is the model's trained one).
+            first_token_s(http, service.base, a, [{"role": "user", "content": "Hi"}])
+            cold = first_token_s(http, service.base, a, chat)
+            first_token_s(http, service.base, b, [{"role": "user", "content": "Hi"}])
+            more = [*chat, {"role": "assistant", "content": "Ship 21."}]
+            more.append({"role": "user", "content": "And for fact 4?"})
+            resumed = first_token_s(http, service.base, a, more)
+    finally:
+        service.stop()
+    return cold, resumed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=60)
@@ -202,7 +249,9 @@ def main() -> int:
         "--only", type=int, choices=(1, 2, 3), help="run only this maxLoadedModels setting"
     )
     parser.add_argument("--log-dir", type=Path, help="keep the services' logs (debug) here")
+    parser.add_argument("--warm-tokens", type=int, default=4000, help="0 = skip warm swaps")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines show up as they happen
     engine = Path(os.environ["MENTATOR_ENGINE_DIR"])
     model = Path(os.environ["MENTATOR_TEST_MODEL"]).resolve()
     names = trace(args.requests, args.seed, args.stay)
@@ -229,6 +278,11 @@ def main() -> int:
                         ab.append(alternation(service.base, args.ab_requests, args.max_tokens))
                 finally:
                     service.stop()
+        warm: list[tuple[str, float, float]] = []
+        if args.warm_tokens:
+            for warm_mb in (2048, 0):
+                cold, resumed = warm_swap(folder, engine, args.warm_tokens, warm_mb)
+                warm.append(("warmSwapMb 2048" if warm_mb else "warm swaps off", cold, resumed))
     print(f"\nmedians over {args.rounds} round(s), {args.clients} clients:")
     print(f"{'setting':48} {'loads':>6} {'total s':>8}")
     for title, runs in results.items():
@@ -242,6 +296,11 @@ def main() -> int:
         print(
             f"\nA/B alternation, both resident: p50 {both * 1000:.0f} ms vs one model"
             f" {single * 1000:.0f} ms ({both / single:.2f}x)"
+        )
+    for title, cold, resumed in warm:
+        print(
+            f"{title}: cold prefill of the chat {cold:.2f} s; after evict + reload"
+            f" {resumed:.2f} s ({resumed / cold:.0%} of cold)"
         )
     return 0
 
