@@ -28,6 +28,7 @@ Uses MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL (./pants sets both to the repos
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import random
@@ -251,7 +252,8 @@ def main() -> int:
     parser.add_argument("--log-dir", type=Path, help="keep the services' logs (debug) here")
     parser.add_argument("--warm-tokens", type=int, default=4000, help="0 = skip warm swaps")
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # progress lines show up as they happen
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines show up as they happen
     engine = Path(os.environ["MENTATOR_ENGINE_DIR"])
     model = Path(os.environ["MENTATOR_TEST_MODEL"]).resolve()
     names = trace(args.requests, args.seed, args.stay)
