@@ -159,3 +159,12 @@ def test_the_operations_need_an_api_key_when_keys_are_set(services: ServiceConte
         assert client.get("/models/loaded").status_code == 401
         keyed = client.post("/models/load", json={"model": "alpha"}, headers={"x-api-key": "k-1"})
         assert keyed.status_code == 200
+
+
+def test_health_names_the_model_whose_child_died(client: TestClient, engine: FakeEngine) -> None:
+    engine.alive = False
+    engine.residents = [resident("beta.gguf", alive=False), resident("alpha.gguf")]
+    reasons = client.get("/health").json()["reasons"]
+    assert reasons == [
+        'the engine process of "beta.gguf" exited; it restarts on that model\'s next request'
+    ]
