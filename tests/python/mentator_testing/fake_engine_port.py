@@ -178,6 +178,9 @@ class FakeEngine:
     def restarts(self) -> dict[str, int]:
         return dict(self.restart_counts)
 
+    async def kv_caches(self) -> list[KvCacheReport]:
+        return [self.kv_report] if self.kv_report is not None else []
+
     async def kv_cache(self) -> KvCacheReport | None:
         return self.kv_report
 

@@ -86,7 +86,7 @@ class EngineCollector(Collector):
     def __init__(self, labels: ModelLabels) -> None:
         self._labels = labels
         self.restarts: Mapping[str, int] = {}
-        self.kv: KvCacheReport | None = None
+        self.kv: Sequence[KvCacheReport] = ()
 
     def _families(self) -> tuple[CounterMetricFamily, list[GaugeMetricFamily]]:
         restarts = CounterMetricFamily(
@@ -132,8 +132,7 @@ class EngineCollector(Collector):
         restarts, gauges = self._families()
         for model, count in sorted(self.restarts.items()):
             restarts.add_metric([self._labels(model)], count)
-        kv = self.kv
-        if kv is not None:
+        for kv in self.kv:
             label = [self._labels(kv.model)]
             values = (
                 kv.used_tokens,
@@ -323,7 +322,7 @@ class ApiMetrics:
         if engine is not None:
             self._count_residency(engine.residency_events(self._residency_seq))
         self.engine.restarts = engine.restarts() if engine is not None else {}
-        self.engine.kv = await engine.kv_cache() if engine is not None else None
+        self.engine.kv = await engine.kv_caches() if engine is not None else ()
         return generate_latest(self.registry)
 
     def _count_residency(self, events: Sequence[ResidencyEvent]) -> None:

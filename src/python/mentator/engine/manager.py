@@ -405,6 +405,13 @@ class EngineManager:
             self.evictions[(model, reason)] += 1
             self._events.append(ResidencyEvent(self._event_seq, "evict", model, reason))
 
+    async def kv_caches(self) -> Sequence[KvCacheReport]:
+        """Every running child's KV cache, asked together (a child that does not answer in
+        time is left out)."""
+        residents = [r for r in self._residents.values() if r.process.alive]
+        reports = await asyncio.gather(*(r.client.kv_cache(r.loaded.name) for r in residents))
+        return [report for report in reports if report is not None]
+
     async def kv_cache(self) -> KvCacheReport | None:
         """The most recently used child's KV cache (its ``/slots`` report); None when none runs."""
         resident = self._most_recent()

@@ -216,7 +216,11 @@ class EngineManagerPort(Protocol):
         ...
 
     async def kv_cache(self) -> KvCacheReport | None:
-        """The running child's KV cache (None: no child, or it did not answer in time)."""
+        """The most recently used child's KV cache (None: no child, or it did not answer)."""
+        ...
+
+    async def kv_caches(self) -> Sequence[KvCacheReport]:
+        """Every resident model's KV cache (those that answered in time)."""
         ...
 
     async def acquire(

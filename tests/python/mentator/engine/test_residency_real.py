@@ -127,6 +127,8 @@ def test_lru_with_two_resident_models(engine_dir: Path, test_model: Path, tmp_pa
             assert await ask(manager, models["a"]) == "load"
             assert await ask(manager, models["b"]) == "load"
             assert await ask(manager, models["a"]) == "exists"  # both resident: no swap
+            reports = await manager.kv_caches()  # the metrics' KV gauges, one per model
+            assert sorted(report.model for report in reports) == ["a.gguf", "b.gguf"]
             pid_b = pid_of(manager, "b.gguf")
             assert await ask(manager, models["c"]) == "load"  # b is the least recently used
             assert resident_names(manager) == {"a.gguf", "c.gguf"}
