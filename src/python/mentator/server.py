@@ -44,13 +44,15 @@ from mentator.applog import AppLogger
 from mentator.backends.choice import BackendChoice
 from mentator.config.settings import Settings
 from mentator.context import ServiceContext
+from mentator.engine.errors import EngineError
 from mentator.engine.manager import EngineManager
 from mentator.engine.ports import EngineManagerPort
+from mentator.engine.warm import WarmStore
 from mentator.hardware.handoff import decided_backend
 from mentator.hardware.probes import ProbeEnv
 from mentator.hardware.selection import select_backend
 from mentator.logging_protocol import LoggerProtocol
-from mentator.memory import memory_usage
+from mentator.memory import available_memory_mb, memory_usage
 from mentator.models.registry import ModelRegistry
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
@@ -71,6 +73,9 @@ MODEL_SCAN_INTERVAL_S = 60.0
 DB_RETRY_INTERVAL_S = 10.0
 
 EngineFactory = Callable[[Settings, BackendChoice, LoggerProtocol], EngineManagerPort]
+
+
+WARM_FOLDER = "kv-cache"  # beside the database: the data folder
 
 
 def build_services(
@@ -171,7 +176,40 @@ def initialize_services(
 def _default_engine(
     settings: Settings, choice: BackendChoice, logger: LoggerProtocol
 ) -> EngineManagerPort:
-    return EngineManager(settings, choice, logger)
+    return EngineManager(
+        settings, choice, logger, free_memory_mb=available_memory_mb, warm=warm_store(settings)
+    )
+
+
+def warm_store(settings: Settings) -> WarmStore | None:
+    """Where warm swaps keep the saved KV cache (``warmSwapMb``; None: off)."""
+    if settings.warm_swap_mb <= 0:
+        return None
+    return WarmStore(settings.db_file.parent / WARM_FOLDER, settings.warm_swap_mb)
+
+
+async def load_pinned(context: ServiceContext) -> None:
+    """Load the ``pinnedModels`` (once the engine exists); a name no model has, or a model that
+    cannot load, is logged and skipped: the service still serves the others."""
+    engine = context.engine
+    names = context.settings.pinned_models
+    if engine is None or not names:
+        return
+    found = []
+    for name in names:
+        model = context.registry.find(name)
+        if model is None:
+            context.logger.error(APP_PIPE, f'pinnedModels: no model named "{name}" was found')
+        else:
+            found.append(model)
+    engine.pin([model.name for model in found])
+    for model in found:
+        try:
+            await engine.load(model, None, None)
+        except EngineError as error:
+            context.logger.error(
+                APP_PIPE, f'pinnedModels: "{model.name}" could not be loaded: {error.message}'
+            )
 
 
 # --- the running service ---------------------------------------------------------------------
@@ -228,6 +266,7 @@ async def _startup(
         context.startup_error = f"startup failed: {type(error).__name__}: {error}"
         context.logger.error(APP_PIPE, context.startup_error)
         return
+    await load_pinned(context)
     await context.registry.run_periodic(stop, scan_first=False)
 
 
@@ -365,6 +404,9 @@ async def serve(
             context.logger,
             context.clock_ms,
         ).run()
+        store = warm_store(settings)
+        if store is not None:
+            store.drop_older_than(settings.log.live_day * 86400, time.time())
 
     def periodic(
         name: str, interval_s: float, action: Callable[[], object], *, now: bool

@@ -242,3 +242,28 @@ def test_counts_can_be_read_from_threads_while_the_loop_moves_the_line() -> None
     assert errors == [], f"{len(errors)} of {sum(reads)} reads failed, e.g. {errors[0]}"
     assert out_of_range == []
     assert queue.waiting() == 0 and queue.running() == 0
+
+
+def test_each_key_has_its_own_slots_and_waits_only_behind_its_own() -> None:
+    """Residency: a model's busy slots (or its load) never hold up another model's request."""
+
+    async def scenario() -> None:
+        queue = RequestQueue(slots=1, limit=5)
+        async with queue.slot(None, "a"):
+            async with queue.slot(None, "b") as waited:  # a's slot is taken, b's is free
+                assert waited == 0
+                assert queue.running() == 2
+            later_a = asyncio.create_task(_hold(queue, "a"))
+            await asyncio.sleep(0.05)
+            assert queue.waiting() == 1 and not later_a.done()
+            async with queue.slot(None, "b") as waited:  # a waiter for a does not block b
+                assert waited == 0
+        await later_a
+        assert queue.running() == 0 and queue.waiting() == 0
+
+    run(scenario())
+
+
+async def _hold(queue: RequestQueue, key: str) -> None:
+    async with queue.slot(None, key):
+        await asyncio.sleep(0.01)

@@ -17,6 +17,7 @@ from mentator.context import ServiceContext
 from mentator.memory import MemoryUsage, memory_usage
 from mentator.server import serve
 from mentator_testing.fake_engine import build_settings, build_test_services
+from mentator_testing.fake_engine_port import FakeEngine
 from mentator_testing.service_process import free_port
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -126,3 +127,19 @@ def test_a_periodic_job_that_raises_is_logged_and_keeps_running(
     assert logged.index(failed) < first_beat
     assert context.database is not None
     context.database.close()
+
+
+def test_pinned_models_are_pinned_and_loaded_and_an_unknown_name_is_logged(
+    tmp_path: Path,
+) -> None:
+    settings = dataclasses.replace(
+        build_settings(tmp_path), pinned_models=("ALPHA", "nope.gguf", "beta.gguf")
+    )
+    engine = FakeEngine()
+    context = build_test_services(settings, engine)
+    asyncio.run(server.load_pinned(context))
+    assert engine.pinned == ["alpha.gguf", "beta.gguf"]
+    assert [name for name, _, _ in engine.acquired] == ["alpha.gguf", "beta.gguf"]
+    assert context.corelog is not None
+    messages = [str(row["message"]) for row in context.corelog.after_id(0, 50)]
+    assert any('pinnedModels: no model named "nope.gguf" was found' in m for m in messages)

@@ -6,7 +6,7 @@ service over it for the HTTP tests."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,8 @@ from mentator.engine.ports import (
     LoadedModel,
     LoadStatus,
     ModelLike,
+    ResidencyEvent,
+    ResidentModel,
 )
 
 
@@ -128,6 +130,11 @@ class FakeEngine:
     timings: dict[str, float] = field(default_factory=dict)  # of each whole answer
     restart_counts: dict[str, int] = field(default_factory=dict)
     kv_report: KvCacheReport | None = None
+    keep_alives: list[float | None] = field(default_factory=list)  # of each acquire
+    residents: list[ResidentModel] = field(default_factory=list)  # what loaded_models shows
+    events: list[ResidencyEvent] = field(default_factory=list)
+    unloaded: list[str] = field(default_factory=list)
+    pinned: list[str] = field(default_factory=list)
 
     @property
     def backend(self) -> BackendChoice:
@@ -136,19 +143,77 @@ class FakeEngine:
     def current(self) -> LoadedModel | None:
         return self.loaded
 
+    def resident(self, name: str) -> LoadedModel | None:
+        return self.loaded if self.loaded is not None and self.loaded.name == name else None
+
+    def loaded_models(self) -> list[ResidentModel]:
+        """``residents`` when a test sets them, else the one ``loaded`` model."""
+        if self.residents or self.loaded is None:
+            return list(self.residents)
+        loaded = self.loaded
+        return [
+            ResidentModel(
+                name=loaded.name,
+                backend=self.choice.backend,
+                gpulayer=loaded.gpulayer,
+                context_size=loaded.context_size,
+                size_mb=loaded.size_mb,
+                estimated_mb=loaded.size_mb,
+                estimated_vram_mb=0,
+                loaded_at=loaded.load_timestamp,
+                last_used_at=loaded.load_timestamp,
+                expires_at=None,
+                pinned=False,
+                in_flight=0,
+                alive=self.alive is not False,
+            )
+        ]
+
+    def residency_events(self, after_seq: int) -> list[ResidencyEvent]:
+        return [event for event in self.events if event.seq > after_seq]
+
     def engine_alive(self) -> bool | None:
         return self.alive
 
     def restarts(self) -> dict[str, int]:
         return dict(self.restart_counts)
 
+    async def kv_caches(self) -> list[KvCacheReport]:
+        return [self.kv_report] if self.kv_report is not None else []
+
     async def kv_cache(self) -> KvCacheReport | None:
         return self.kv_report
 
+    async def load(
+        self,
+        model: ModelLike,
+        gpulayer: float | None,
+        context_size: int | None,
+        keep_alive_s: float | None = None,
+    ) -> LoadStatus:
+        handle, status = await self.acquire(model, gpulayer, context_size, keep_alive_s)
+        handle.release()
+        return status
+
+    def pin(self, names: Sequence[str]) -> None:
+        self.pinned = list(names)
+
+    async def unload(self, name: str) -> bool:
+        self.unloaded.append(name)
+        if self.loaded is not None and self.loaded.name == name:
+            self.loaded = None
+            return True
+        return False
+
     async def acquire(
-        self, model: ModelLike, gpulayer: float | None, context_size: int | None
+        self,
+        model: ModelLike,
+        gpulayer: float | None,
+        context_size: int | None,
+        keep_alive_s: float | None = None,
     ) -> tuple[FakeHandle, LoadStatus]:
         self.acquired.append((model.name, gpulayer, context_size))
+        self.keep_alives.append(keep_alive_s)
         if self.load_error is not None:
             raise self.load_error
         key = (model.name, gpulayer, context_size)

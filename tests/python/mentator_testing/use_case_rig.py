@@ -19,6 +19,7 @@ from mentator.inference.drain import Drain
 from mentator.inference.embedding import Embeddings
 from mentator.inference.exchange import ExchangeRecorder, ExchangeReport, Kind
 from mentator.inference.requests import Caller, PromptFormat, PromptRequest
+from mentator.inference.residency import Residency
 from mentator.inference.slots import Slots
 from mentator.inference.timing import Duration
 from mentator.models.discovery import ModelInfo
@@ -32,6 +33,7 @@ from mentator_testing.recording_logger import RecordingLogger
 
 T = TypeVar("T")
 MODEL = "alpha.gguf"
+OTHER_MODEL = "beta.gguf"
 
 
 @dataclass
@@ -47,15 +49,18 @@ class Parts:
 
 
 class Models:
-    """One model, ``alpha.gguf``, trained for 2048 tokens."""
+    """Two models, ``alpha.gguf`` and ``beta.gguf``, trained for 2048 tokens."""
 
     def __init__(self, folder: Path) -> None:
-        path = folder / MODEL
-        path.write_bytes(b"GGUF")
-        self.model = ModelInfo(MODEL, MODEL, path, 1, None, None, 4, context_length=2048)
+        self.by_name: dict[str, ModelInfo] = {}
+        for name in (MODEL, OTHER_MODEL):
+            path = folder / name
+            path.write_bytes(b"GGUF")
+            self.by_name[name] = ModelInfo(name, name, path, 1, None, None, 4, context_length=2048)
+        self.model = self.by_name[MODEL]
 
     def find(self, name: str) -> ModelInfo | None:
-        return self.model if name == MODEL else None
+        return self.by_name.get(name)
 
 
 @dataclass
@@ -97,6 +102,7 @@ class Rig:
     observer: Observer
     completions: Completions
     embeddings: Embeddings
+    residency: Residency
 
     def rows(self) -> list[dict[str, Any]]:
         assert self.parts.chatlog is not None
@@ -153,5 +159,6 @@ def use_case_rig(tmp_path: Path) -> Iterator[Rig]:
         observer,
         Completions(slots=slots, recorder=recorder, parts=parts, logger=logger),
         Embeddings(slots=slots, recorder=recorder),
+        Residency(slots=slots, logger=logger),
     )
     database.close()

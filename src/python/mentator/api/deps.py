@@ -20,6 +20,7 @@ from mentator.inference.completion import Completions
 from mentator.inference.embedding import Embeddings
 from mentator.inference.exchange import ExchangeObserver, ExchangeRecorder
 from mentator.inference.requests import Caller
+from mentator.inference.residency import Residency
 from mentator.inference.slots import Slots
 from mentator.logging_protocol import LoggerProtocol
 from mentator.models.registry import ModelRegistry
@@ -72,6 +73,7 @@ class UseCases:
 
     completions: Completions
     embeddings: Embeddings
+    residency: Residency
 
 
 def build_use_cases(context: ServiceContext, observer: ExchangeObserver | None) -> UseCases:
@@ -83,7 +85,11 @@ def build_use_cases(context: ServiceContext, observer: ExchangeObserver | None) 
         logger=context.logger, parts=context, clock_ms=context.clock_ms, observer=observer
     )
     completions = Completions(slots=slots, recorder=recorder, parts=context, logger=context.logger)
-    return UseCases(completions, Embeddings(slots=slots, recorder=recorder))
+    return UseCases(
+        completions,
+        Embeddings(slots=slots, recorder=recorder),
+        Residency(slots=slots, logger=context.logger),
+    )
 
 
 def _use_cases(request: Request) -> UseCases:
@@ -97,6 +103,10 @@ def get_completions(request: Request) -> Completions:
 
 def get_embeddings(request: Request) -> Embeddings:
     return _use_cases(request).embeddings
+
+
+def get_residency(request: Request) -> Residency:
+    return _use_cases(request).residency
 
 
 def client_ip(request: Request) -> str:
@@ -146,4 +156,5 @@ CoreLogDep = Annotated[CoreLogStore, Depends(get_corelog)]
 ChatLogDep = Annotated[ChatLogStore, Depends(get_chatlog)]
 CompletionsDep = Annotated[Completions, Depends(get_completions)]
 EmbeddingsDep = Annotated[Embeddings, Depends(get_embeddings)]
+ResidencyDep = Annotated[Residency, Depends(get_residency)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

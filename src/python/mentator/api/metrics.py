@@ -12,7 +12,7 @@ cache and restarts) are read at scrape time from the services, so they can never
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mentator.context import ServiceContext
-from mentator.engine.ports import KvCacheReport
+from mentator.engine.ports import KvCacheReport, ResidencyEvent
 from mentator.inference.exchange import SUCCESS_OUTCOME, ExchangeReport
 
 # The legacy histograms' buckets (mentator_prompt_duration_seconds, mentator_queue_wait_seconds),
@@ -86,7 +86,7 @@ class EngineCollector(Collector):
     def __init__(self, labels: ModelLabels) -> None:
         self._labels = labels
         self.restarts: Mapping[str, int] = {}
-        self.kv: KvCacheReport | None = None
+        self.kv: Sequence[KvCacheReport] = ()
 
     def _families(self) -> tuple[CounterMetricFamily, list[GaugeMetricFamily]]:
         restarts = CounterMetricFamily(
@@ -132,8 +132,7 @@ class EngineCollector(Collector):
         restarts, gauges = self._families()
         for model, count in sorted(self.restarts.items()):
             restarts.add_metric([self._labels(model)], count)
-        kv = self.kv
-        if kv is not None:
+        for kv in self.kv:
             label = [self._labels(kv.model)]
             values = (
                 kv.used_tokens,
@@ -241,10 +240,37 @@ class ApiMetrics:
         )
         self.model_loaded = Gauge(
             "mentator_model_loaded",
-            "1 for the model the engine holds now (labels say which and how).",
+            "1 for each model held in memory now (labels say which and on which backend).",
             ["model", "backend"],
             registry=self.registry,
         )
+        self.models_loaded = Gauge(
+            "mentator_models_loaded",
+            "Models held in memory now (each in its own llama-server).",
+            registry=self.registry,
+        )
+        self.model_loads = Counter(
+            "mentator_model_loads",
+            "Model loads, by model and why (request, restart, api).",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        self.model_evictions = Counter(
+            "mentator_model_evictions",
+            "Models unloaded, by model and why (capacity: maxLoadedModels; memory: the budget or"
+            " the memory free; expired: keepAlive; reload: other settings asked; crashed;"
+            " requested; shutdown).",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        self.model_load_seconds = Histogram(
+            "mentator_model_load_seconds",
+            "Time to start a model's llama-server until it answers (the model load).",
+            ["model"],
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, 640),
+            registry=self.registry,
+        )
+        self._residency_seq = 0  # the last load/eviction event counted
         self.engine = EngineCollector(self.model_labels)
         self.registry.register(self.engine)
 
@@ -289,13 +315,26 @@ class ApiMetrics:
         self.models_available.set(len(context.registry.models()))
         self.model_loaded.clear()
         engine = context.engine
-        loaded = engine.current() if engine is not None else None
-        if loaded is not None:
-            backend = context.current_backend()
-            self.model_loaded.labels(loaded.name, backend.backend if backend else "unknown").set(1)
+        resident = engine.loaded_models() if engine is not None else []
+        for entry in resident:
+            self.model_loaded.labels(self.model_labels(entry.name), entry.backend).set(1)
+        self.models_loaded.set(len(resident))
+        if engine is not None:
+            self._count_residency(engine.residency_events(self._residency_seq))
         self.engine.restarts = engine.restarts() if engine is not None else {}
-        self.engine.kv = await engine.kv_cache() if engine is not None else None
+        self.engine.kv = await engine.kv_caches() if engine is not None else ()
         return generate_latest(self.registry)
+
+    def _count_residency(self, events: Sequence[ResidencyEvent]) -> None:
+        """Loads and evictions since the last scrape (the manager numbers them)."""
+        for event in events:
+            self._residency_seq = max(self._residency_seq, event.seq)
+            model = self.model_labels(event.model)
+            if event.kind == "load":
+                self.model_loads.labels(model, event.reason).inc()
+                self.model_load_seconds.labels(model).observe(event.seconds)
+            else:
+                self.model_evictions.labels(model, event.reason).inc()
 
     def exported_names(self) -> set[str]:
         """Every sample name `/metrics` can show (histograms' ``_bucket``/``_sum``/``_count``,

@@ -17,7 +17,12 @@ from fastapi import Request
 from mentator.api.coerce import JsonSchema, RequestValidationError, validate
 from mentator.api.errors import ApiError
 from mentator.config.options import OPTION_SPECS, OptionSpec
-from mentator.inference.requests import EmbeddingRequest, PromptFormat, PromptRequest
+from mentator.inference.requests import (
+    EmbeddingRequest,
+    PromptFormat,
+    PromptRequest,
+    parse_keep_alive,
+)
 
 
 def _option_schema(spec: OptionSpec) -> JsonSchema:
@@ -45,6 +50,26 @@ OPTIONS_SCHEMA: JsonSchema = {
 }
 
 _ANY: JsonSchema = {}
+
+KEEP_ALIVE_DOC = (
+    "How long the model stays loaded once idle: seconds (a number) or a duration text"
+    ' ("90s", "5m", "1h"); 0 = unload when done, negative = until evicted; absent = the'
+    " config's keepAliveSec."
+)
+KEEP_ALIVE_SCHEMA: JsonSchema = {"description": KEEP_ALIVE_DOC}
+
+
+def keep_alive_of(body: Mapping[str, Any], name: str) -> float | None:
+    """The body's keep-alive field in seconds (None: absent or null); a 400 saying the
+    accepted forms otherwise."""
+    value = body.get(name)
+    if value is None:
+        return None
+    try:
+        return parse_keep_alive(value)
+    except ValueError as error:
+        raise ApiError(400, f"body/{name}: {error}") from error
+
 
 PROMPT_SCHEMA: JsonSchema = {
     "type": "object",
@@ -76,6 +101,7 @@ PROMPT_SCHEMA: JsonSchema = {
             "type": "number",
             "description": "Timeout covering the queue wait and the generation.",
         },
+        "keepAlive": KEEP_ALIVE_SCHEMA,
         "options": OPTIONS_SCHEMA,
         "format": {
             "type": "object",
@@ -127,6 +153,7 @@ EMBEDDING_SCHEMA: JsonSchema = {
         "model": {"type": "string"},
         "gpulayer": {"type": "number", "minimum": 0},
         "message": {"type": "string", "description": "Text to embed."},
+        "keepAlive": KEEP_ALIVE_SCHEMA,
     },
 }
 
@@ -221,13 +248,17 @@ def parse_prompt(raw: Any) -> PromptRequest:
         if fmt is not None
         else None,
         tool_server=body.get("toolServer"),
+        keep_alive_s=keep_alive_of(body, "keepAlive"),
     )
 
 
 def parse_embedding(raw: Any) -> EmbeddingRequest:
     body: dict[str, Any] = check(EMBEDDING_SCHEMA, raw)
     return EmbeddingRequest(
-        model=body["model"], texts=[body["message"]], gpulayer=body.get("gpulayer")
+        model=body["model"],
+        texts=[body["message"]],
+        gpulayer=body.get("gpulayer"),
+        keep_alive_s=keep_alive_of(body, "keepAlive"),
     )
 
 

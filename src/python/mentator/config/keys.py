@@ -92,6 +92,9 @@ QUEUE_LIMIT_RANGE = (0, 100_000)
 THREADS_RANGE = (1, 1024)
 LIVE_DAY_RANGE = (1, 365)
 DRAIN_RANGE = (0, 3_600_000)
+MAX_LOADED_RANGE = (1, 64)
+BUDGET_MB_RANGE = (0, 16_777_216)  # 16 TiB
+KEEP_ALIVE_RANGE = (-1, 31_536_000)  # a year
 
 CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
@@ -186,6 +189,78 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         default=64,
         minimum=QUEUE_LIMIT_RANGE[0],
         maximum=QUEUE_LIMIT_RANGE[1],
+    ),
+    ConfigKey(
+        "maxLoadedModels",
+        "max_loaded_models",
+        "integer",
+        "models kept in memory at once, each in its own llama-server; one more is loaded after"
+        " the least recently used idle one is unloaded; 1 = the original's one model"
+        f" ({_range(*MAX_LOADED_RANGE)})",
+        default=3,
+        minimum=MAX_LOADED_RANGE[0],
+        maximum=MAX_LOADED_RANGE[1],
+    ),
+    ConfigKey(
+        "memoryBudgetMb",
+        "memory_budget_mb",
+        "integer",
+        "RAM the resident models may use together, by their estimate (weights + KV cache for"
+        " the context); a model that does not fit even alone is refused with HTTP 503; 0 = no"
+        f" fixed budget, only the memory measured free at each load ({_range(*BUDGET_MB_RANGE)})",
+        default=0,
+        minimum=BUDGET_MB_RANGE[0],
+        maximum=BUDGET_MB_RANGE[1],
+    ),
+    ConfigKey(
+        "vramBudgetMb",
+        "vram_budget_mb",
+        "integer",
+        "on a GPU backend, VRAM per GPU the resident models may use together, by their estimate;"
+        f" 0 = each GPU's free memory at the start ({_range(*BUDGET_MB_RANGE)})",
+        default=0,
+        minimum=BUDGET_MB_RANGE[0],
+        maximum=BUDGET_MB_RANGE[1],
+    ),
+    ConfigKey(
+        "keepAliveSec",
+        "keep_alive_sec",
+        "integer",
+        "seconds an idle model stays loaded when the request does not say (its keepAlive);"
+        f" 0 = unload when its requests are done, -1 = until evicted ({_range(*KEEP_ALIVE_RANGE)})",
+        default=-1,
+        minimum=KEEP_ALIVE_RANGE[0],
+        maximum=KEEP_ALIVE_RANGE[1],
+    ),
+    ConfigKey(
+        "swapGrouping",
+        "swap_grouping",
+        "boolean",
+        "when the limits force a swap, let the requests that were waiting for a model use it"
+        " before it is evicted for a later one (anti-thrash; bounded: a later request never"
+        " protects it); false = plain least-recently-used order",
+        default=True,
+    ),
+    ConfigKey(
+        "warmSwapMb",
+        "warm_swap_mb",
+        "integer",
+        "warm swaps: disk (MB, in kv-cache/ beside the database) for the KV cache of evicted"
+        " models' conversations, restored when the model is loaded again (no new prefill); not"
+        " for sliding-window or hybrid models; files older than log.liveDay are deleted;"
+        f" 0 = off ({_range(*BUDGET_MB_RANGE)})",
+        default=0,
+        minimum=BUDGET_MB_RANGE[0],
+        maximum=BUDGET_MB_RANGE[1],
+    ),
+    ConfigKey(
+        "pinnedModels",
+        "pinned_models",
+        "strings",
+        "models loaded at the start and never unloaded (count towards maxLoadedModels);"
+        " [] = none",
+        default=(),
+        example=[],
     ),
     ConfigKey(
         "drainGraceMsec",

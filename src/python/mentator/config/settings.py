@@ -57,6 +57,13 @@ class Settings:
     # Placed after the fields without defaults; filled from the `apiKeys` row plus the
     # environment (`config.loader.with_env_api_keys`).
     api_keys: tuple[str, ...] = field(default=())
+    max_loaded_models: int = 3
+    memory_budget_mb: int = 0
+    vram_budget_mb: int = 0
+    keep_alive_sec: int = -1
+    swap_grouping: bool = True
+    warm_swap_mb: int = 0
+    pinned_models: tuple[str, ...] = field(default=())
 
 
 _LEVELS: dict[object, LogLevel] = {level: level for level in get_args(LogLevel)}
@@ -180,6 +187,13 @@ def settings_from(
         drain_grace_msec=read.integer("drain_grace_msec"),
         drain_notice_msec=read.integer("drain_notice_msec"),
         api_keys=read.strings("api_keys"),
+        max_loaded_models=read.integer("max_loaded_models"),
+        memory_budget_mb=read.integer("memory_budget_mb"),
+        vram_budget_mb=read.integer("vram_budget_mb"),
+        keep_alive_sec=read.integer("keep_alive_sec"),
+        swap_grouping=read.boolean("swap_grouping"),
+        warm_swap_mb=read.integer("warm_swap_mb"),
+        pinned_models=read.strings("pinned_models"),
     )
     read.all_read()
     return settings

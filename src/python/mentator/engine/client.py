@@ -241,6 +241,42 @@ class EngineClient:
             return None
         return kv_cache_report(model, slots)
 
+    async def used_slots(self, timeout_s: float = 5.0) -> list[int]:
+        """Ids of the slots whose KV cache holds tokens (``/slots`` ``n_prompt_tokens`` > 0);
+        [] when the child does not answer."""
+        try:
+            response = await self._http.get(self._url("/slots"), timeout=timeout_s)
+            slots = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return []
+        if not isinstance(slots, list):
+            return []
+        return [
+            int(slot["id"])
+            for slot in slots
+            if isinstance(slot, dict)
+            and isinstance(slot.get("id"), int)
+            and isinstance(slot.get("n_prompt_tokens"), int)
+            and slot["n_prompt_tokens"] > 0
+        ]
+
+    async def slot_file(self, slot: int, action: str, filename: str, timeout_s: float) -> int:
+        """``POST /slots/{slot}?action=save|restore`` with a file name in the child's
+        ``--slot-save-path``: the tokens saved or restored. Raises `EngineError`."""
+        try:
+            response = await self._http.post(
+                self._url(f"/slots/{slot}?action={action}"),
+                json={"filename": filename},
+                timeout=timeout_s,
+            )
+        except httpx.HTTPError as error:
+            raise EngineError(f"slot {action} failed: {error}") from error
+        body = response.json() if response.content else {}
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise EngineError(f"slot {action} failed: HTTP {response.status_code} {body}")
+        count = body.get("n_saved" if action == "save" else "n_restored")
+        return int(count) if isinstance(count, int) else 0
+
     async def health(self) -> bool:
         """True when the child answers /health with 200 (model loaded, serving)."""
         try:

@@ -45,3 +45,9 @@ class EngineConnectionError(EngineError):
 
 class EngineRequestError(EngineError):
     """llama-server answered a request with an error status; `status` holds it."""
+
+
+class ModelTooLargeError(EngineError):
+    """A model that cannot be made resident: it does not fit the memory budget (or the memory
+    free) even alone, or only pinned models hold the room. The message names the sizes and the
+    budget."""

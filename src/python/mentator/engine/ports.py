@@ -80,6 +80,55 @@ class LoadedModel:
 
 
 @dataclass(frozen=True)
+class ResidentModel:
+    """One model held in memory now: a /state ``loadedModels`` entry. Times are ms since the
+    epoch; ``expires_at`` None = kept until evicted (pinned, busy, or no keep-alive limit)."""
+
+    name: str
+    backend: str
+    gpulayer: float | None
+    context_size: int | None
+    size_mb: int
+    estimated_mb: int
+    estimated_vram_mb: int  # per GPU; 0 on the CPU
+    loaded_at: int
+    last_used_at: int
+    expires_at: int | None
+    pinned: bool
+    in_flight: int
+    alive: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "gpulayer": self.gpulayer,
+            "contextSize": self.context_size,
+            "sizeMb": self.size_mb,
+            "estimatedMemoryMb": self.estimated_mb,
+            "estimatedVramMbPerGpu": self.estimated_vram_mb,
+            "loadedAt": self.loaded_at,
+            "lastUsedAt": self.last_used_at,
+            "expiresAt": self.expires_at,
+            "pinned": self.pinned,
+            "inFlight": self.in_flight,
+            "alive": self.alive,
+        }
+
+
+@dataclass(frozen=True)
+class ResidencyEvent:
+    """A load (``kind`` "load": ``seconds`` it took) or an eviction ("evict"), with why; ``seq``
+    numbers them so a reader (the metrics) takes each once."""
+
+    seq: int
+    kind: Literal["load", "evict"]
+    model: str
+    reason: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class KvCacheReport:
     """The KV cache of the running child, as llama-server's ``/slots`` reports it: each slot's
     context size (``n_ctx``) and the tokens its cache holds now (``n_prompt_tokens``: the prompt
@@ -98,7 +147,8 @@ class KvCacheReport:
 
 
 class ModelLike(Protocol):
-    """What the engine reads from `models.discovery.ModelInfo`."""
+    """What the engine reads from `models.discovery.ModelInfo` (the last three: the memory
+    estimate, `engine.residency`)."""
 
     @property
     def name(self) -> str: ...
@@ -111,6 +161,18 @@ class ModelLike(Protocol):
 
     @property
     def pooling_type(self) -> int | None: ...
+
+    @property
+    def layer_count(self) -> int | None: ...
+
+    @property
+    def context_length(self) -> int | None: ...
+
+    @property
+    def kv_bytes_per_token(self) -> int | None: ...
+
+    @property
+    def kv_restore_safe(self) -> bool: ...
 
 
 class EngineHandlePort(Protocol):
@@ -131,7 +193,21 @@ class EngineManagerPort(Protocol):
     @property
     def backend(self) -> BackendChoice: ...
 
-    def current(self) -> LoadedModel | None: ...
+    def current(self) -> LoadedModel | None:
+        """The most recently used resident model (the original's one ``currentModel``)."""
+        ...
+
+    def resident(self, name: str) -> LoadedModel | None:
+        """The resident model of that name (None: not loaded)."""
+        ...
+
+    def loaded_models(self) -> Sequence[ResidentModel]:
+        """Every resident model, most recently used first."""
+        ...
+
+    def residency_events(self, after_seq: int) -> Sequence[ResidencyEvent]:
+        """Loads and evictions numbered above ``after_seq`` (the last ones kept)."""
+        ...
 
     def engine_alive(self) -> bool | None: ...
 
@@ -140,11 +216,42 @@ class EngineManagerPort(Protocol):
         ...
 
     async def kv_cache(self) -> KvCacheReport | None:
-        """The running child's KV cache (None: no child, or it did not answer in time)."""
+        """The most recently used child's KV cache (None: no child, or it did not answer)."""
+        ...
+
+    async def kv_caches(self) -> Sequence[KvCacheReport]:
+        """Every resident model's KV cache (those that answered in time)."""
         ...
 
     async def acquire(
-        self, model: ModelLike, gpulayer: float | None, context_size: int | None
-    ) -> tuple[EngineHandlePort, LoadStatus]: ...
+        self,
+        model: ModelLike,
+        gpulayer: float | None,
+        context_size: int | None,
+        keep_alive_s: float | None = None,
+    ) -> tuple[EngineHandlePort, LoadStatus]:
+        """A handle on a child serving ``model`` with these settings (loading it when needed);
+        ``keep_alive_s``: how long it stays once idle (None: the config's; 0: unload when done;
+        negative: until evicted)."""
+        ...
+
+    async def load(
+        self,
+        model: ModelLike,
+        gpulayer: float | None,
+        context_size: int | None,
+        keep_alive_s: float | None = None,
+    ) -> LoadStatus:
+        """Make ``model`` resident without a request (the API's load operation)."""
+        ...
+
+    def pin(self, names: Sequence[str]) -> None:
+        """The models (canonical names) never evicted nor expired: ``pinnedModels``."""
+        ...
+
+    async def unload(self, name: str) -> bool:
+        """Unload the model of that name once its requests in flight are done (False: it was
+        not loaded)."""
+        ...
 
     async def shutdown(self) -> None: ...

@@ -49,6 +49,8 @@ class LaunchSpec:
     # --pooling for the embeddings: None = the model's own; "last" for a model that declares
     # none (see `pooling_for`).
     pooling: str | None = None
+    # Where the child may save and restore slots' KV cache (warm swaps, `engine.warm`).
+    slot_save_path: Path | None = None
 
 
 # llama.cpp's pooling types that produce one vector per text (mean, cls, last, rank).
@@ -98,6 +100,8 @@ def build_argv(
         argv += ["--ctx-size", str(spec.context_size * parallel)]
     if spec.threads:
         argv += ["--threads", str(spec.threads)]
+    if spec.slot_save_path is not None:
+        argv += ["--slot-save-path", str(spec.slot_save_path.absolute())]
     if spec.embeddings:
         argv.append("--embeddings")
         if spec.pooling:

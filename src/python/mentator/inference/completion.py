@@ -303,7 +303,7 @@ class Completions:
                 answer = handle.complete(CompletionRequest(messages, options, grammar))
             return await with_timeout(answer, generation_deadline)
 
-        placement = Placement(model, request.gpulayer, request.context_size)
+        placement = Placement(model, request.gpulayer, request.context_size, request.keep_alive_s)
         result = await self._slots.run(placement, deadline, timing, work)
         exchange.generated(result)
         exchange.answer_raw = answer_text(result.text, options)
@@ -336,7 +336,8 @@ class Completions:
             async def work(handle: EngineHandlePort, _status: LoadStatus) -> CompletionResult:
                 return await with_timeout(handle.complete(engine_request), deadline)
 
-            result = await self._slots.run(Placement(model), deadline, exchange.timing, work)
+            placement = Placement(model, keep_alive_s=request.keep_alive_s)
+            result = await self._slots.run(placement, deadline, exchange.timing, work)
             return ChatAnswer(model.name, result)
 
         answer = await exchange.run(complete())
@@ -356,7 +357,11 @@ class Completions:
             model, engine_request = self._chat_parts(request)
             async with self._slots.abortable():
                 lease = await stack.enter_async_context(
-                    self._slots.hold(Placement(model), deadline, exchange.timing)
+                    self._slots.hold(
+                        Placement(model, keep_alive_s=request.keep_alive_s),
+                        deadline,
+                        exchange.timing,
+                    )
                 )
                 handle, _status = await lease.acquire()
         except InferenceError as failure:

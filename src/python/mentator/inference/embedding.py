@@ -1,8 +1,8 @@
 """Embeddings: the use-case behind ``POST /embedding`` and ``/v1/embeddings`` — one behaviour for
 both (reference §2.5, with the port's residency fix).
 
-The engine child always serves embeddings next to completions, so when the asked model is the one
-loaded — and the request names no other ``gpulayer`` — the running child is reused with its
+The engine child always serves embeddings next to completions, so when the asked model is
+resident — and the request names no other ``gpulayer`` — its running child is reused with its
 settings, whatever ``contextSize`` it was loaded with (the original reloaded the model whenever
 it had one). Otherwise the model is loaded with the request's ``gpulayer`` (``/v1``: none) and
 the default context. Empty text → ``[]``. Not stored in the chat log, not counted in /state stats.
@@ -32,13 +32,9 @@ class EmbeddingAnswer:
 def engine_settings_for(
     engine: EngineManagerPort, model_name: str, gpulayer: float | None
 ) -> tuple[float | None, int | None]:
-    """(gpulayer, contextSize) to ask for: the loaded ones when they serve this model already."""
-    loaded = engine.current()
-    if (
-        loaded is not None
-        and loaded.name == model_name
-        and (gpulayer is None or gpulayer == loaded.gpulayer)
-    ):
+    """(gpulayer, contextSize) to ask for: the loaded ones when the model is resident already."""
+    loaded = engine.resident(model_name)
+    if loaded is not None and (gpulayer is None or gpulayer == loaded.gpulayer):
         return loaded.gpulayer, loaded.context_size
     return gpulayer, None
 
@@ -79,5 +75,5 @@ class Embeddings:
         ) -> tuple[str, list[list[float]], LoadStatus]:
             return model.name, [await handle.embed(text) for text in request.texts], status
 
-        placement = Placement(model, gpulayer, context_size)
+        placement = Placement(model, gpulayer, context_size, request.keep_alive_s)
         return await self._slots.run(placement, None, exchange.timing, work, _embedding_failed)

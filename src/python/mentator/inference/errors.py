@@ -91,6 +91,16 @@ class EngineFailed(InferenceError):  # noqa: N818 - an outcome
     outcome = "engine_error"
 
 
+class NoRoom(InferenceError):  # noqa: N818 - an outcome
+    """The model cannot be made resident: its estimated memory does not fit the budget or the
+    memory free even alone, or pinned models hold the room (the message names the sizes and the
+    limits). A 503: the server's capacity, not the request, is short; retrying the same request
+    will not help until the configuration (or the memory free) changes."""
+
+    code = 503
+    outcome = "no_room"
+
+
 class Busy(InferenceError):  # noqa: N818 - an outcome
     """The queue is full (the original's queue was unbounded)."""
 

@@ -42,6 +42,7 @@ class PromptRequest:
     options: dict[str, Any] | None
     format: PromptFormat | None
     tool_server: list[str] | None
+    keep_alive_s: float | None = None  # keepAlive: seconds the model stays once idle
 
 
 CHAT_TIMEOUT_MS = 600_000
@@ -64,6 +65,7 @@ class ChatRequest:
     # OpenAI's API has no per-request time limit; the queue wait plus the generation are bounded
     # like /prompt's durationMsec, by this (a stuck request must not hold a slot forever).
     timeout_ms: int = CHAT_TIMEOUT_MS
+    keep_alive_s: float | None = None  # keep_alive (Ollama's name): seconds the model stays
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,45 @@ class EmbeddingRequest:
     model: str
     texts: list[str]
     gpulayer: float | None = None
+    keep_alive_s: float | None = None
+
+
+def parse_keep_alive(value: object) -> float | None:
+    """A keep-alive as a request or the config gives it, in seconds: a number of seconds, or a
+    text ``"300"``, ``"90s"``, ``"5m"``, ``"1h"``, ``"1h30m"``; a negative value = forever
+    (returned as -1). Raises ValueError (with what is accepted) otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(_KEEP_ALIVE_HELP)
+    if isinstance(value, int | float):
+        return -1.0 if value < 0 else float(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(_KEEP_ALIVE_HELP)
+    text = value.strip().lower()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        return -1.0 if number < 0 else number
+    total = 0.0
+    digits = ""
+    seen_unit = False
+    for char in text:
+        if char.isdigit() or char == ".":
+            digits += char
+        elif char in _UNITS and digits:
+            total += float(digits) * _UNITS[char]
+            digits = ""
+            seen_unit = True
+        else:
+            raise ValueError(_KEEP_ALIVE_HELP)
+    if digits or not seen_unit:
+        raise ValueError(_KEEP_ALIVE_HELP)
+    return total
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_KEEP_ALIVE_HELP = (
+    'keepAlive must be seconds (a number, e.g. 300) or a duration text such as "90s", "5m",'
+    ' "1h", "1h30m"; 0 = unload when the request is done, a negative number = keep forever'
+)

@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from mentator.engine.errors import EngineError
+from mentator.engine.errors import EngineError, ModelTooLargeError
 from mentator.engine.ports import EngineHandlePort, EngineManagerPort, LoadStatus
 from mentator.inference.drain import Drain
 from mentator.inference.errors import (
@@ -30,6 +30,7 @@ from mentator.inference.errors import (
     InferenceError,
     InvalidRequest,
     ModelNotFound,
+    NoRoom,
     Starting,
     StartupFailed,
     TimedOut,
@@ -94,6 +95,8 @@ def load_failure(model: ModelInfo, context_size: int | None, error: EngineError)
     """A failed load. With a contextSize the client chose, the context (its KV cache) not fitting
     in memory is the likely cause: a 400 that says what the model and the memory allow."""
     text = f'on load model "{model.name}": {error.message}'
+    if isinstance(error, ModelTooLargeError):
+        return NoRoom(text)
     if context_size is None:
         return EngineFailed(text)
     limit = "unknown" if model.context_length is None else f"{model.context_length} tokens"
@@ -107,11 +110,13 @@ def load_failure(model: ModelInfo, context_size: int | None, error: EngineError)
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a request runs: the model, and the engine settings it asks for (None: default)."""
+    """Where a request runs: the model, and the engine settings it asks for (None: default);
+    ``keep_alive_s``: how long the model stays loaded once idle (None: the config's)."""
 
     model: ModelInfo
     gpulayer: float | None = None
     context_size: int | None = None
+    keep_alive_s: float | None = None
 
 
 class Lease:
@@ -128,7 +133,7 @@ class Lease:
         where = self._placement
         try:
             handle, status = await self._manager.acquire(
-                where.model, where.gpulayer, where.context_size
+                where.model, where.gpulayer, where.context_size, where.keep_alive_s
             )
         except EngineError as error:
             raise load_failure(where.model, where.context_size, error) from error
@@ -187,7 +192,7 @@ class Slots:
         manager = require_engine(self._engines)
         check_context_size(placement.model, placement.context_size)
         try:
-            async with self._queue.slot(deadline) as waited_ms:
+            async with self._queue.slot(deadline, placement.model.name) as waited_ms:
                 timing.queue_ms = waited_ms
                 lease = Lease(manager, placement)
                 try:

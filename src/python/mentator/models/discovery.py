@@ -40,6 +40,8 @@ class ModelInfo:
     architecture: str | None = None
     context_length: int | None = None
     pooling_type: int | None = None  # embedding pooling the model declares (GGUF header)
+    kv_bytes_per_token: int | None = None  # KV cache per context token (GGUF header)
+    kv_restore_safe: bool = False  # a saved KV cache may be restored (GGUF header)
 
     def to_api(self) -> dict[str, object]:
         """The ``/state/models`` entry; unknown header facts are omitted like in the original."""
@@ -123,9 +125,12 @@ def scan_models(model_dir: Path, cache: GgufInfoCache | None = None) -> list[Mod
             info = read_gguf_info(path, cache)
             layer_count, is_reasoning = info.layer_count, info.is_reasoning
             architecture, context_length = info.architecture, info.context_length
-            pooling_type = info.pooling_type
+            pooling_type, kv_bytes = info.pooling_type, info.kv_bytes_per_token
+            restore_safe = info.kv_restore_safe
         except (GgufError, OSError):
             layer_count = is_reasoning = architecture = context_length = pooling_type = None
+            kv_bytes = None
+            restore_safe = False
         models.append(
             ModelInfo(
                 name=name,
@@ -138,6 +143,8 @@ def scan_models(model_dir: Path, cache: GgufInfoCache | None = None) -> list[Mod
                 architecture=architecture,
                 context_length=context_length,
                 pooling_type=pooling_type,
+                kv_bytes_per_token=kv_bytes,
+                kv_restore_safe=restore_safe,
             )
         )
     if cache is not None:

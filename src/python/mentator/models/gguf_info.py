@@ -70,6 +70,13 @@ class GgufInfo:
     chat_template: bool
     # llama.cpp's pooling type for embeddings (1 mean, 2 cls, 3 last, 4 rank); None: not declared
     pooling_type: int | None = None
+    # KV cache bytes per token of context (f16 keys and values, all layers); None: the header
+    # lacks the attention geometry. The residency estimate (`engine.residency`) reads it.
+    kv_bytes_per_token: int | None = None
+    # Whether a slot's saved KV cache can be restored safely (warm swaps): not for sliding-
+    # window attention or hybrid / recurrent models, whose cache is not a plain token list
+    # (llama.cpp #28194).
+    kv_restore_safe: bool = True
 
 
 class _HeaderCursor:
@@ -209,6 +216,38 @@ def _pooling_type(metadata: dict[str, object], architecture: str | None) -> int 
     return None
 
 
+def _positive(metadata: dict[str, object], key: str) -> int | None:
+    value = metadata.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def _kv_bytes_per_token(metadata: dict[str, object], architecture: str | None) -> int | None:
+    """layers * KV heads * (key + value head size) * 2 bytes (llama.cpp's default f16 cache)."""
+    if architecture is None:
+        return None
+    layers = _positive(metadata, f"{architecture}.block_count")
+    heads = _positive(metadata, f"{architecture}.attention.head_count")
+    kv_heads = _positive(metadata, f"{architecture}.attention.head_count_kv") or heads
+    width = _positive(metadata, f"{architecture}.embedding_length")
+    head_size = width // heads if width and heads else None
+    key_size = _positive(metadata, f"{architecture}.attention.key_length") or head_size
+    value_size = _positive(metadata, f"{architecture}.attention.value_length") or head_size
+    if not (layers and kv_heads and key_size and value_size):
+        return None
+    return layers * kv_heads * (key_size + value_size) * 2
+
+
+# Header key parts that mark a cache restore as unsafe: sliding-window attention, and the
+# state of recurrent / hybrid layers (Mamba's ssm, RWKV's wkv, LFM2's shortconv).
+_UNSAFE_RESTORE_MARKS = (".attention.sliding_window", ".ssm.", ".wkv.", ".shortconv.")
+
+
+def _kv_restore_safe(metadata: dict[str, object]) -> bool:
+    return not any(mark in key for key in metadata for mark in _UNSAFE_RESTORE_MARKS)
+
+
 def parse_gguf_info(path: Path) -> GgufInfo:
     """Read the header of ``path`` (no cache). Raises ``GgufError`` for anything unreadable."""
     metadata = _read_metadata(path)
@@ -226,6 +265,8 @@ def parse_gguf_info(path: Path) -> GgufInfo:
         context_length=_context_length(metadata, architecture),
         chat_template=has_template,
         pooling_type=_pooling_type(metadata, architecture),
+        kv_bytes_per_token=_kv_bytes_per_token(metadata, architecture),
+        kv_restore_safe=_kv_restore_safe(metadata),
     )
 
 

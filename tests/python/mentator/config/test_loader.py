@@ -44,8 +44,10 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
     assert isinstance(data, dict)
     assert set(data) == {
         "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "toolTimeoutMsec",
-        "engineDir", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec", "threads",
-        "apiKeys", "defaultOptions", "log",
+        "engineDir", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
+        "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
+        "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
+        "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert list(data["defaultOptions"]) == list(OPTION_KEYS)
     assert data["log"] == {"level": "debug", "liveDay": 30, "savePrompt": False}
@@ -205,7 +207,9 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
     data = parse_jsonc(docker_template_text())
     assert isinstance(data, dict)
     assert set(data) == {
-        "toolTimeoutMsec", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec",
+        "toolTimeoutMsec", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
+        "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
+        "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
         "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert data["apiKeys"] == []

@@ -130,6 +130,10 @@ class FakeModel:
     path: Path
     size_kb: int
     pooling_type: int | None = None
+    layer_count: int | None = None
+    context_length: int | None = None
+    kv_bytes_per_token: int | None = 1024
+    kv_restore_safe: bool = False
 
 
 @pytest.fixture
@@ -177,6 +181,11 @@ class EngineSettingsStub:
     engine_dir: Path | None
     parallel: int = 2
     threads: int | None = None
+    max_loaded_models: int = 1
+    memory_budget_mb: int = 0
+    vram_budget_mb: int = 0
+    keep_alive_sec: int = -1
+    swap_grouping: bool = True
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,8 @@ def test_same_settings_reuse_the_child_and_changes_reload(
         'load model to memory "a.gguf" (size 5 mb, gpulayer auto, contextSize default)',
         f'load model to memory "a.gguf" (size 5 mb, gpulayer auto, contextSize 1024){change}',
         f'load model to memory "a.gguf" (size 5 mb, gpulayer 3, contextSize 1024){change}',
+        # maxLoadedModels 1 (the stub's): the other model takes a.gguf's place
+        'unload model "a.gguf" to make room for "b.gguf" (capacity)',
         'load model to memory "b.gguf" (size 2 mb, gpulayer 3, contextSize 1024)',
     ]
 
@@ -303,3 +307,95 @@ def test_acquire_after_shutdown_is_refused(
             await manager.acquire(model, None, None)
 
     run(scenario())
+
+
+def test_a_resident_model_never_waits_behind_another_models_load(
+    settings: Any, logger: Any, make_model: Callable[..., Any]
+) -> None:
+    a = make_model("a.gguf")
+    slow = make_model("slow.gguf", load_s=3)
+    settings = dataclasses.replace(settings, max_loaded_models=2)
+
+    async def scenario() -> None:
+        manager = manager_for(settings, logger)
+        handle, _ = await manager.acquire(a, None, None)
+        handle.release()
+        loading = asyncio.create_task(manager.acquire(slow, None, None))
+        await asyncio.sleep(0.5)
+        assert not loading.done()
+        started = time.monotonic()
+        handle, status = await manager.acquire(a, None, None)
+        assert status == "exists" and time.monotonic() - started < 0.5
+        result = await handle.complete(CompletionRequest([{"role": "user", "content": "hi"}]))
+        assert result.text == "echo: hi" and not loading.done()
+        handle.release()
+        slow_handle, status = await asyncio.wait_for(loading, 20)
+        assert status == "load"
+        slow_handle.release()
+        assert {entry.name for entry in manager.loaded_models()} == {"a.gguf", "slow.gguf"}
+        await manager.shutdown()
+
+    run(scenario())
+
+
+def test_a_busy_model_yields_to_a_waiting_load_then_comes_back(
+    settings: Any, logger: Any, make_model: Callable[..., Any]
+) -> None:
+    """maxLoadedModels 1 and a model kept busy: the other model's load waits for it to become
+    idle, and requests arriving meanwhile for the busy model wait behind that swap (the
+    fairness bound: no one waits more than one swap beyond their turn)."""
+    a = make_model("a.gguf")
+    b = make_model("b.gguf")
+
+    async def scenario() -> list[str]:
+        manager = manager_for(settings, logger)
+        order: list[str] = []
+        first, _ = await manager.acquire(a, None, None)
+        switching = asyncio.create_task(manager.acquire(b, None, None))
+        await asyncio.sleep(0.3)
+        more_a = asyncio.create_task(manager.acquire(a, None, None))
+        await asyncio.sleep(0.3)
+        assert not more_a.done()  # does not keep a busy ahead of b's turn
+        first.release()
+        second, status = await asyncio.wait_for(switching, 20)
+        order.append(f"b:{status}")
+        second.release()
+        third, status = await asyncio.wait_for(more_a, 20)
+        order.append(f"a:{status}")
+        third.release()
+        await manager.shutdown()
+        return order
+
+    assert run(scenario()) == ["b:load", "a:load"]
+
+
+@pytest.mark.parametrize(("grouping", "loads_of_a"), [(True, 1), (False, 2)])
+def test_requests_waiting_for_a_model_use_it_before_a_later_swap(
+    settings: Any, logger: Any, make_model: Callable[..., Any], grouping: bool, loads_of_a: int
+) -> None:
+    """swapGrouping: three requests arrive for a (not loaded), then one for b, with room for
+    one model. Grouped, a's three requests are served by one load before b takes its place;
+    in plain LRU order b may evict a between them, and a is loaded again."""
+    a = make_model("a.gguf", load_s=0.5)
+    b = make_model("b.gguf")
+    settings = dataclasses.replace(settings, max_loaded_models=1, swap_grouping=grouping)
+
+    async def scenario() -> dict[tuple[str, str], int]:
+        manager = manager_for(settings, logger)
+
+        async def use(model: Any) -> str:
+            handle, status = await manager.acquire(model, None, None)
+            handle.release()  # at once: the model is idle between the waiting requests
+            return status
+
+        on_a = [asyncio.create_task(use(a)) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        on_b = asyncio.create_task(use(b))
+        statuses = await asyncio.wait_for(asyncio.gather(*on_a, on_b), 30)
+        assert statuses[-1] == "load"
+        loads = dict(manager.loads)
+        await manager.shutdown()
+        return loads
+
+    loads = run(scenario())
+    assert loads[("a.gguf", "request")] == loads_of_a

@@ -38,6 +38,10 @@ class Model:
     path: Path
     size_kb: int
     pooling_type: int | None = None
+    layer_count: int | None = None
+    context_length: int | None = None
+    kv_bytes_per_token: int | None = None
+    kv_restore_safe: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,11 @@ class Settings:
     engine_dir: Path
     parallel: int = 2
     threads: int | None = 2
+    max_loaded_models: int = 1
+    memory_budget_mb: int = 0
+    vram_budget_mb: int = 0
+    keep_alive_sec: int = -1
+    swap_grouping: bool = True
 
 
 class Logger:

@@ -21,6 +21,7 @@ def write_gguf(
     context_length: int | None = 2048,
     chat_template: str | None = PLAIN_TEMPLATE,
     vocab: list[str] | None = None,
+    extra: dict[str, int] | None = None,
 ) -> Path:
     """A GGUF with the given header keys and one tiny tensor; returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +32,8 @@ def write_gguf(
         writer.add_context_length(context_length)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
+    for key, value in (extra or {}).items():
+        writer.add_uint32(key, value)
     writer.add_token_list(vocab if vocab is not None else ["<s>", "</s>", "a", "b"])
     writer.add_array("test.float_list", [1.0, 2.0, 3.0])
     writer.add_tensor("tok_embd", np.zeros((4, 4), dtype=np.float32))

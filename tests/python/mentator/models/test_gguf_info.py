@@ -135,3 +135,25 @@ def test_format_constants_match_the_gguf_package() -> None:
     assert {m.name: m.value for m in gguf_format.GGUFValueType} == {
         m.name: m.value for m in gguf.GGUFValueType
     }
+
+
+def test_kv_bytes_per_token_from_the_attention_geometry(
+    tmp_path: Path, make_gguf: MakeGguf
+) -> None:
+    geometry = {
+        "llama.embedding_length": 576,
+        "llama.attention.head_count": 9,
+        "llama.attention.head_count_kv": 3,
+    }
+    info = read_gguf_info(make_gguf(tmp_path / "g.gguf", block_count=30, extra=geometry))
+    assert info.kv_bytes_per_token == 30 * 3 * (64 + 64) * 2  # SmolLM2-135M: 23,040
+    assert info.kv_restore_safe is True
+    assert read_gguf_info(make_gguf(tmp_path / "n.gguf")).kv_bytes_per_token is None
+
+
+def test_sliding_window_or_recurrent_state_makes_a_restore_unsafe(
+    tmp_path: Path, make_gguf: MakeGguf
+) -> None:
+    for name, key in [("swa", "llama.attention.sliding_window"), ("ssm", "mamba.ssm.conv_kernel")]:
+        info = read_gguf_info(make_gguf(tmp_path / f"{name}.gguf", extra={key: 4096}))
+        assert info.kv_restore_safe is False, name

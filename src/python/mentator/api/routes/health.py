@@ -63,8 +63,10 @@ def health_json(context: ServiceContext) -> tuple[int, dict[str, Any]]:
     if not models:
         reasons.append(f'no models found in "{context.registry.model_dir}"')
     if context.engine is not None and context.engine.engine_alive() is False:
+        dead = [m.name for m in context.engine.loaded_models() if not m.alive]
+        which = ", ".join(f'"{name}"' for name in dead) or "a loaded model"
         reasons.append(
-            "the engine process of the loaded model exited; it restarts on the next request"
+            f"the engine process of {which} exited; it restarts on that model's next request"
         )
     db_problem = _database_problem(context)
     if db_problem is not None:

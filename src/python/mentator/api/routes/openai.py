@@ -26,8 +26,8 @@ from mentator.api.coerce import JsonSchema
 from mentator.api.deps import (
     CallerDep,
     CompletionsDep,
+    ContextDep,
     EmbeddingsDep,
-    RegistryDep,
     StartedMsDep,
 )
 from mentator.api.errors import ApiError
@@ -46,7 +46,7 @@ from mentator.api.openai_wire import (
     include_usage,
     stream_response,
 )
-from mentator.api.requests import check
+from mentator.api.requests import KEEP_ALIVE_SCHEMA, check, keep_alive_of
 from mentator.api.schemas import json_body_doc
 from mentator.engine.ports import Message
 from mentator.inference.requests import ChatRequest, EmbeddingRequest
@@ -69,6 +69,7 @@ CHAT_SCHEMA: JsonSchema = {
         "model": {"type": "string"},
         "messages": {"type": "array", "items": _MESSAGE_SCHEMA},
         **SAMPLING_FIELDS,
+        "keep_alive": KEEP_ALIVE_SCHEMA,
         "max_completion_tokens": {"type": "integer", "minimum": 1},
         "response_format": {
             "type": "object",
@@ -96,6 +97,7 @@ EMBEDDINGS_SCHEMA: JsonSchema = {
         "model": {"type": "string"},
         "input": {"description": "A string or an array of strings."},
         "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+        "keep_alive": KEEP_ALIVE_SCHEMA,
     },
 }
 
@@ -145,6 +147,7 @@ def _chat_request(body: dict[str, Any]) -> ChatRequest:
         options=chat_options(body),
         json_schema=chat_schema(body),
         body=body,
+        keep_alive_s=keep_alive_of(body, "keep_alive"),
     )
 
 
@@ -190,7 +193,10 @@ def _encode(vector: list[float], encoding: str) -> Any:
 async def embeddings(request: Request, embedder: EmbeddingsDep, caller: CallerDep) -> JSONResponse:
     body: dict[str, Any] = check(EMBEDDINGS_SCHEMA, await read_body(request))
     inputs = _embedding_inputs(body["input"])
-    answer = await embedder.embed(EmbeddingRequest(model=body["model"], texts=inputs), caller)
+    embedding = EmbeddingRequest(
+        model=body["model"], texts=inputs, keep_alive_s=keep_alive_of(body, "keep_alive")
+    )
+    answer = await embedder.embed(embedding, caller)
     encoding = body.get("encoding_format", "float")
     return JSONResponse(
         {
@@ -206,14 +212,23 @@ async def embeddings(request: Request, embedder: EmbeddingsDep, caller: CallerDe
 
 
 @router.get("/models", summary="OpenAI-compatible model list")
-async def models(registry: RegistryDep, started_ms: StartedMsDep) -> JSONResponse:
+async def models(context: ContextDep, started_ms: StartedMsDep) -> JSONResponse:
+    """``loaded`` (ours, beside OpenAI's fields): whether the model is resident now."""
     created = started_ms // 1000
+    engine = context.engine
+    loaded = {entry.name for entry in engine.loaded_models()} if engine is not None else set()
     return JSONResponse(
         {
             "object": "list",
             "data": [
-                {"id": model.name, "object": "model", "created": created, "owned_by": "mentator"}
-                for model in registry.models()
+                {
+                    "id": model.name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "mentator",
+                    "loaded": model.name in loaded,
+                }
+                for model in context.registry.models()
             ],
         }
     )

@@ -65,6 +65,11 @@ def state_json(context: ServiceContext) -> dict[str, Any]:
         "serverStartTimestamp": context.started_ms,
         "serverUptimeSeconds": max(0, (now - context.started_ms) // 1000),
         "currentModel": loaded.to_json() if loaded is not None else None,
+        # Every resident model, most recently used first (currentModel is the first of them).
+        "loadedModels": [entry.to_json() for entry in context.engine.loaded_models()]
+        if context.engine is not None
+        else [],
+        "maxLoadedModels": context.settings.max_loaded_models,
         "gpuInfo": _gpu_info(context, choice),
         "memoryUsageMb": memory.rss_mb,
         "memoryHeapMb": memory.heap_mb,

@@ -29,7 +29,7 @@ from mentator.api.openai_wire import (
     include_usage,
     stream_response,
 )
-from mentator.api.requests import check
+from mentator.api.requests import KEEP_ALIVE_SCHEMA, check, keep_alive_of
 from mentator.api.schemas import json_body_doc
 from mentator.inference.requests import ChatRequest
 
@@ -42,6 +42,7 @@ COMPLETIONS_SCHEMA: JsonSchema = {
         "model": {"type": "string"},
         "prompt": {"description": "A string, or an array holding one string."},
         **SAMPLING_FIELDS,
+        "keep_alive": KEEP_ALIVE_SCHEMA,
         "best_of": {"type": "integer", "minimum": 1, "maximum": 1},
         "echo": {"type": "boolean"},
         "suffix": {"type": ["string", "null"]},
@@ -84,6 +85,7 @@ async def completions(request: Request, completions: CompletionsDep, caller: Cal
         options=chat_options(body),
         prompt=prompt_text(body["prompt"]),
         body=body,
+        keep_alive_s=keep_alive_of(body, "keep_alive"),
     )
     if body.get("stream"):
         stream = await completions.open_stream(text_request, caller)
