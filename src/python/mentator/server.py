@@ -37,8 +37,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
+from mentator.api.activity import SAMPLE_INTERVAL_S
 from mentator.api.app import create_app
+from mentator.api.metrics import ApiMetrics
 from mentator.applog import AppLogger
 from mentator.backends.choice import BackendChoice
 from mentator.config.settings import Settings
@@ -207,6 +210,11 @@ async def _every(
             await asyncio.wait_for(stop.wait(), interval_s)
 
 
+def _sample_queue(app: FastAPI, context: ServiceContext) -> None:
+    metrics: ApiMetrics = app.state.metrics
+    metrics.activity.sample(context.queue.waiting(), context.queue.running())
+
+
 def _heartbeat(context: ServiceContext) -> None:
     memory = memory_usage()
     context.logger.debug(
@@ -323,8 +331,9 @@ async def serve(
     Returns 0 after a clean stop, 1 when the server could not start (e.g. the port is taken).
     """
     settings = context.settings
+    app = create_app(context)
     config = uvicorn.Config(
-        create_app(context),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -376,6 +385,8 @@ async def serve(
         periodic(
             "database retry", DB_RETRY_INTERVAL_S, lambda: reopen_database(context), now=False
         ),
+        # The stat page's queue chart: the queue looked at between its readings.
+        periodic("activity", SAMPLE_INTERVAL_S, lambda: _sample_queue(app, context), now=True),
     ]
     if context.tools is not None:
         # Tools and tool environments: scanned at once, then on the models' cadence.

@@ -12,7 +12,7 @@ cache and restarts) are read at scrape time from the services, so they can never
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -21,6 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mentator.api.activity import Activity
+from mentator.applog import wall_clock_ms
 from mentator.context import ServiceContext
 from mentator.engine.ports import KvCacheReport
 from mentator.inference.exchange import SUCCESS_OUTCOME, ExchangeReport
@@ -149,9 +151,11 @@ class EngineCollector(Collector):
 
 class ApiMetrics:
     """The instruments; the use-cases' exchanges record into them (`exchange_ended`), the HTTP
-    middleware counts answers, `/metrics` renders them."""
+    middleware counts answers, `/metrics` renders them. The same reports feed the stat page's
+    last hour (`activity`), so its totals are these counters' totals."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.activity = Activity(clock_ms)
         self.registry = CollectorRegistry(auto_describe=True)
         self.model_labels = ModelLabels()
         self.requests = Counter(
@@ -252,6 +256,7 @@ class ApiMetrics:
         """`inference.exchange.ExchangeObserver`. Every exchange is counted by outcome; the
         latencies are of answered requests; the tokens of every request that generated some (a
         stream the client left, an answer rejected after generation)."""
+        self.activity.exchange_ended(report)
         labels = (self.model_labels(report.model), family_of(report.route))
         self.inference_requests.labels(*labels, report.outcome, decoding_of(report)).inc()
         if report.prompt_tokens:
@@ -284,8 +289,10 @@ class ApiMetrics:
     async def render(self, context: ServiceContext) -> bytes:
         """Refresh the live gauges from ``context`` (asking the engine for its KV cache) and
         return the exposition text."""
-        self.queue_waiting.set(context.queue.waiting())
-        self.queue_running.set(context.queue.running())
+        waiting, running = context.queue.waiting(), context.queue.running()
+        self.activity.sample(waiting, running)
+        self.queue_waiting.set(waiting)
+        self.queue_running.set(running)
         self.models_available.set(len(context.registry.models()))
         self.model_loaded.clear()
         engine = context.engine
