@@ -54,12 +54,15 @@ from mentator.hardware.selection import select_backend
 from mentator.logging_protocol import LoggerProtocol
 from mentator.memory import memory_usage
 from mentator.models.registry import ModelRegistry
+from mentator.replay.runner import ReplayOptions, Target
+from mentator.replay.shadow import Shadow
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
 from mentator.storage.corelog import CoreLogStore
 from mentator.storage.database import DB_PIPE, Database, StorageError
 from mentator.storage.health import StorageHealth
 from mentator.storage.retention import RETENTION_INTERVAL_S, Retention
+from mentator.storage.shadowlog import ShadowLogStore
 from mentator.tools.registry import ToolRegistry
 
 APP_PIPE = "APP"
@@ -104,7 +107,7 @@ def build_services(
         logger.error(
             DB_PIPE, f"database unavailable, logging to the console only: {health.open_error}"
         )
-    return ServiceContext(
+    context = ServiceContext(
         settings=settings,
         logger=logger,
         registry=ModelRegistry(settings.model_dir, logger, MODEL_SCAN_INTERVAL_S),
@@ -114,6 +117,28 @@ def build_services(
         corelog=corelog,
         chatlog=chatlog,
         tools=ToolRegistry(settings.tool_dir, settings.tool_env_dir, logger, MODEL_SCAN_INTERVAL_S),
+    )
+    context.shadow = build_shadow(context)
+    return context
+
+
+def build_shadow(context: ServiceContext) -> Shadow | None:
+    """Shadow traffic when ``shadowUrl`` is set (the loader checked the URL)."""
+    settings = context.settings
+    if settings.shadow_url is None:
+        return None
+    context.logger.debug(
+        APP_PIPE,
+        f"shadow: {settings.shadow_percent} % of completions copied to {settings.shadow_url}",
+    )
+    return Shadow(
+        ReplayOptions(Target.parse(settings.shadow_url), api_key=settings.shadow_api_key),
+        percent=settings.shadow_percent,
+        queue_size=settings.shadow_queue,
+        # Read at each comparison: a database opened only on a retry is used from then on.
+        store=lambda: ShadowLogStore(context.database) if context.database is not None else None,
+        logger=context.logger,
+        clock_ms=context.clock_ms,
     )
 
 
@@ -370,6 +395,7 @@ async def serve(
             settings.log.live_day,
             context.logger,
             context.clock_ms,
+            shadow=ShadowLogStore(context.database) if context.database is not None else None,
         ).run()
 
     def periodic(
@@ -410,6 +436,8 @@ async def serve(
                 loop.remove_signal_handler(signum)
         if context.engine is not None:
             await context.engine.shutdown()
+        if isinstance(context.shadow, Shadow):
+            await context.shadow.aclose()
     return 0 if started else 1
 
 

@@ -26,6 +26,7 @@ from mentator.applog import wall_clock_ms
 from mentator.context import ServiceContext
 from mentator.engine.ports import KvCacheReport
 from mentator.inference.exchange import SUCCESS_OUTCOME, ExchangeReport
+from mentator.inference.shadowing import ShadowStats
 
 # The legacy histograms' buckets (mentator_prompt_duration_seconds, mentator_queue_wait_seconds),
 # also used for the whole request and the queue wait: from 50 ms (a short GPU answer) to an hour
@@ -149,6 +150,48 @@ class EngineCollector(Collector):
         return [restarts, *gauges]
 
 
+class ShadowCollector(Collector):
+    """Shadow traffic's counts (`inference.shadowing.ShadowStats`), from the last scrape's
+    snapshot; nothing while shadowing is off."""
+
+    def __init__(self) -> None:
+        self.stats: ShadowStats | None = None
+
+    def _families(self) -> list[CounterMetricFamily | GaugeMetricFamily]:
+        return [
+            CounterMetricFamily(
+                "mentator_shadow_identical",
+                "Shadow copies whose answer (data) equalled the primary's.",
+            ),
+            CounterMetricFamily(
+                "mentator_shadow_different",
+                "Shadow copies answered differently (the shadow table holds the JSON diff).",
+            ),
+            CounterMetricFamily(
+                "mentator_shadow_error",
+                "Shadow copies that failed on either side (unreachable, an error status).",
+            ),
+            CounterMetricFamily(
+                "mentator_shadow_dropped",
+                "Sampled copies dropped because the shadow queue (shadowQueue) was full.",
+            ),
+            GaugeMetricFamily("mentator_shadow_queued", "Shadow copies waiting to be sent."),
+        ]
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        stats = self.stats
+        if stats is None:
+            return []
+        values = (stats.identical, stats.different, stats.error, stats.dropped, stats.queued)
+        for family, value in zip(families, values, strict=True):
+            family.add_metric([], value)
+        return families
+
+
 class ApiMetrics:
     """The instruments; the use-cases' exchanges record into them (`exchange_ended`), the HTTP
     middleware counts answers, `/metrics` renders them. The same reports feed the stat page's
@@ -251,6 +294,8 @@ class ApiMetrics:
         )
         self.engine = EngineCollector(self.model_labels)
         self.registry.register(self.engine)
+        self.shadow = ShadowCollector()
+        self.registry.register(self.shadow)
 
     def exchange_ended(self, report: ExchangeReport) -> None:
         """`inference.exchange.ExchangeObserver`. Every exchange is counted by outcome; the
@@ -302,13 +347,15 @@ class ApiMetrics:
             self.model_loaded.labels(loaded.name, backend.backend if backend else "unknown").set(1)
         self.engine.restarts = engine.restarts() if engine is not None else {}
         self.engine.kv = await engine.kv_cache() if engine is not None else None
+        self.shadow.stats = context.shadow.stats() if context.shadow is not None else None
         return generate_latest(self.registry)
 
     def exported_names(self) -> set[str]:
         """Every sample name `/metrics` can show (histograms' ``_bucket``/``_sum``/``_count``,
         counters' ``_total``/``_created``): what a dashboard query may name."""
         names: set[str] = set()
-        for family in self.registry.collect():
+        # The shadow's families exist only while shadowing is on: named from their description.
+        for family in [*self.registry.collect(), *self.shadow.describe()]:
             names.update(_sample_names(family))
         return names
 

@@ -57,6 +57,11 @@ class Settings:
     # Placed after the fields without defaults; filled from the `apiKeys` row plus the
     # environment (`config.loader.with_env_api_keys`).
     api_keys: tuple[str, ...] = field(default=())
+    # Shadow traffic (`replay.shadow`): off while shadow_url is None.
+    shadow_url: str | None = None
+    shadow_percent: int = 10
+    shadow_queue: int = 100
+    shadow_api_key: str | None = None
 
 
 _LEVELS: dict[object, LogLevel] = {level: level for level in get_args(LogLevel)}
@@ -93,6 +98,9 @@ class CheckedValues:
         if isinstance(value, str):
             return value
         raise self._wrong(name, "a string")
+
+    def optional_text(self, name: str) -> str | None:
+        return None if self._read(name) is None else self.text(name)
 
     def boolean(self, name: str) -> bool:
         value = self._read(name)
@@ -180,6 +188,10 @@ def settings_from(
         drain_grace_msec=read.integer("drain_grace_msec"),
         drain_notice_msec=read.integer("drain_notice_msec"),
         api_keys=read.strings("api_keys"),
+        shadow_url=read.optional_text("shadow_url"),
+        shadow_percent=read.integer("shadow_percent"),
+        shadow_queue=read.integer("shadow_queue"),
+        shadow_api_key=read.optional_text("shadow_api_key"),
     )
     read.all_read()
     return settings

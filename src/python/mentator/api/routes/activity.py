@@ -46,6 +46,6 @@ async def activity_route(context: ContextDep, metrics: MetricsDep) -> JSONRespon
         {
             "lastHour": activity.to_json(),
             "lastDay": await asyncio.to_thread(_last_day, context),
-            "shadow": None,
+            "shadow": context.shadow.stats().to_json() if context.shadow is not None else None,
         }
     )
