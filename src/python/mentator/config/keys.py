@@ -244,7 +244,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         " sampled share of the completions (/prompt, /v1/chat/completions, /v1/completions)"
         " after they are answered; the answers are compared and counted (/metrics, the stat"
         " page, the shadow table); the caller's request is never delayed, changed or failed;"
-        " null = off (docs/observability.md)",
+        " null = off (README: Shadow traffic)",
     ),
     ConfigKey(
         "shadowPercent",
