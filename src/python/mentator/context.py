@@ -18,6 +18,7 @@ from mentator.config.settings import Settings
 from mentator.engine.ports import EngineManagerPort
 from mentator.hardware.vram import VramMeter
 from mentator.inference.drain import Drain
+from mentator.inference.shadowing import ShadowPort
 from mentator.models.registry import ModelRegistry
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
@@ -52,6 +53,8 @@ class ServiceContext:
     vram: VramMeter = field(default_factory=VramMeter)
     # The shutdown drain: the server begins it on SIGTERM; /health and the use-cases read it.
     drain: Drain = field(default_factory=Drain)
+    # Shadow traffic (``shadowUrl``): built by the server; None when off.
+    shadow: ShadowPort | None = None
 
     @property
     def ready(self) -> bool:

@@ -38,8 +38,11 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from fastapi import FastAPI
 
+from mentator.api.activity import SAMPLE_INTERVAL_S
 from mentator.api.app import create_app
+from mentator.api.metrics import ApiMetrics
 from mentator.applog import AppLogger
 from mentator.backends.choice import BackendChoice
 from mentator.config.settings import Settings
@@ -54,12 +57,15 @@ from mentator.hardware.selection import select_backend
 from mentator.logging_protocol import LoggerProtocol
 from mentator.memory import available_memory_mb, memory_usage
 from mentator.models.registry import ModelRegistry
+from mentator.replay.runner import ReplayOptions, Target
+from mentator.replay.shadow import Shadow
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
 from mentator.storage.corelog import CoreLogStore
 from mentator.storage.database import DB_PIPE, Database, StorageError
 from mentator.storage.health import StorageHealth
 from mentator.storage.retention import RETENTION_INTERVAL_S, Retention
+from mentator.storage.shadowlog import ShadowLogStore
 from mentator.tools.registry import ToolRegistry
 
 APP_PIPE = "APP"
@@ -107,7 +113,7 @@ def build_services(
         logger.error(
             DB_PIPE, f"database unavailable, logging to the console only: {health.open_error}"
         )
-    return ServiceContext(
+    context = ServiceContext(
         settings=settings,
         logger=logger,
         registry=ModelRegistry(settings.model_dir, logger, MODEL_SCAN_INTERVAL_S),
@@ -117,6 +123,28 @@ def build_services(
         corelog=corelog,
         chatlog=chatlog,
         tools=ToolRegistry(settings.tool_dir, settings.tool_env_dir, logger, MODEL_SCAN_INTERVAL_S),
+    )
+    context.shadow = build_shadow(context)
+    return context
+
+
+def build_shadow(context: ServiceContext) -> Shadow | None:
+    """Shadow traffic when ``shadowUrl`` is set (the loader checked the URL)."""
+    settings = context.settings
+    if settings.shadow_url is None:
+        return None
+    context.logger.debug(
+        APP_PIPE,
+        f"shadow: {settings.shadow_percent} % of completions copied to {settings.shadow_url}",
+    )
+    return Shadow(
+        ReplayOptions(Target.parse(settings.shadow_url), api_key=settings.shadow_api_key),
+        percent=settings.shadow_percent,
+        queue_size=settings.shadow_queue,
+        # Read at each comparison: a database opened only on a retry is used from then on.
+        store=lambda: ShadowLogStore(context.database) if context.database is not None else None,
+        logger=context.logger,
+        clock_ms=context.clock_ms,
     )
 
 
@@ -246,6 +274,11 @@ async def _every(
             await asyncio.wait_for(stop.wait(), interval_s)
 
 
+def _sample_queue(app: FastAPI, context: ServiceContext) -> None:
+    metrics: ApiMetrics = app.state.metrics
+    metrics.activity.sample(context.queue.waiting(), context.queue.running())
+
+
 def _heartbeat(context: ServiceContext) -> None:
     memory = memory_usage()
     context.logger.debug(
@@ -363,8 +396,9 @@ async def serve(
     Returns 0 after a clean stop, 1 when the server could not start (e.g. the port is taken).
     """
     settings = context.settings
+    app = create_app(context)
     config = uvicorn.Config(
-        create_app(context),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -403,6 +437,7 @@ async def serve(
             settings.log.live_day,
             context.logger,
             context.clock_ms,
+            shadow=ShadowLogStore(context.database) if context.database is not None else None,
         ).run()
         store = warm_store(settings)
         if store is not None:
@@ -421,6 +456,8 @@ async def serve(
         periodic(
             "database retry", DB_RETRY_INTERVAL_S, lambda: reopen_database(context), now=False
         ),
+        # The stat page's queue chart: the queue looked at between its readings.
+        periodic("activity", SAMPLE_INTERVAL_S, lambda: _sample_queue(app, context), now=True),
     ]
     if context.tools is not None:
         # Tools and tool environments: scanned at once, then on the models' cadence.
@@ -444,6 +481,8 @@ async def serve(
                 loop.remove_signal_handler(signum)
         if context.engine is not None:
             await context.engine.shutdown()
+        if isinstance(context.shadow, Shadow):
+            await context.shadow.aclose()
     return 0 if started else 1
 
 

@@ -20,6 +20,7 @@ from mentator.inference.embedding import Embeddings
 from mentator.inference.exchange import ExchangeRecorder, ExchangeReport, Kind
 from mentator.inference.requests import Caller, PromptFormat, PromptRequest
 from mentator.inference.residency import Residency
+from mentator.inference.shadowing import ShadowPort
 from mentator.inference.slots import Slots
 from mentator.inference.timing import Duration
 from mentator.models.discovery import ModelInfo
@@ -46,6 +47,7 @@ class Parts:
     startup_error: str | None = None
     tools: ToolRegistry | None = None
     drain: Drain = field(default_factory=Drain)
+    shadow: ShadowPort | None = None
 
 
 class Models:

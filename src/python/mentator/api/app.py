@@ -31,6 +31,7 @@ from mentator.api.deps import build_use_cases, request_url
 from mentator.api.errors import ApiError, answer_for, error_body, is_openai, openai_error_body
 from mentator.api.metrics import ApiMetrics, MetricsMiddleware
 from mentator.api.routes import (
+    activity,
     check,
     docs,
     embedding,
@@ -59,6 +60,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     helper.router,
     state.router,
     residency.router,
+    activity.router,
     logs.router,
     openai.router,
     text_completions.router,
@@ -142,7 +144,7 @@ def create_app(context: ServiceContext) -> FastAPI:
     # Swagger UI 4 (the bundled one) renders OpenAPI 3.0 documents.
     app.openapi_version = docs.OPENAPI_VERSION
     app.state.context = context
-    app.state.metrics = ApiMetrics()
+    app.state.metrics = ApiMetrics(context.clock_ms)
     app.state.use_cases = build_use_cases(context, app.state.metrics)
     handlers: dict[Any, Any] = {
         ApiError: _on_error,

@@ -21,6 +21,7 @@ from mentator.inference.embedding import Embeddings
 from mentator.inference.exchange import ExchangeObserver, ExchangeRecorder
 from mentator.inference.requests import Caller
 from mentator.inference.residency import Residency
+from mentator.inference.shadowing import SHADOW_HEADER
 from mentator.inference.slots import Slots
 from mentator.logging_protocol import LoggerProtocol
 from mentator.models.registry import ModelRegistry
@@ -145,6 +146,7 @@ def get_caller(request: Request) -> Caller:
         message=api_message(request),
         left=lambda: _wait_for_disconnect(request),
         route=request.url.path,
+        shadow_copy=SHADOW_HEADER.lower() in request.headers,
     )
 
 

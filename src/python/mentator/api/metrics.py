@@ -12,7 +12,7 @@ cache and restarts) are read at scrape time from the services, so they can never
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -21,9 +21,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mentator.api.activity import Activity
+from mentator.applog import wall_clock_ms
 from mentator.context import ServiceContext
 from mentator.engine.ports import KvCacheReport, ResidencyEvent
 from mentator.inference.exchange import SUCCESS_OUTCOME, ExchangeReport
+from mentator.inference.shadowing import ShadowStats
 
 # The legacy histograms' buckets (mentator_prompt_duration_seconds, mentator_queue_wait_seconds),
 # also used for the whole request and the queue wait: from 50 ms (a short GPU answer) to an hour
@@ -146,11 +149,55 @@ class EngineCollector(Collector):
         return [restarts, *gauges]
 
 
-class ApiMetrics:
-    """The instruments; the use-cases' exchanges record into them (`exchange_ended`), the HTTP
-    middleware counts answers, `/metrics` renders them."""
+class ShadowCollector(Collector):
+    """Shadow traffic's counts (`inference.shadowing.ShadowStats`), from the last scrape's
+    snapshot; nothing while shadowing is off."""
 
     def __init__(self) -> None:
+        self.stats: ShadowStats | None = None
+
+    def _families(self) -> list[CounterMetricFamily | GaugeMetricFamily]:
+        return [
+            CounterMetricFamily(
+                "mentator_shadow_identical",
+                "Shadow copies whose answer (data) equalled the primary's.",
+            ),
+            CounterMetricFamily(
+                "mentator_shadow_different",
+                "Shadow copies answered differently (the shadow table holds the JSON diff).",
+            ),
+            CounterMetricFamily(
+                "mentator_shadow_error",
+                "Shadow copies that failed on either side (unreachable, an error status).",
+            ),
+            CounterMetricFamily(
+                "mentator_shadow_dropped",
+                "Sampled copies dropped because the shadow queue (shadowQueue) was full.",
+            ),
+            GaugeMetricFamily("mentator_shadow_queued", "Shadow copies waiting to be sent."),
+        ]
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        stats = self.stats
+        if stats is None:
+            return []
+        values = (stats.identical, stats.different, stats.error, stats.dropped, stats.queued)
+        for family, value in zip(families, values, strict=True):
+            family.add_metric([], value)
+        return families
+
+
+class ApiMetrics:
+    """The instruments; the use-cases' exchanges record into them (`exchange_ended`), the HTTP
+    middleware counts answers, `/metrics` renders them. The same reports feed the stat page's
+    last hour (`activity`), so its totals are these counters' totals."""
+
+    def __init__(self, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.activity = Activity(clock_ms)
         self.registry = CollectorRegistry(auto_describe=True)
         self.model_labels = ModelLabels()
         self.requests = Counter(
@@ -273,11 +320,14 @@ class ApiMetrics:
         self._residency_seq = 0  # the last load/eviction event counted
         self.engine = EngineCollector(self.model_labels)
         self.registry.register(self.engine)
+        self.shadow = ShadowCollector()
+        self.registry.register(self.shadow)
 
     def exchange_ended(self, report: ExchangeReport) -> None:
         """`inference.exchange.ExchangeObserver`. Every exchange is counted by outcome; the
         latencies are of answered requests; the tokens of every request that generated some (a
         stream the client left, an answer rejected after generation)."""
+        self.activity.exchange_ended(report)
         labels = (self.model_labels(report.model), family_of(report.route))
         self.inference_requests.labels(*labels, report.outcome, decoding_of(report)).inc()
         if report.prompt_tokens:
@@ -310,8 +360,10 @@ class ApiMetrics:
     async def render(self, context: ServiceContext) -> bytes:
         """Refresh the live gauges from ``context`` (asking the engine for its KV cache) and
         return the exposition text."""
-        self.queue_waiting.set(context.queue.waiting())
-        self.queue_running.set(context.queue.running())
+        waiting, running = context.queue.waiting(), context.queue.running()
+        self.activity.sample(waiting, running)
+        self.queue_waiting.set(waiting)
+        self.queue_running.set(running)
         self.models_available.set(len(context.registry.models()))
         self.model_loaded.clear()
         engine = context.engine
@@ -323,6 +375,7 @@ class ApiMetrics:
             self._count_residency(engine.residency_events(self._residency_seq))
         self.engine.restarts = engine.restarts() if engine is not None else {}
         self.engine.kv = await engine.kv_caches() if engine is not None else ()
+        self.shadow.stats = context.shadow.stats() if context.shadow is not None else None
         return generate_latest(self.registry)
 
     def _count_residency(self, events: Sequence[ResidencyEvent]) -> None:
@@ -340,7 +393,8 @@ class ApiMetrics:
         """Every sample name `/metrics` can show (histograms' ``_bucket``/``_sum``/``_count``,
         counters' ``_total``/``_created``): what a dashboard query may name."""
         names: set[str] = set()
-        for family in self.registry.collect():
+        # The shadow's families exist only while shadowing is on: named from their description.
+        for family in [*self.registry.collect(), *self.shadow.describe()]:
             names.update(_sample_names(family))
         return names
 

@@ -20,8 +20,11 @@ from mentator.config.settings import LogLevel
 # integer: a whole number in [minimum, maximum]; string: a non-empty string; path: a non-empty
 # string naming a file or folder (relative = from the current directory); options: the
 # generation options object; log: the `log` section (`LOG_KEYS`); level: one of LOG_LEVELS;
-# boolean: true or false; strings: a list of non-empty strings (a tuple in Settings).
-KeyKind = Literal["integer", "string", "path", "options", "log", "level", "boolean", "strings"]
+# boolean: true or false; strings: a list of non-empty strings (a tuple in Settings); url: an
+# http(s) URL with a host and nothing after the path (no query, fragment or user).
+KeyKind = Literal[
+    "integer", "string", "path", "options", "log", "level", "boolean", "strings", "url"
+]
 # In --conf-docker mode a key is either read from the file ("file") or fixed by the image
 # ("forced": a value in the file only earns a warning).
 DockerRule = Literal["file", "forced"]
@@ -76,6 +79,8 @@ class ConfigKey:
             return "an object { ... }"
         if self.kind == "strings":
             return 'a list of non-empty strings, e.g. ["key-1"]'
+        if self.kind == "url":
+            return 'an http(s) URL with a host and no query, e.g. "http://10.0.0.2:19777"'
 
         return "a non-empty string"
 
@@ -95,6 +100,8 @@ DRAIN_RANGE = (0, 3_600_000)
 MAX_LOADED_RANGE = (1, 64)
 BUDGET_MB_RANGE = (0, 16_777_216)  # 16 TiB
 KEEP_ALIVE_RANGE = (-1, 31_536_000)  # a year
+SHADOW_PERCENT_RANGE = (1, 100)
+SHADOW_QUEUE_RANGE = (1, 100_000)
 
 CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
@@ -303,6 +310,43 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         " (docs/security.md)",
         default=(),
         example=[],
+    ),
+    ConfigKey(
+        "shadowUrl",
+        "shadow_url",
+        "url",
+        "shadow traffic: a second service (a candidate model or engine) that gets a copy of a"
+        " sampled share of the completions (/prompt, /v1/chat/completions, /v1/completions)"
+        " after they are answered; the answers are compared and counted (/metrics, the stat"
+        " page, the shadow table); the caller's request is never delayed, changed or failed;"
+        " null = off (README: Shadow traffic)",
+    ),
+    ConfigKey(
+        "shadowPercent",
+        "shadow_percent",
+        "integer",
+        "shadow traffic: the share of completions copied, in percent"
+        f" ({_range(*SHADOW_PERCENT_RANGE)})",
+        default=10,
+        minimum=SHADOW_PERCENT_RANGE[0],
+        maximum=SHADOW_PERCENT_RANGE[1],
+    ),
+    ConfigKey(
+        "shadowQueue",
+        "shadow_queue",
+        "integer",
+        "shadow traffic: copies that may wait to be sent; when full a copy is dropped and"
+        f" counted ({_range(*SHADOW_QUEUE_RANGE)})",
+        default=100,
+        minimum=SHADOW_QUEUE_RANGE[0],
+        maximum=SHADOW_QUEUE_RANGE[1],
+    ),
+    ConfigKey(
+        "shadowApiKey",
+        "shadow_api_key",
+        "string",
+        "shadow traffic: the API key the second service needs (sent as 'Authorization:"
+        " Bearer'); null = none",
     ),
     ConfigKey(
         "defaultOptions",

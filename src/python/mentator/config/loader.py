@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mentator.backends.layout import resolve_engine_dir
 from mentator.config.jsonc import JsoncError, NewMember, insert_members, parse_jsonc
@@ -135,6 +136,11 @@ class _Checks:
             return self.integer(data, row.key, full_key, row.minimum, row.maximum)
         if row.kind in ("string", "path"):
             return self.string(data, row.key, full_key)
+        if row.kind == "url":
+            if isinstance(raw, str) and is_service_url(raw):
+                return raw.strip().rstrip("/")
+            self.problem(full_key, row.expected(), raw)
+            return None
         if row.kind in ("options", "log"):
             return self.section(data, row.key)
         if row.kind == "boolean" and isinstance(raw, bool):
@@ -169,6 +175,21 @@ class _Checks:
     def raise_if_any(self) -> None:
         if self.problems:
             raise ConfigError(self.path, self.problems)
+
+
+def is_service_url(text: str) -> bool:
+    """``http(s)://host[:port][/path]``: what a service base URL may be (nothing that could send
+    credentials or parameters along)."""
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.query or parts.fragment or parts.username or parts.password)
+    )
 
 
 def with_env_api_keys(configured: object, environ: Mapping[str, str]) -> tuple[str, ...]:

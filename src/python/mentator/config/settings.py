@@ -64,6 +64,11 @@ class Settings:
     swap_grouping: bool = True
     warm_swap_mb: int = 0
     pinned_models: tuple[str, ...] = field(default=())
+    # Shadow traffic (`replay.shadow`): off while shadow_url is None.
+    shadow_url: str | None = None
+    shadow_percent: int = 10
+    shadow_queue: int = 100
+    shadow_api_key: str | None = None
 
 
 _LEVELS: dict[object, LogLevel] = {level: level for level in get_args(LogLevel)}
@@ -100,6 +105,9 @@ class CheckedValues:
         if isinstance(value, str):
             return value
         raise self._wrong(name, "a string")
+
+    def optional_text(self, name: str) -> str | None:
+        return None if self._read(name) is None else self.text(name)
 
     def boolean(self, name: str) -> bool:
         value = self._read(name)
@@ -194,6 +202,10 @@ def settings_from(
         swap_grouping=read.boolean("swap_grouping"),
         warm_swap_mb=read.integer("warm_swap_mb"),
         pinned_models=read.strings("pinned_models"),
+        shadow_url=read.optional_text("shadow_url"),
+        shadow_percent=read.integer("shadow_percent"),
+        shadow_queue=read.integer("shadow_queue"),
+        shadow_api_key=read.optional_text("shadow_api_key"),
     )
     read.all_read()
     return settings

@@ -9,6 +9,8 @@ this one place (reference §3):
   the duration and what the use-case adds (``loadModelStatus``, ``stream``, ...);
 * completions store a chat-log row (the envelope that was sent, and the raw answer): failures
   always, successes when ``log.savePrompt`` is on; embeddings are never stored;
+* an answered or failed completion is offered to shadow traffic when it is configured
+  (`inference.shadowing`; never a request that is itself a shadow copy);
 * the observer (the HTTP layer's metrics) sees every ended exchange, as an `ExchangeReport`:
   its outcome, the model (the registry's name, None when unknown), whether a grammar constrained
   the decoding, the tokens, and the time to the first token and per output token. For a stream
@@ -29,6 +31,7 @@ from mentator.engine.ports import CompletionResult, LoadStatus
 from mentator.inference.envelope import error_envelope, success_envelope
 from mentator.inference.errors import InferenceError
 from mentator.inference.requests import Caller
+from mentator.inference.shadowing import ExchangeCopy, ShadowPort
 from mentator.inference.slots import until_caller_leaves
 from mentator.inference.timing import Duration, Timing
 from mentator.jsontext import json_text
@@ -76,6 +79,9 @@ class RecorderParts(Protocol):
 
     @property
     def settings(self) -> Settings: ...
+
+    @property
+    def shadow(self) -> ShadowPort | None: ...
 
 
 @dataclass
@@ -227,8 +233,24 @@ class ExchangeRecorder:
             self._logger.debug(caller.pipe, caller.message, json_text(log))
         if exchange.kind == "completion":
             self._store(code, duration, exchange.stored_request, body, exchange.answer_raw)
+            self._offer_shadow(exchange, code, duration, body)
         if self._observer is not None:
             self._observer.exchange_ended(exchange.report(code, outcome))
+
+    def _offer_shadow(
+        self, exchange: Exchange, code: int, duration: Duration, body: dict[str, Any]
+    ) -> None:
+        shadow = self._parts.shadow
+        if shadow is None or exchange.caller.shadow_copy or exchange.stored_request is None:
+            return
+        copy = ExchangeCopy(
+            route=exchange.caller.route,
+            code=code,
+            request=json_text(exchange.stored_request),
+            response=json_text(body),
+            primary_ms=duration.prompt_msec + duration.queue_msec,
+        )
+        shadow.offer(copy)
 
     def _store(
         self, code: int, duration: Duration, request: Any, body: dict[str, Any], raw: str | None

@@ -20,6 +20,7 @@ class Caller:
     message: str
     left: Callable[[], Awaitable[None]] | None = None
     route: str = ""  # the route's path (the metrics' label), e.g. ``/prompt``
+    shadow_copy: bool = False  # the request is another service's shadow copy (never re-shadowed)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ class ReplayOptions:
     concurrency: int = 4
     rate: float | None = None  # requests started per second at most (None: no limit)
     timeout_s: float = 600.0
+    # Sent with every request (shadow copies mark themselves, `inference.shadowing`).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,9 @@ class Replayer:
         self, options: ReplayOptions, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self._options = options
-        headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
+        headers = dict(options.headers)
+        if options.api_key:
+            headers["Authorization"] = f"Bearer {options.api_key}"
         self._http = httpx.AsyncClient(
             headers=headers,
             follow_redirects=False,
@@ -181,14 +185,16 @@ class Replayer:
             return ReplayResult(exchange.id, None, SKIPPED, stored, stored_ms)
         await self._pacer.wait()
         started = time.monotonic()
-        replayed = await self._send(route, body)
+        replayed = await self.send(route, body)
         replayed_ms = round((time.monotonic() - started) * 1000)
         outcome, diff = compare(stored, replayed)
         return ReplayResult(
             exchange.id, route, outcome, stored, stored_ms, replayed, replayed_ms, diff
         )
 
-    async def _send(self, route: str, body: dict[str, Any]) -> Answer:
+    async def send(self, route: str, body: dict[str, Any]) -> Answer:
+        """``body`` to ``route`` of the target; its answer (a failure to connect, a redirect or
+        an error status is an `Answer` with an error, never an exception)."""
         url = self._options.target.url_for(route)
         try:
             if body.get("stream") is True and route != PROMPT:

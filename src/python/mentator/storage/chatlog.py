@@ -157,6 +157,47 @@ class ChatLogStore:
             "p95QueueDuration": nearest_rank_p95(queue),
         }
 
+    def hourly(self, now_ms: int, hours: int = 24) -> list[dict[str, object]]:
+        """The stat page's day chart: for each of the last ``hours`` whole hours up to now
+        (oldest first; the last one is the current, partial hour), the requests the chat log
+        holds by success (code 200) and failure, and the p50/p95 of the successes' whole time
+        (queue plus prompt, milliseconds, nearest rank; None without successes). Successes are
+        here only while ``log.savePrompt`` is on; failures always are."""
+        hour = 3_600_000
+        current = now_ms - now_ms % hour
+        first = current - (hours - 1) * hour
+        with self._db.session("get hourly statistics") as conn:
+            rows = conn.execute(
+                "SELECT ts, code, durationPromptMsec + durationQueueMsec FROM prompt"
+                " WHERE ts >= ? AND ts < ?",
+                (first, current + hour),
+            ).fetchall()
+        buckets: list[tuple[list[int], int]] = [([], 0) for _ in range(hours)]
+        for ts, code, total_ms in rows:
+            index = (int(ts) - first) // hour
+            ok, failed = buckets[index]
+            if code == 200:
+                ok.append(int(total_ms))
+            else:
+                buckets[index] = (ok, failed + 1)
+        return [
+            {
+                "start": first + index * hour,
+                "success": len(ok),
+                "failed": failed,
+                "latencyP50Ms": _nearest_rank(ok, 0.5),
+                "latencyP95Ms": _nearest_rank(ok, 0.95),
+            }
+            for index, (ok, failed) in enumerate(buckets)
+        ]
+
+
+def _nearest_rank(values: list[int], share: float) -> int | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(len(ordered) * share) - 1)]
+
 
 @dataclass(frozen=True)
 class StoredExchange:

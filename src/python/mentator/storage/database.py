@@ -72,9 +72,31 @@ def _migrate_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS idx_logExtra_id ON logExtra(id)")
 
 
+def _migrate_to_v3(conn: sqlite3.Connection) -> None:
+    # Shadow traffic's comparisons (`storage.shadowlog`): one row per copy sent.
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS shadow (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts INTEGER NOT NULL,
+            route TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            primaryCode INTEGER NOT NULL,
+            shadowCode INTEGER NOT NULL,
+            primaryMsec INTEGER NOT NULL,
+            shadowMsec INTEGER NOT NULL,
+            detail TEXT NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_shadow_ts ON shadow(ts)")
+
+
 # Ordered; index i migrates from version i to i + 1. Only ever append: a migration may add
 # tables, columns and indexes, never drop rows.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_to_v1,
+    _migrate_to_v2,
+    _migrate_to_v3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -10,6 +10,7 @@ from mentator.logging_protocol import LoggerProtocol
 from mentator.storage.chatlog import ChatLogStore
 from mentator.storage.corelog import CoreLogStore
 from mentator.storage.database import DB_PIPE, StorageError
+from mentator.storage.shadowlog import ShadowLogStore
 
 DAY_MS = 24 * 60 * 60 * 1000
 RETENTION_INTERVAL_S = 60 * 60
@@ -29,12 +30,15 @@ class Retention:
         live_day: int,
         logger: LoggerProtocol,
         clock_ms: Callable[[], int] = _now_ms,
+        *,
+        shadow: ShadowLogStore | None = None,
     ) -> None:
         self._core = core
         self._chat = chat
         self._live_day = live_day
         self._logger = logger
         self._clock_ms = clock_ms
+        self._shadow = shadow
 
     def run(self, now_ms: int | None = None) -> tuple[int, int]:
         """Delete rows older than liveDay days; return the (core, chat) counts. A failure is
@@ -46,6 +50,8 @@ class Retention:
                 removed_core = self._core.purge_older_than(cutoff)
             if self._chat is not None:
                 removed_chat = self._chat.purge_older_than(cutoff)
+            if self._shadow is not None:  # shadow comparisons: kept as long as the logs
+                self._shadow.purge_older_than(cutoff)
         except StorageError as err:
             self._logger.error(DB_PIPE, f"retention failed: {err}")
             return removed_core, removed_chat

@@ -47,7 +47,8 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
         "engineDir", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
         "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
-        "threads", "apiKeys", "defaultOptions", "log",
+        "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
+        "defaultOptions", "log",
     }  # fmt: skip
     assert list(data["defaultOptions"]) == list(OPTION_KEYS)
     assert data["log"] == {"level": "debug", "liveDay": 30, "savePrompt": False}
@@ -210,7 +211,8 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
         "toolTimeoutMsec", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
         "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
-        "threads", "apiKeys", "defaultOptions", "log",
+        "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
+        "defaultOptions", "log",
     }  # fmt: skip
     assert data["apiKeys"] == []
     assert settings.port == 19777 and settings.host == "0.0.0.0" and settings.mode == "docker"
@@ -369,3 +371,35 @@ def test_a_bad_api_keys_value_is_explained_without_echoing_it(tmp_path: Path, va
     message = str(caught.value)
     assert 'key "apiKeys": expected a list of non-empty strings' in message
     assert "secret-in-a-string" not in message and '"ok"' not in message
+
+
+def test_shadow_keys(tmp_path: Path) -> None:
+    text = VALID.replace(
+        '"port": 8080,',
+        '"port": 8080, "shadowUrl": " http://10.0.0.2:19777/ ", "shadowPercent": 5,',
+    )
+    settings = load_use(write(tmp_path / "c.jsonc", text), environ={})
+    assert settings.shadow_url == "http://10.0.0.2:19777"
+    assert (settings.shadow_percent, settings.shadow_queue, settings.shadow_api_key) == (
+        5,
+        100,
+        None,
+    )
+    assert load_use(write(tmp_path / "d.jsonc", VALID), environ={}).shadow_url is None  # off
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://host/", "10.0.0.2:19777", "http://", "http://h/?a=1", "http://u:p@h/", "http://h:x/"],
+)
+def test_a_shadow_url_that_is_not_a_service_url_is_refused(tmp_path: Path, url: str) -> None:
+    text = VALID.replace(
+        '"port": 8080,', f'"port": 8080, "shadowUrl": "{url}", "shadowPercent": 0,'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_use(write(tmp_path / "c.jsonc", text), environ={})
+    assert caught.value.problems == [
+        f'key "shadowUrl": expected an http(s) URL with a host and no query, e.g.'
+        f' "http://10.0.0.2:19777", got "{url}"',
+        'key "shadowPercent": expected an integer 1..100, got 0',
+    ]

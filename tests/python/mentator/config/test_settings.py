@@ -34,6 +34,10 @@ VALUES: dict[str, object] = {
     "drain_notice_msec": 0,
     "threads": None,
     "api_keys": ("k",),
+    "shadow_url": None,
+    "shadow_percent": 10,
+    "shadow_queue": 100,
+    "shadow_api_key": None,
     "default_options": {"temperature": 0.5},
     "log": LOG,
 }

@@ -351,6 +351,65 @@ def test_stat_page_shows_backend_and_stats(
     watch.clean()
 
 
+def _metric_sum(client: httpx.Client, name: str) -> int:
+    """A metric summed over its labels, from the service's /metrics text."""
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return round(total)
+
+
+def test_stat_page_charts_draw_update_and_match_the_metrics(
+    page: tuple[Page, Watch], shots: Path, client: httpx.Client, model_name: str
+) -> None:
+    """The Activity charts: drawn from /state/activity, their totals are /metrics' totals (the
+    service started within the hour), and a new request shows without a reload."""
+    tab, watch = page
+    body = {
+        "model": model_name,
+        "message": {"user": "Name a colour."},
+        "durationMsec": 120000,
+        "options": {"temperature": 0, "maxTokens": 8},
+    }
+    for _ in range(2):
+        assert client.post("/prompt", json=body).status_code == 200
+    missing = {"model": "no-such-model", "message": {"user": "x"}, "durationMsec": 1000}
+    assert client.post("/prompt", json=missing).status_code == 400
+    tab.goto("/stat")
+    for chart in ("tokens", "latency", "queue", "outcomes", "day-requests", "day-latency"):
+        expect(tab.locator(f"#chart-{chart} svg.chart")).to_be_visible()
+    requests = _metric_sum(client, "mentator_requests_total")
+    tokens = _metric_sum(client, "mentator_generation_tokens_total")
+    assert requests >= 3 and tokens > 0
+    expect(tab.locator("#total-requests")).to_have_text(str(requests))
+    expect(tab.locator("#total-tokens")).to_have_text(str(tokens))
+    # The bars add up to the same total; the answered requests are points on the latency lines.
+    bars = tab.locator("#chart-outcomes rect.bar").evaluate_all(
+        "nodes => nodes.reduce((sum, n) => sum + Number(n.dataset.value), 0)"
+    )
+    assert bars == requests
+    expect(tab.locator("#chart-outcomes .legend")).to_contain_text("model_not_found")
+    assert tab.locator('#chart-latency circle[data-series="p95 first token"]').count() >= 1
+    assert tab.locator('#chart-tokens circle[data-series="tokens/s"]').count() == 60
+    # The day (chat log, savePrompt on): this service's stored rows are in the last hour's bar.
+    day = client.get("/state/activity").json()["lastDay"]["hours"]
+    stored = sum(hour["success"] + hour["failed"] for hour in day)
+    expect(tab.locator("#chart-day-requests figcaption")).to_contain_text(
+        f"{sum(hour['success'] for hour in day)} successful"
+    )
+    assert stored >= 3
+    # Another request: the charts follow without a reload (the page polls every 10 s).
+    assert client.post("/prompt", json=body).status_code == 200
+    expect(tab.locator("#total-requests")).to_have_text(str(requests + 1), timeout=25_000)
+    expect(tab.locator("#total-tokens")).to_have_text(
+        str(_metric_sum(client, "mentator_generation_tokens_total"))
+    )
+    # The README's screenshot of the stat page (refreshed by test_refresh_readme_screenshots).
+    tab.screenshot(path=shots / "ui-stat.png", full_page=True)
+    watch.clean()
+
+
 def test_log_download_and_clear(page: tuple[Page, Watch], client: httpx.Client) -> None:
     tab, watch = page
     tab.goto("/log/core")
