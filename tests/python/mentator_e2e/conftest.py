@@ -19,6 +19,7 @@ from mentator_e2e.harness import CPU_REPOSITORY, UNIVERSAL_REPOSITORY, missing
 # Written by Pants next to the tests when runtime_package_dependencies built the images.
 CPU_DOCKER_INFO = Path("docker/mentator-cpu.docker-info.json")
 UNIVERSAL_DOCKER_INFO = Path("docker/mentator.docker-info.json")
+HAPROXY_DOCKER_INFO = Path("deploy.compose/haproxy.docker-info.json")
 
 
 @pytest.fixture(scope="session")
@@ -81,4 +82,16 @@ def universal_image(docker_client: docker.DockerClient) -> str:
         UNIVERSAL_DOCKER_INFO,
         UNIVERSAL_REPOSITORY,
         "docker:mentator",
+    )
+
+
+@pytest.fixture(scope="session")
+def haproxy_image(docker_client: docker.DockerClient) -> str:
+    """The HAProxy image of deploy/compose/: $MENTATOR_E2E_HAPROXY_IMAGE, Pants' build, :latest."""
+    return _image(
+        docker_client,
+        "MENTATOR_E2E_HAPROXY_IMAGE",
+        HAPROXY_DOCKER_INFO,
+        "mentator-haproxy",
+        "deploy/compose:haproxy",
     )
