@@ -57,6 +57,8 @@ class Settings:
     # Placed after the fields without defaults; filled from the `apiKeys` row plus the
     # environment (`config.loader.with_env_api_keys`).
     api_keys: tuple[str, ...] = field(default=())
+    # Config `backend`: "auto" or a forced tier (`config.keys.BACKEND_VALUES`).
+    backend: str = "auto"
 
 
 _LEVELS: dict[object, LogLevel] = {level: level for level in get_args(LogLevel)}
@@ -180,6 +182,7 @@ def settings_from(
         drain_grace_msec=read.integer("drain_grace_msec"),
         drain_notice_msec=read.integer("drain_notice_msec"),
         api_keys=read.strings("api_keys"),
+        backend=read.text("backend"),
     )
     read.all_read()
     return settings

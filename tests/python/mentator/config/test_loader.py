@@ -44,7 +44,8 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
     assert isinstance(data, dict)
     assert set(data) == {
         "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "toolTimeoutMsec",
-        "engineDir", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec", "threads",
+        "engineDir", "backend", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec",
+        "threads",
         "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert list(data["defaultOptions"]) == list(OPTION_KEYS)
@@ -205,7 +206,7 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
     data = parse_jsonc(docker_template_text())
     assert isinstance(data, dict)
     assert set(data) == {
-        "toolTimeoutMsec", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec",
+        "toolTimeoutMsec", "backend", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec",
         "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert data["apiKeys"] == []
@@ -365,3 +366,15 @@ def test_a_bad_api_keys_value_is_explained_without_echoing_it(tmp_path: Path, va
     message = str(caught.value)
     assert 'key "apiKeys": expected a list of non-empty strings' in message
     assert "secret-in-a-string" not in message and '"ok"' not in message
+
+
+def test_backend_key_accepts_auto_and_the_catalog_tiers(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(VALID.replace('"port": 8080,', '"port": 8080, "backend": "vulkan",'))
+    assert load_use(path, environ={}).backend == "vulkan"
+    path.write_text(VALID.replace('"port": 8080,', '"port": 8080, "backend": "metal",'))
+    with pytest.raises(ConfigError) as raised:
+        load_use(path, environ={})
+    assert 'key "backend": expected "auto" or "cuda" or "rocm" or "vulkan" or "cpu"' in str(
+        raised.value
+    )
