@@ -18,6 +18,7 @@ from mentator.config.settings import Settings
 from mentator.engine.ports import EngineManagerPort
 from mentator.hardware.vram import VramMeter
 from mentator.inference.drain import Drain
+from mentator.inference.tripwire import SpeedTripwire
 from mentator.models.registry import ModelRegistry
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
@@ -52,6 +53,8 @@ class ServiceContext:
     vram: VramMeter = field(default_factory=VramMeter)
     # The shutdown drain: the server begins it on SIGTERM; /health and the use-cases read it.
     drain: Drain = field(default_factory=Drain)
+    # The run-time tripwire: the chosen backend far slower than its canary measured.
+    speed: SpeedTripwire = field(default_factory=SpeedTripwire)
 
     @property
     def ready(self) -> bool:
