@@ -192,7 +192,7 @@ def check_backends(context: ServiceContext, choice: BackendChoice) -> BackendCho
             version=VERSION,
             forced=forced,
             threads=settings.threads,
-            line_sink=lambda tier, line: context.logger.trace(APP_PIPE, f"canary {tier}: {line}"),
+            line_sink=lambda tier, line: _canary_line(context.logger, tier, line),
         )
     )
     report = checked.canary
@@ -204,6 +204,16 @@ def check_backends(context: ServiceContext, choice: BackendChoice) -> BackendCho
     if checked.backend != choice.backend:
         log_backend_choice(context.logger, checked, " by the canary")
     return checked
+
+
+# Engine lines of the canary shown at debug level (the rest at trace): where the layers went, the
+# devices, and errors.
+_CANARY_DEBUG_WORDS = ("offloaded", "using device", "error", "failed")
+
+
+def _canary_line(logger: LoggerProtocol, tier: str, line: str) -> None:
+    shown = any(word in line.lower() for word in _CANARY_DEBUG_WORDS)
+    (logger.debug if shown else logger.trace)(APP_PIPE, f"canary {tier}: {line}")
 
 
 def _default_engine(

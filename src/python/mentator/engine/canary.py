@@ -203,6 +203,7 @@ async def calibrate(
     compare, no model, or ``MENTATOR_SKIP_CANARY``, detection's choice stands (a forced tier is
     then taken when detection found it usable)."""
     env = dict(os.environ if environ is None else environ)
+    limit_s = _limit(env, limit_s)
     gpu_tiers = [tier for tier in [choice, *choice.fallbacks] if tier.is_gpu]
     why_not = None
     if skip_requested(env):
@@ -241,6 +242,19 @@ async def calibrate(
     with contextlib.suppress(OSError):  # a read-only data folder: the canary runs next time too
         save(cache_file, report)
     return choice.with_canary(report)
+
+
+LIMIT_ENV = "MENTATOR_CANARY_LIMIT_S"
+
+
+def _limit(environ: Mapping[str, str], default: float) -> float:
+    """``MENTATOR_CANARY_LIMIT_S``: a slow machine (or a software GPU on a busy CI runner) may
+    need longer than the default per tier before a tier counts as hung."""
+    try:
+        value = float(environ.get(LIMIT_ENV, "") or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def _forced_unchecked(choice: BackendChoice, forced: str | None) -> BackendChoice:
