@@ -208,7 +208,7 @@ def check_backends(context: ServiceContext, choice: BackendChoice) -> BackendCho
 
 # Engine lines of the canary shown at debug level (the rest at trace): where the layers went, the
 # devices, and errors.
-_CANARY_DEBUG_WORDS = ("offloaded", "using device", "error", "failed")
+_CANARY_DEBUG_WORDS = ("offloaded", "model buffer size", "using device", "error", "failed")
 
 
 def _canary_line(logger: LoggerProtocol, tier: str, line: str) -> None:

@@ -122,6 +122,7 @@ def session_opener(
             parallel=1,
             threads=threads,
             embeddings=False,
+            verbose_load=choice.is_gpu,
         )
         sink = (lambda line: line_sink(name, line)) if line_sink is not None else None
         process = LlamaServerProcess(

@@ -49,6 +49,9 @@ class LaunchSpec:
     # --pooling for the embeddings: None = the model's own; "last" for a model that declares
     # none (see `pooling_for`).
     pooling: str | None = None
+    # llama-server's log verbosity 4: the loader's lines (where each layer and buffer went), which
+    # the default verbosity keeps to itself. The canary uses it to show the offload.
+    verbose_load: bool = False
 
 
 # llama.cpp's pooling types that produce one vector per text (mean, cls, last, rank).
@@ -98,6 +101,8 @@ def build_argv(
         argv += ["--ctx-size", str(spec.context_size * parallel)]
     if spec.threads:
         argv += ["--threads", str(spec.threads)]
+    if spec.verbose_load:
+        argv += ["--log-verbosity", "4"]
     if spec.embeddings:
         argv.append("--embeddings")
         if spec.pooling:
