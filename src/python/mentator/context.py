@@ -19,6 +19,7 @@ from mentator.engine.ports import EngineManagerPort
 from mentator.hardware.vram import VramMeter
 from mentator.inference.drain import Drain
 from mentator.inference.shadowing import ShadowPort
+from mentator.inference.tripwire import SpeedTripwire
 from mentator.models.registry import ModelRegistry
 from mentator.scheduling import RequestQueue
 from mentator.storage.chatlog import ChatLogStore
@@ -55,6 +56,8 @@ class ServiceContext:
     drain: Drain = field(default_factory=Drain)
     # Shadow traffic (``shadowUrl``): built by the server; None when off.
     shadow: ShadowPort | None = None
+    # The run-time tripwire: the chosen backend far slower than its canary measured.
+    speed: SpeedTripwire = field(default_factory=SpeedTripwire)
 
     @property
     def ready(self) -> bool:

@@ -34,6 +34,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -44,9 +45,12 @@ from mentator.api.activity import SAMPLE_INTERVAL_S
 from mentator.api.app import create_app
 from mentator.api.metrics import ApiMetrics
 from mentator.applog import AppLogger
+from mentator.backends.canary import CACHE_FILE_NAME
 from mentator.backends.choice import BackendChoice
+from mentator.backends.layout import EngineLayout
 from mentator.config.settings import Settings
 from mentator.context import ServiceContext
+from mentator.engine.canary import calibrate, canary_model
 from mentator.engine.errors import EngineError
 from mentator.engine.manager import EngineManager
 from mentator.engine.ports import EngineManagerPort
@@ -67,6 +71,7 @@ from mentator.storage.health import StorageHealth
 from mentator.storage.retention import RETENTION_INTERVAL_S, Retention
 from mentator.storage.shadowlog import ShadowLogStore
 from mentator.tools.registry import ToolRegistry
+from mentator.version import VERSION
 
 APP_PIPE = "APP"
 # After the drain: how long the requests cut off by the end of the grace get to send their error,
@@ -196,9 +201,53 @@ def initialize_services(
         env = probe_env or ProbeEnv.from_environ(os.environ, engine_dir=context.settings.engine_dir)
         choice = select_backend(env)
         log_backend_choice(context.logger, choice)
+    choice = check_backends(context, choice)
     context.backend = choice
     factory = engine_factory or _default_engine
     context.engine = factory(context.settings, choice, context.logger)
+
+
+def check_backends(context: ServiceContext, choice: BackendChoice) -> BackendChoice:
+    """The start-up canary over detection's choice (`engine.canary.calibrate`): cached in the
+    data folder by fingerprint, so only the first start (or a changed machine, driver, engine or
+    image) pays for it. Every tier's numbers and the reason are logged."""
+    settings = context.settings
+    models = context.registry.models()
+    model = canary_model([info.path for info in models], os.environ)
+    name = next((info.name for info in models if info.path == model), None)
+    forced = settings.backend if settings.backend != "auto" else None
+    checked = asyncio.run(
+        calibrate(
+            choice,
+            layout=EngineLayout(settings.engine_dir or Path()),
+            model=model,
+            model_name=name or (model.stem if model is not None else None),
+            cache_file=settings.db_file.parent / CACHE_FILE_NAME,
+            version=VERSION,
+            forced=forced,
+            threads=settings.threads,
+            line_sink=lambda tier, line: _canary_line(context.logger, tier, line),
+        )
+    )
+    report = checked.canary
+    if report is not None:
+        for line in report.lines():
+            context.logger.debug(APP_PIPE, line)
+        if report.warning:
+            context.logger.error(APP_PIPE, f"backend: {report.warning}")
+    if checked.backend != choice.backend:
+        log_backend_choice(context.logger, checked, " by the canary")
+    return checked
+
+
+# Engine lines of the canary shown at debug level (the rest at trace): where the layers went, the
+# devices, and errors.
+_CANARY_DEBUG_WORDS = ("offloaded", "model buffer size", "using device", "error", "failed")
+
+
+def _canary_line(logger: LoggerProtocol, tier: str, line: str) -> None:
+    shown = any(word in line.lower() for word in _CANARY_DEBUG_WORDS)
+    (logger.debug if shown else logger.trace)(APP_PIPE, f"canary {tier}: {line}")
 
 
 def _default_engine(

@@ -95,3 +95,19 @@ def haproxy_image(docker_client: docker.DockerClient) -> str:
         "mentator-haproxy",
         "deploy/compose:haproxy",
     )
+
+
+LAVAPIPE_DOCKER_INFO = Path("docker/lavapipe/mentator-lavapipe-test.docker-info.json")
+
+
+@pytest.fixture(scope="session")
+def lavapipe_image(docker_client: docker.DockerClient) -> str:
+    """The lavapipe TEST image (docker/lavapipe/): $MENTATOR_E2E_LAVAPIPE_IMAGE, the one Pants
+    built, or :latest."""
+    return _image(
+        docker_client,
+        "MENTATOR_E2E_LAVAPIPE_IMAGE",
+        LAVAPIPE_DOCKER_INFO,
+        "mentator-llm-service-lavapipe-test",
+        "docker/lavapipe:mentator-lavapipe-test",
+    )

@@ -18,7 +18,7 @@ from mentator.config.settings import Settings
 from mentator.context import ServiceContext
 from mentator.inference.completion import Completions
 from mentator.inference.embedding import Embeddings
-from mentator.inference.exchange import ExchangeObserver, ExchangeRecorder
+from mentator.inference.exchange import ExchangeObserver, ExchangeRecorder, ExchangeReport
 from mentator.inference.requests import Caller
 from mentator.inference.residency import Residency
 from mentator.inference.shadowing import SHADOW_HEADER
@@ -77,13 +77,31 @@ class UseCases:
     residency: Residency
 
 
+class _SpeedWatch:
+    """Every ended exchange goes to the speed tripwire (`inference.tripwire`), then on to
+    ``observer`` (the metrics)."""
+
+    def __init__(self, context: ServiceContext, observer: ExchangeObserver | None) -> None:
+        self._context = context
+        self._observer = observer
+
+    def exchange_ended(self, report: ExchangeReport) -> None:
+        context = self._context
+        context.speed.observe(report, context.current_backend(), context.logger)
+        if self._observer is not None:
+            self._observer.exchange_ended(report)
+
+
 def build_use_cases(context: ServiceContext, observer: ExchangeObserver | None) -> UseCases:
     """The use-cases over ``context``: they read the engine (None while starting), the chat log
     (None while the database is unavailable), the tools and the settings from it at each
     request, so a part that changes later (a database reopened) is seen at once."""
     slots = Slots(context, context.registry, context.queue)
     recorder = ExchangeRecorder(
-        logger=context.logger, parts=context, clock_ms=context.clock_ms, observer=observer
+        logger=context.logger,
+        parts=context,
+        clock_ms=context.clock_ms,
+        observer=_SpeedWatch(context, observer),
     )
     completions = Completions(slots=slots, recorder=recorder, parts=context, logger=context.logger)
     return UseCases(

@@ -318,6 +318,18 @@ class ApiMetrics:
             registry=self.registry,
         )
         self._residency_seq = 0  # the last load/eviction event counted
+        self.backend_slow = Gauge(
+            "mentator_backend_slow",
+            "1 while the backend generates below 0.3x of the speed its start-up canary measured,"
+            " several requests in a row (/health says degraded).",
+            registry=self.registry,
+        )
+        self.backend_slowdowns = Counter(
+            "mentator_backend_slowdowns",
+            "How often the backend speed tripwire tripped.",
+            registry=self.registry,
+        )
+        self._slowdowns_seen = 0
         self.engine = EngineCollector(self.model_labels)
         self.registry.register(self.engine)
         self.shadow = ShadowCollector()
@@ -365,6 +377,10 @@ class ApiMetrics:
         self.queue_waiting.set(waiting)
         self.queue_running.set(running)
         self.models_available.set(len(context.registry.models()))
+        self.backend_slow.set(1 if context.speed.degraded else 0)
+        if context.speed.trips > self._slowdowns_seen:
+            self.backend_slowdowns.inc(context.speed.trips - self._slowdowns_seen)
+            self._slowdowns_seen = context.speed.trips
         self.model_loaded.clear()
         engine = context.engine
         resident = engine.loaded_models() if engine is not None else []

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mentator.backends import catalog
+from mentator.backends.canary import CanaryReport
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class BackendChoice:
     # Lower GPU tiers that are usable too, in order: where a model load goes when this backend
     # fails to start it (the CPU comes after them all).
     fallbacks: list[BackendChoice] = field(default_factory=list)
+    # What the start-up canary measured and decided (`backends.canary`); None: it did not run.
+    canary: CanaryReport | None = None
 
     @property
     def is_gpu(self) -> bool:
@@ -59,7 +62,8 @@ class BackendChoice:
 
         ``name`` is the catalog row; ``backend`` repeats it under the key the decision JSON had
         first (hand-written decisions in ``MENTATOR_BACKEND_DECISION`` use it). ``fallbacks`` are
-        the lower GPU tiers a failed model load goes to, each rendered the same way.
+        the lower GPU tiers a failed model load goes to, each rendered the same way. ``canary``
+        is the start-up check of every tier (`backends.canary.CanaryReport.to_json`) or null.
         """
         return {
             "name": self.backend,
@@ -70,6 +74,7 @@ class BackendChoice:
             "devices": [device.to_json() for device in self.devices],
             "env": dict(self.env),
             "fallbacks": [fallback.to_json() for fallback in self.fallbacks],
+            "canary": self.canary.to_json() if self.canary is not None else None,
         }
 
     @classmethod
@@ -83,6 +88,7 @@ class BackendChoice:
             if name not in catalog.BY_NAME:
                 raise ValueError(f"unknown backend {name!r}")
             variant = data.get("cpuVariant")
+            canary = data.get("canary")
             return cls(
                 backend=name,
                 reason=str(data["reason"]),
@@ -91,6 +97,7 @@ class BackendChoice:
                 cpu_variant=str(variant) if variant is not None else None,
                 env={str(k): str(v) for k, v in dict(data.get("env") or {}).items()},
                 fallbacks=[cls.from_json(item) for item in data.get("fallbacks") or []],
+                canary=CanaryReport.from_json(canary) if canary else None,
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not a backend choice: {error}") from error
@@ -104,6 +111,39 @@ class BackendChoice:
             "totalVramMb": first.total_mb if first else None,
             "usedVramMb": first.used_mb if first else None,
         }
+
+    def with_canary(self, report: CanaryReport, cpu_variant: str | None = None) -> BackendChoice:
+        """This decision (detection's: this tier, then its usable ``fallbacks``) after the canary:
+        its chosen tier becomes the backend, every tier it did not choose is in ``skipped`` with
+        the canary's words for it, and only tiers it found correct remain as fallbacks."""
+        by_name = {self.backend: self, **{f.backend: f for f in self.fallbacks}}
+        summaries = {tier.name: tier.summary() for tier in report.tiers}
+        correct = {tier.name for tier in report.tiers if tier.usable}
+        base = by_name.get(report.chosen)
+        skipped = dict(self.skipped)
+        for name in by_name:
+            if name != report.chosen:
+                skipped[name] = f"canary: {summaries.get(name, 'not checked')}"
+        if base is None:  # the CPU
+            return BackendChoice(
+                backend=catalog.CPU.name,
+                reason=f"canary: {report.reason}",
+                skipped={k: v for k, v in skipped.items() if k != catalog.CPU.name},
+                cpu_variant=self.cpu_variant or cpu_variant,
+                canary=report,
+            )
+        lower = [
+            replace(tier, fallbacks=[], skipped={})
+            for tier in [self, *self.fallbacks]
+            if tier.backend in correct and tier.backend != base.backend
+        ]
+        return replace(
+            base,
+            reason=f"{base.reason}; canary: {report.reason}",
+            skipped=skipped,
+            fallbacks=lower,
+            canary=report,
+        )
 
     def fallback_to_cpu(self, why: str) -> BackendChoice:
         """The CPU choice after this GPU backend failed at run time; the reason is kept."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mentator.backends import catalog
 from mentator.backends.layout import ENGINE_DIR_ENV, resolve_engine_dir
 from mentator.config.settings import LogLevel
 
@@ -21,9 +22,10 @@ from mentator.config.settings import LogLevel
 # string naming a file or folder (relative = from the current directory); options: the
 # generation options object; log: the `log` section (`LOG_KEYS`); level: one of LOG_LEVELS;
 # boolean: true or false; strings: a list of non-empty strings (a tuple in Settings); url: an
-# http(s) URL with a host and nothing after the path (no query, fragment or user).
+# http(s) URL with a host and nothing after the path (no query, fragment or user); backend:
+# "auto" or a row name of `backends.catalog.BACKENDS` (`BACKEND_VALUES`).
 KeyKind = Literal[
-    "integer", "string", "path", "options", "log", "level", "boolean", "strings", "url"
+    "integer", "string", "path", "options", "log", "level", "boolean", "strings", "url", "backend"
 ]
 # In --conf-docker mode a key is either read from the file ("file") or fixed by the image
 # ("forced": a value in the file only earns a warning).
@@ -37,6 +39,7 @@ DOCKER_DB_FILE_NAME = "mentator-llm-service.db"
 DEFAULT_PORT = 19777
 DEFAULT_HOST = "0.0.0.0"
 API_KEYS_ENV = "MENTATOR_API_KEYS"
+BACKEND_VALUES: tuple[str, ...] = ("auto", *catalog.BY_NAME)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class ConfigKey:
             return "true or false"
         if self.kind == "level":
             return " or ".join(f'"{name}"' for name in LOG_LEVELS)
+        if self.kind == "backend":
+            return " or ".join(f'"{name}"' for name in BACKEND_VALUES)
         if self.kind in ("options", "log"):
             return "an object { ... }"
         if self.kind == "strings":
@@ -178,6 +183,15 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         # The image sets the variable; the file never names the engine.
         forced=lambda _root, env: resolve_engine_dir(None, env),
         forced_note=f"the {ENGINE_DIR_ENV} environment variable",
+    ),
+    ConfigKey(
+        "backend",
+        "backend",
+        "backend",
+        "engine backend: auto = the fastest one the start-up canary finds correct; cuda, rocm,"
+        " vulkan or cpu force that tier when it loads (the canary still runs and warns when it"
+        " is wrong or slower; README: How the backend is chosen)",
+        default="auto",
     ),
     ConfigKey(
         "parallel",

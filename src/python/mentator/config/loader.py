@@ -21,6 +21,7 @@ from mentator.backends.layout import resolve_engine_dir
 from mentator.config.jsonc import JsoncError, NewMember, insert_members, parse_jsonc
 from mentator.config.keys import (
     API_KEYS_ENV,
+    BACKEND_VALUES,
     CONFIG_KEYS,
     DOCKER_DATA_ROOT,
     DOCKER_FILE_KEYS,
@@ -146,6 +147,8 @@ class _Checks:
         if row.kind == "boolean" and isinstance(raw, bool):
             return raw
         if row.kind == "level" and raw in LOG_LEVELS:
+            return raw
+        if row.kind == "backend" and raw in BACKEND_VALUES:
             return raw
         if row.kind == "strings":
             if isinstance(raw, list) and all(isinstance(i, str) and i.strip() for i in raw):

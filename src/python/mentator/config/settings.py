@@ -69,6 +69,8 @@ class Settings:
     shadow_percent: int = 10
     shadow_queue: int = 100
     shadow_api_key: str | None = None
+    # Config `backend`: "auto" or a forced tier (`config.keys.BACKEND_VALUES`).
+    backend: str = "auto"
 
 
 _LEVELS: dict[object, LogLevel] = {level: level for level in get_args(LogLevel)}
@@ -206,6 +208,7 @@ def settings_from(
         shadow_percent=read.integer("shadow_percent"),
         shadow_queue=read.integer("shadow_queue"),
         shadow_api_key=read.optional_text("shadow_api_key"),
+        backend=read.text("backend"),
     )
     read.all_read()
     return settings

@@ -51,6 +51,9 @@ class LaunchSpec:
     pooling: str | None = None
     # Where the child may save and restore slots' KV cache (warm swaps, `engine.warm`).
     slot_save_path: Path | None = None
+    # llama-server's log verbosity 4: the loader's lines (where each layer and buffer went), which
+    # the default verbosity keeps to itself. The canary uses it to show the offload.
+    verbose_load: bool = False
 
 
 # llama.cpp's pooling types that produce one vector per text (mean, cls, last, rank).
@@ -102,6 +105,8 @@ def build_argv(
         argv += ["--threads", str(spec.threads)]
     if spec.slot_save_path is not None:
         argv += ["--slot-save-path", str(spec.slot_save_path.absolute())]
+    if spec.verbose_load:
+        argv += ["--log-verbosity", "4"]
     if spec.embeddings:
         argv.append("--embeddings")
         if spec.pooling:

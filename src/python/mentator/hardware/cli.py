@@ -18,10 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mentator.backends import catalog
+from mentator.backends.canary import CACHE_FILE_NAME, CanaryReport
 from mentator.backends.choice import BackendChoice
+from mentator.config.keys import DOCKER_DATA_ROOT
 from mentator.hardware.handoff import DECISION_ENV, decided_backend
 from mentator.hardware.probes import ProbeEnv
 from mentator.hardware.selection import select_backend
+
+DATA_DIR_ENV = "MENTATOR_DATA_DIR"
 
 
 def explain(choice: BackendChoice) -> list[str]:
@@ -30,6 +34,23 @@ def explain(choice: BackendChoice) -> list[str]:
     lines = [f"Selected backend: {choice.backend} ({choice.reason}{variant})"]
     lines += [f"  {tier} skipped: {why}" for tier, why in choice.skipped.items()]
     return lines
+
+
+def explain_canary(data_dir: Path) -> list[str]:
+    """The start-up canary's last report (the service runs it and caches it in the data folder):
+    every tier's probe, load, correctness and speed, and the choice."""
+    cache = data_dir / CACHE_FILE_NAME
+    try:
+        report = CanaryReport.from_json(json.loads(cache.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return [f"canary: not run yet (the service runs it at start and caches it in {cache})"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return [f"canary: {cache} is unreadable ({error}); the service runs it again at start"]
+    return [
+        *report.lines(),
+        f"  (cached in {cache}; run again when the hardware, driver, engine, image or model"
+        " changes)",
+    ]
 
 
 def _print_env_flag() -> int:
@@ -62,6 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also write the decision and the reason for every skipped tier to stderr",
     )
     parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="with --explain: the data folder whose cached backend canary to show"
+        f" (default: ${DATA_DIR_ENV}, else {DOCKER_DATA_ROOT})",
+    )
+    parser.add_argument(
         "--env-flag",
         action="store_true",
         help=f"detect nothing: print the variable the original image set for the decision in"
@@ -75,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(json.dumps(choice.to_json(), ensure_ascii=False) + "\n")
     sys.stdout.flush()
     if args.explain:
-        sys.stderr.write("".join(line + "\n" for line in explain(choice)))
+        data_dir = args.data_dir or Path(os.environ.get(DATA_DIR_ENV) or DOCKER_DATA_ROOT)
+        lines = explain(choice) + explain_canary(data_dir)
+        sys.stderr.write("".join(line + "\n" for line in lines))
     return 0
 
 

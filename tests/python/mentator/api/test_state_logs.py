@@ -71,6 +71,7 @@ def test_state_shape_before_any_load(client: TestClient, services: ServiceContex
         "backend": "cpu",
         "env": {},
         "fallbacks": [],
+        "canary": None,
     }
 
 

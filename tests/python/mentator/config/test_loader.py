@@ -44,7 +44,7 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
     assert isinstance(data, dict)
     assert set(data) == {
         "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "toolTimeoutMsec",
-        "engineDir", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
+        "engineDir", "backend", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
         "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
         "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
@@ -208,7 +208,7 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
     data = parse_jsonc(docker_template_text())
     assert isinstance(data, dict)
     assert set(data) == {
-        "toolTimeoutMsec", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
+        "toolTimeoutMsec", "backend", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
         "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
         "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
@@ -403,3 +403,15 @@ def test_a_shadow_url_that_is_not_a_service_url_is_refused(tmp_path: Path, url: 
         f' "http://10.0.0.2:19777", got "{url}"',
         'key "shadowPercent": expected an integer 1..100, got 0',
     ]
+
+
+def test_backend_key_accepts_auto_and_the_catalog_tiers(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(VALID.replace('"port": 8080,', '"port": 8080, "backend": "vulkan",'))
+    assert load_use(path, environ={}).backend == "vulkan"
+    path.write_text(VALID.replace('"port": 8080,', '"port": 8080, "backend": "metal",'))
+    with pytest.raises(ConfigError) as raised:
+        load_use(path, environ={})
+    assert 'key "backend": expected "auto" or "cuda" or "rocm" or "vulkan" or "cpu"' in str(
+        raised.value
+    )

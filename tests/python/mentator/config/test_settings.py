@@ -21,6 +21,7 @@ VALUES: dict[str, object] = {
     "tool_env_dir": None,
     "tool_timeout_msec": 30000,
     "engine_dir": None,
+    "backend": "auto",
     "parallel": 4,
     "queue_limit": 64,
     "max_loaded_models": 3,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from mentator.backends import catalog
+from mentator.backends.canary import CACHE_FILE_NAME, CanaryReport, Correctness, TierResult, save
 from mentator.backends.catalog import BACKENDS, BackendSpec
 from mentator.backends.choice import BackendChoice
 from mentator.cli import main as mentator_main
@@ -62,13 +63,36 @@ def test_explain_writes_the_decision_in_words_to_stderr(
     monkeypatch.setenv("MENTATOR_NVIDIA_SMI", env.nvidia_smi)
     monkeypatch.setenv("MENTATOR_DEV_ROOT", str(env.dev_root))
     monkeypatch.setenv("MENTATOR_SYS_ROOT", str(env.sys_root))
-    assert main(["--engine-dir", str(machine.engine), "--explain"]) == 0
+    data = machine.root / "data"
+    argv = ["--engine-dir", str(machine.engine), "--explain", "--data-dir", str(data)]
+    assert main(argv) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["backend"] == "cpu"
     lines = captured.err.splitlines()
     assert lines[0] == "Selected backend: cpu (no usable GPU, CPU variant haswell)"
     assert lines[1].startswith("  cuda skipped: NVIDIA GPU (NVIDIA GeForce RTX 4090) found")
-    assert [line.split(" skipped:")[0].strip() for line in lines[1:]] == ["cuda", "rocm", "vulkan"]
+    assert [line.split(" skipped:")[0].strip() for line in lines[1:4]] == ["cuda", "rocm", "vulkan"]
+    assert lines[4].startswith("canary: not run yet (the service runs it at start")
+    # The service's cached canary, every tier with its numbers and the choice:
+    report = CanaryReport(
+        fingerprint="f",
+        tiers=[
+            TierResult("vulkan", True, True, None, Correctness(1.0, 0.02, 8), 40.0, 5.9),
+            TierResult("cpu", True, True, None, Correctness(1.0, 0.0, 8), 90.0, 13.1),
+        ],
+        chosen="cpu",
+        reason="vulkan: correct, 5.9 t/s; cpu: 13.1 t/s → cpu, 2.2x faster than vulkan",
+        seconds=9.5,
+    )
+    save(data / CACHE_FILE_NAME, report)
+    assert main(argv) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[4:8] == [
+        "canary (9.5 s):",
+        "  vulkan: correct (top-1 8/8, mean |Δlogprob| 0.020), 5.9 t/s [probed, loaded]",
+        "  cpu: 13.1 t/s [probed, loaded]",
+        "  → cpu, 2.2x faster than vulkan",
+    ]
 
 
 def _env_flag(

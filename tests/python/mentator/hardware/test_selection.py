@@ -205,4 +205,5 @@ def test_to_json_and_fallback_keep_the_reasons() -> None:
         # The one rendering also used by /state:
         "name": "cpu",
         "fallbacks": [],
+        "canary": None,
     }

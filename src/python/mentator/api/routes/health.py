@@ -7,7 +7,8 @@
 * ``failed`` (HTTP 503): the startup raised an error (``reason`` says which); the service will
   not become ready without a restart, so the container's HEALTHCHECK turns unhealthy;
 * ``degraded`` (HTTP 200, the service answers but something needs a look): no models found, the
-  engine child of the loaded model died (it restarts on the next request), or the database
+  engine child of the loaded model died (it restarts on the next request), the backend generates
+  far slower than its start-up canary measured (`inference.tripwire`), or the database
   failed its last operation / could not be opened;
 * ``ready`` (HTTP 200) otherwise.
 The answer lists the reasons and a few facts, so a human reading it knows what to fix.
@@ -68,6 +69,8 @@ def health_json(context: ServiceContext) -> tuple[int, dict[str, Any]]:
         reasons.append(
             f"the engine process of {which} exited; it restarts on that model's next request"
         )
+    if context.speed.reason is not None:
+        reasons.append(context.speed.reason)
     db_problem = _database_problem(context)
     if db_problem is not None:
         reasons.append(db_problem)

@@ -87,6 +87,8 @@ def state_json(context: ServiceContext) -> dict[str, Any]:
         state[key] = stats
     # The decision's one rendering (`BackendChoice.to_json`), as --detect-hardware prints it.
     state["backend"] = choice.to_json() if choice is not None else None
+    # The run-time tripwire against the canary's speed (`inference.tripwire`).
+    state["backendSpeed"] = context.speed.to_json()
     return state
 
 

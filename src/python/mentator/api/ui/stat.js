@@ -40,6 +40,23 @@ function backendCard(s) {
   return card("Backend and GPU", rows, { id: "card-backend" });
 }
 
+// The start-up canary (backend.canary of /state): every tier's correctness and speed, the choice,
+// and the run-time tripwire (state.backendSpeed). Its own small card, apart from the others.
+function canaryCard(s) {
+  const canary = s.backend && s.backend.canary;
+  if (!canary) return null;
+  const rows = [];
+  if (canary.skipped) rows.push(["canary", `skipped: ${canary.skipped}`]);
+  for (const tier of canary.tiers || []) rows.push([tier.name, tier.summary]);
+  if (!canary.skipped) {
+    rows.push(["chosen", `${canary.chosen}` + (canary.cached ? " (cached)" : ` (${canary.seconds} s)`)]);
+  }
+  if (canary.warning) rows.push(["warning", canary.warning]);
+  const speed = s.backendSpeed;
+  if (speed && speed.degraded) rows.push(["slowdown", speed.reason]);
+  return card("Backend canary", rows, { id: "card-canary", alert: Boolean(canary.warning || (speed && speed.degraded)) });
+}
+
 function render() {
   if (!state) return;
   const s = state;
@@ -64,7 +81,7 @@ function render() {
       ["queue", `${s.queueSize} waiting` + (s.queueRunning !== undefined ? `, ${s.queueRunning} running` : "")],
       ["tokens/s", tokensPerSecond === null ? "measuring…" : tokensPerSecond.toFixed(1)],
     ], { id: "card-server" }),
-    backendCard(s), modelsCard, loaded,
+    backendCard(s), ...[canaryCard(s)].filter(Boolean), modelsCard, loaded,
     card("System resources", [
       ["service RSS", mb(s.memoryUsageMb)], ["service heap", mb(s.memoryHeapMb)],
       ["engine RSS", mb(s.memoryExternalMb)],
