@@ -44,8 +44,8 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
     assert isinstance(data, dict)
     assert set(data) == {
         "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "toolTimeoutMsec",
-        "engineDir", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec", "threads",
-        "apiKeys", "defaultOptions", "log",
+        "engineDir", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec", "compactJson",
+        "grammarRepeatPenalty", "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert list(data["defaultOptions"]) == list(OPTION_KEYS)
     assert data["log"] == {"level": "debug", "liveDay": 30, "savePrompt": False}
@@ -206,7 +206,7 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
     assert isinstance(data, dict)
     assert set(data) == {
         "toolTimeoutMsec", "parallel", "queueLimit", "drainGraceMsec", "drainNoticeMsec",
-        "threads", "apiKeys", "defaultOptions", "log",
+        "compactJson", "grammarRepeatPenalty", "threads", "apiKeys", "defaultOptions", "log",
     }  # fmt: skip
     assert data["apiKeys"] == []
     assert settings.port == 19777 and settings.host == "0.0.0.0" and settings.mode == "docker"

@@ -25,6 +25,8 @@ VALUES: dict[str, object] = {
     "queue_limit": 64,
     "drain_grace_msec": 25000,
     "drain_notice_msec": 0,
+    "compact_json": True,
+    "grammar_repeat_penalty": False,
     "threads": None,
     "api_keys": ("k",),
     "default_options": {"temperature": 0.5},
