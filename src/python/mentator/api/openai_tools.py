@@ -28,6 +28,7 @@ from mentator.inference.toolcalls import (
     parse_calls,
     plain_history,
 )
+from mentator.schema.gbnf import Whitespace
 
 TOOL_FIELDS: dict[str, JsonSchema] = {
     "tools": {
@@ -115,11 +116,13 @@ def _uses_tools(body: dict[str, Any]) -> bool:
 
 
 def tool_chat_request(
-    body: dict[str, Any], chat: ChatRequest
+    body: dict[str, Any], chat: ChatRequest, whitespace: Whitespace = "compact"
 ) -> tuple[ChatRequest, ToolOffer | None]:
     """The chat request with the functions offered (instructions + call grammar), and with
     earlier calls and results in the conversation turned into plain turns."""
     offer = tool_offer(body)
+    if offer is not None:
+        offer = dataclasses.replace(offer, whitespace=whitespace)
     messages: list[Message] = chat.messages
     if offer is not None or _uses_tools(body):
         given = [

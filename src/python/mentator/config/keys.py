@@ -306,6 +306,25 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         maximum=DRAIN_RANGE[1],
     ),
     ConfigKey(
+        "compactJson",
+        "compact_json",
+        "boolean",
+        "JSON answers under a grammar (a schema, tool calls) are compact: no whitespace between"
+        " tokens, so a small model cannot spend its token budget on newlines; false = one"
+        " space, or a newline and up to 20 spaces/tabs, may stand between tokens"
+        " (docs/structured-output.md)",
+        default=True,
+    ),
+    ConfigKey(
+        "grammarRepeatPenalty",
+        "grammar_repeat_penalty",
+        "boolean",
+        "under a grammar, when neither the request nor defaultOptions set a repeat penalty, use"
+        " repeatPenalty 1.15 over the last 64 tokens, so a model does not loop until its token"
+        " limit; it changes answers (docs/structured-output.md); false = no penalty",
+        default=True,
+    ),
+    ConfigKey(
         "threads",
         "threads",
         "integer",

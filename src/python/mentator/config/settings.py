@@ -54,6 +54,8 @@ class Settings:
     tool_timeout_msec: int = 30000
     drain_grace_msec: int = 25000
     drain_notice_msec: int = 0
+    compact_json: bool = True
+    grammar_repeat_penalty: bool = True
     # Placed after the fields without defaults; filled from the `apiKeys` row plus the
     # environment (`config.loader.with_env_api_keys`).
     api_keys: tuple[str, ...] = field(default=())
@@ -196,6 +198,8 @@ def settings_from(
         tool_timeout_msec=read.integer("tool_timeout_msec"),
         drain_grace_msec=read.integer("drain_grace_msec"),
         drain_notice_msec=read.integer("drain_notice_msec"),
+        compact_json=read.boolean("compact_json"),
+        grammar_repeat_penalty=read.boolean("grammar_repeat_penalty"),
         api_keys=read.strings("api_keys"),
         max_loaded_models=read.integer("max_loaded_models"),
         memory_budget_mb=read.integer("memory_budget_mb"),

@@ -28,6 +28,7 @@ ignored, as in the original.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
@@ -65,7 +66,7 @@ from mentator.inference.slots import (
 from mentator.inference.tools_loop import ToolLoop, resolve_tools
 from mentator.logging_protocol import LoggerProtocol
 from mentator.models.discovery import ModelInfo
-from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
+from mentator.schema.gbnf import SchemaToGrammarError, Whitespace, schema_to_gbnf
 from mentator.schema.validation import SchemaProblemError, parse_json_answer, validate_response
 from mentator.tools.registry import ToolRegistry
 
@@ -105,10 +106,52 @@ def generation_options(
     return parse_options(merged, fill=True, defaults=JSON_DEFAULTS)
 
 
-def grammar_for(schema: Any) -> str:
+# Anti-repetition under a grammar (config ``grammarRepeatPenalty``): a small model at temperature
+# 0 can repeat a token or phrase inside a string until its token limit; a repeat penalty over the
+# last tokens breaks the loop (measured: docs/structured-output.md). It changes answers, so it is
+# a switch, and a repeat penalty the request or ``defaultOptions`` set wins.
+GRAMMAR_REPEAT_PENALTY = 1.15
+GRAMMAR_REPEAT_LAST_N = 64
+
+
+def constrained_options(
+    options: dict[str, object], given: Mapping[str, Any] | None, settings: Settings
+) -> dict[str, object]:
+    """``options`` for a generation under a grammar: the anti-repetition penalty added when the
+    switch is on and nothing set a penalty (``repeatPenalty`` 1 is "off")."""
+    if not settings.grammar_repeat_penalty or "repeatPenalty" in (given or {}):
+        return options
+    if options.get("repeatPenalty") not in (None, 1):
+        return options
+    last_n = options.get("repeatPenaltyNum") or GRAMMAR_REPEAT_LAST_N
+    return {**options, "repeatPenalty": GRAMMAR_REPEAT_PENALTY, "repeatPenaltyNum": last_n}
+
+
+def whitespace_of(settings: Settings) -> Whitespace:
+    """What a grammar allows between JSON tokens (config ``compactJson``)."""
+    return "compact" if settings.compact_json else "bounded"
+
+
+def cut_off(result: CompletionResult, limit_name: str, options: Mapping[str, object]) -> str | None:
+    """Why a constrained answer is unusable when the token limit cut it before its JSON was
+    complete (None: it was not cut, or it is complete JSON all the same)."""
+    if result.finish_reason != "length":
+        return None
+    try:
+        json.loads(result.text)
+    except ValueError as error:
+        return (
+            f"the answer was cut off at the token limit ({limit_name} "
+            f"{options.get('maxTokens')}) before its JSON was complete ({error}); raise "
+            f"{limit_name} or ask for a shorter answer"
+        )
+    return None
+
+
+def grammar_for(schema: Any, whitespace: Whitespace = "compact") -> str:
     """The decoding grammar of a JSON Schema (step 2)."""
     try:
-        return schema_to_gbnf(schema)
+        return schema_to_gbnf(schema, whitespace)
     except SchemaToGrammarError as error:
         raise SchemaRefused(f"on create llama grammar: {error}") from error
 
@@ -118,10 +161,10 @@ def wants_grammar(request: PromptRequest) -> bool:
     return fmt is not None and fmt.use_grammar and js_truthy(fmt.json_schema)
 
 
-def prompt_grammar(request: PromptRequest) -> str | None:
+def prompt_grammar(request: PromptRequest, whitespace: Whitespace = "compact") -> str | None:
     if request.format is None or not wants_grammar(request):
         return None
-    return grammar_for(request.format.json_schema)
+    return grammar_for(request.format.json_schema, whitespace)
 
 
 def check_response_schema(request: PromptRequest) -> None:
@@ -134,12 +177,15 @@ def check_response_schema(request: PromptRequest) -> None:
         raise SchemaRefused(f"on validate response: {error}") from error
 
 
-def answer_data(request: PromptRequest, text: str) -> Any:
+def answer_data(request: PromptRequest, text: str, cut: str | None = None) -> Any:
+    """The answer's data; ``cut`` says why, when the token limit cut the answer short."""
     if request.format is None:
         return text
     try:
         data = parse_json_answer(text)
     except ValueError as error:
+        if cut is not None:
+            raise AnswerRejected(f"on convert response text to JSON: {cut}") from error
         raise AnswerRejected(f"on convert response text to JSON: {error}") from error
     try:
         problem = validate_response(request.format.json_schema, data)
@@ -280,7 +326,9 @@ class Completions:
         self._slots.engine()
         settings = self._parts.settings
         options = generation_options(settings.default_options, request.options)
-        grammar = prompt_grammar(request)
+        grammar = prompt_grammar(request, whitespace_of(settings))
+        if grammar is not None or request.tool_server:
+            options = constrained_options(options, request.options, settings)
         check_response_schema(request)
         registry = self._parts.tools
         tools = resolve_tools(registry, request.tool_server or [])
@@ -297,7 +345,15 @@ class Completions:
             generation_deadline = time.monotonic() + budget_s
             if tools:
                 used_tools.clear()  # a retried request starts its calls again
-                loop = ToolLoop(handle, registry, tools, tool_timeout_s, self._logger, used_tools)
+                loop = ToolLoop(
+                    handle,
+                    registry,
+                    tools,
+                    tool_timeout_s,
+                    self._logger,
+                    used_tools,
+                    whitespace_of(settings),
+                )
                 answer = loop.run(messages, options, grammar, request.format is not None)
             else:
                 answer = handle.complete(CompletionRequest(messages, options, grammar))
@@ -307,7 +363,8 @@ class Completions:
         result = await self._slots.run(placement, deadline, timing, work)
         exchange.generated(result)
         exchange.answer_raw = answer_text(result.text, options)
-        return answer_data(request, exchange.answer_raw), bool(tools)
+        cut = cut_off(result, "maxTokens", options) if grammar is not None else None
+        return answer_data(request, exchange.answer_raw, cut), bool(tools)
 
     def _begin(self, caller: Caller, body: Any, model: str) -> Exchange:
         """A completion's exchange, labelled with the registry's name of its model (None when
@@ -319,10 +376,13 @@ class Completions:
     def _chat_parts(self, request: ChatRequest) -> tuple[ModelInfo, CompletionRequest]:
         self._slots.engine()
         model = self._slots.find_model(request.model)
-        options = generation_options(self._parts.settings.default_options, request.options)
+        settings = self._parts.settings
+        options = generation_options(settings.default_options, request.options)
         grammar = request.grammar
         if grammar is None and request.json_schema is not None:
-            grammar = grammar_for(request.json_schema)
+            grammar = grammar_for(request.json_schema, whitespace_of(settings))
+        if grammar is not None:
+            options = constrained_options(options, request.options, settings)
         return model, CompletionRequest(request.messages, options, grammar, request.prompt)
 
     async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
@@ -338,6 +398,15 @@ class Completions:
 
             placement = Placement(model, keep_alive_s=request.keep_alive_s)
             result = await self._slots.run(placement, deadline, exchange.timing, work)
+            json_answer = request.json_schema is not None or result.text.lstrip()[:1] in "{["
+            if engine_request.grammar is not None and result.text.strip() and json_answer:
+                # A JSON answer (schema or tool call; an ``auto`` text answer starts otherwise)
+                # cut by the token limit is refused, naming it, rather than sent unparsable.
+                cut = cut_off(result, "max_tokens", engine_request.options)
+                if cut is not None:
+                    exchange.generated(result)
+                    exchange.answer_raw = result.text
+                    raise AnswerRejected(cut)
             return ChatAnswer(model.name, result)
 
         answer = await exchange.run(complete())

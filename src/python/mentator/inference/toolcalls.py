@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from mentator.engine.ports import Message
 from mentator.inference.errors import AnswerRejected, InvalidRequest
-from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
+from mentator.schema.gbnf import SchemaToGrammarError, Whitespace, schema_to_gbnf
 
 ToolMode = Literal["auto", "required", "named"]
 
@@ -71,6 +71,7 @@ class ToolOffer:
     mode: ToolMode
     parallel: bool
     forced: str | None = None  # the named function (mode "named")
+    whitespace: Whitespace = "compact"  # between the call's JSON tokens (`schema.gbnf`)
 
     def offered(self) -> tuple[FunctionTool, ...]:
         if self.mode == "named":
@@ -138,7 +139,7 @@ def call_schema(offer: ToolOffer) -> dict[str, Any]:
 def call_grammar(offer: ToolOffer) -> str:
     """GBNF for the model's answer: the call(s) only, or (``auto``) a call or free text."""
     try:
-        grammar = schema_to_gbnf(call_schema(offer))
+        grammar = schema_to_gbnf(call_schema(offer), offer.whitespace)
     except SchemaToGrammarError as error:
         raise InvalidRequest(f"tools: on create llama grammar: {error}") from error
     if offer.mode != "auto":
@@ -226,9 +227,11 @@ def parse_calls(text: str) -> list[ToolCall]:
     try:
         data = json.loads(text)
     except ValueError as error:
-        # Only an answer cut short (maxTokens) gets here: the grammar allows nothing else.
+        # Only an answer cut short (max_tokens) gets here: the grammar allows nothing else.
+        # (A whole answer is stopped earlier, in `Completions.chat`, naming the limit's value.)
         raise AnswerRejected(
-            f"the model's function call is incomplete ({error}); raise max_tokens"
+            "the model's function call was cut off at the token limit (max_tokens) before it "
+            f"was complete ({error}); raise max_tokens"
         ) from error
     items = data if isinstance(data, list) else [data]
     return [

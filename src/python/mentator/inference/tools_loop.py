@@ -12,6 +12,7 @@ appended to ``used`` first (``usedTools``, in call order, with repeats), as the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from mentator.inference.toolcalls import (
     offer_messages,
 )
 from mentator.logging_protocol import LoggerProtocol
+from mentator.schema.gbnf import Whitespace
 from mentator.tools.execution import Limits, ToolRunError, run_tool
 from mentator.tools.files import ToolFile
 from mentator.tools.registry import ToolRegistry
@@ -120,7 +122,7 @@ def round_grammar(offer: ToolOffer | None, answer_grammar: str | None, free_json
         return answer_grammar or "root ::= [^\\x00]*\n"
     if answer_grammar is None and not free_json:
         return call_grammar(offer)  # auto: a call or free text that is not JSON
-    calls = call_grammar(ToolOffer(offer.tools, "required", offer.parallel))
+    calls = call_grammar(dataclasses.replace(offer, mode="required", forced=None))
     answer = answer_grammar or "root ::= [^\\x00]*\n"
     return (
         "root ::= call-root | answer-root\n"
@@ -150,6 +152,7 @@ class ToolLoop:
     timeout_s: float
     logger: LoggerProtocol
     used: list[str]
+    whitespace: Whitespace = "compact"  # between the call's JSON tokens (`schema.gbnf`)
 
     async def run(
         self,
@@ -160,7 +163,7 @@ class ToolLoop:
     ) -> CompletionResult:
         by_name = {tool.name: tool for tool in self.tools}
         functions = tuple(FunctionTool(t.name, t.description, t.spec) for t in self.tools)
-        offer = ToolOffer(functions, "auto", False)
+        offer = ToolOffer(functions, "auto", False, whitespace=self.whitespace)
         conversation: list[Message] = offer_messages(offer, messages)
         results: dict[str, str] = {}  # call (name + arguments) → its result text
         tokens = 0

@@ -59,9 +59,12 @@ shallow for llama.cpp's recursive parser. Limits that remain are named in the re
 groups nested deeper than 50, chains of more than 5000 rules that start with one another,
 more than 50 000 rules, more than 4 MiB of grammar text.
 
-Whitespace: between tokens the grammar allows nothing, one space, or one newline followed by at
-most 20 spaces/tabs — enough for pretty-printed JSON, bounded so a small model cannot loop on
-whitespace forever. Nothing is allowed before or after the top-level value.
+Whitespace (``whitespace``): ``"compact"`` (the default) allows nothing between tokens — the
+answer is compact JSON. Every whitespace token a model may write is a token not spent on the
+answer, and a small model at temperature 0 can write a newline before nearly every token and run
+out of its budget (measured: docs/structured-output.md). ``"bounded"`` allows nothing, one
+space, or one newline followed by at most 20 spaces/tabs — enough for pretty-printed JSON.
+Nothing is allowed before or after the top-level value either way.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ import re
 import urllib.parse
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from mentator.schema.ir import (
     EMPTY,
@@ -95,6 +98,10 @@ from mentator.schema.ir import (
     seq,
 )
 from mentator.schema.pattern import PatternError, pattern_to_expr
+
+# What may stand between two JSON tokens (the module's text, "Whitespace").
+Whitespace = Literal["compact", "bounded"]
+WHITESPACE_MODES: tuple[Whitespace, ...] = ("compact", "bounded")
 
 JSON_TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
 
@@ -226,8 +233,9 @@ _NAME_JUNK = re.compile(r"[^A-Za-z0-9-]+")
 
 
 class _Converter:
-    def __init__(self, root: object) -> None:
+    def __init__(self, root: object, whitespace: Whitespace = "compact") -> None:
         self.root = root
+        self.whitespace = whitespace
         self.rules: dict[str, Expr] = {}
         self.taken: set[str] = {"root", _NOTHING, *self._PRIMITIVES}
         # The first unsatisfiable part met: such parts become _NOTHING (no value is valid
@@ -261,6 +269,10 @@ class _Converter:
             self.rules[name] = EMPTY  # placeholder: primitives may refer to each other
             self.rules[name] = self._PRIMITIVES[name](self)
         return RuleRef(name)
+
+    def ws(self) -> Expr:
+        """What may stand between two JSON tokens: nothing (compact), or the ``ws`` rule."""
+        return EMPTY if self.whitespace == "compact" else self.use("ws")
 
     def _ws(self) -> Expr:
         return repeat(choice(lit(" "), seq(lit("\n"), repeat(chars([" ", "\t"]), 0, 20))), 0, 1)
@@ -339,7 +351,7 @@ class _Converter:
         return seq(octet, lit("."), octet, lit("."), octet, lit("."), octet)
 
     def _generic_object(self) -> Expr:
-        ws = self.use("ws")
+        ws = self.ws()
         member = seq(self.use("string"), ws, lit(":"), ws, self.use("value"), ws)
         return seq(
             lit("{"),
@@ -349,7 +361,7 @@ class _Converter:
         )
 
     def _generic_array(self) -> Expr:
-        ws = self.use("ws")
+        ws = self.ws()
         element = seq(self.use("value"), ws)
         return seq(
             lit("["),
@@ -637,7 +649,7 @@ class _Converter:
             # As in llama.cpp: an object that lists properties and says nothing about others
             # gets no others (fewer hallucinated keys), except the patternProperties' keys.
             additional = "properties" not in schema
-        ws = self.use("ws")
+        ws = self.ws()
 
         def key_value(key: str, value: Expr) -> Expr:
             return seq(lit(json.dumps(key, ensure_ascii=False)), ws, lit(":"), ws, value, ws)
@@ -731,7 +743,7 @@ class _Converter:
         Every way of leaving out leading optional members needs its own copy of "the rest", so
         for larger objects "the rest from member i on" becomes a rule and the size stays linear.
         """
-        comma = seq(lit(","), self.use("ws"))
+        comma = seq(lit(","), self.ws())
         count = len(entries)
         extra_tail = repeat(seq(comma, extra), 0, None) if extra is not None else EMPTY
 
@@ -854,7 +866,7 @@ class _Converter:
                 keyword="minItems",
                 unsatisfiable=True,
             )
-        ws = self.use("ws")
+        ws = self.ws()
         comma = seq(lit(","), ws)
 
         def element(index: int) -> Expr:
@@ -883,7 +895,7 @@ class _Converter:
     def _literal_value(self, value: object, depth: int = 0) -> Expr:
         if depth >= _INLINE_DEPTH and isinstance(value, (dict, list)) and value:
             return self.later(self.new_rule("value"), lambda: self._literal_value(value))
-        ws = self.use("ws")
+        ws = self.ws()
         if isinstance(value, dict):
             members = [
                 seq(
@@ -905,7 +917,7 @@ class _Converter:
     def _joined(self, parts: list[Expr]) -> Expr:
         if not parts:
             return EMPTY
-        comma = seq(lit(","), self.use("ws"))
+        comma = seq(lit(","), self.ws())
         joined = parts[0]
         for part in parts[1:]:
             joined = seq(joined, comma, part)
@@ -1222,12 +1234,13 @@ def _conjunction(first: object, second: object) -> object:
     return parts[0] if len(parts) == 1 else {"allOf": parts}
 
 
-def schema_to_gbnf(schema: object) -> str:
+def schema_to_gbnf(schema: object, whitespace: Whitespace = "compact") -> str:
     """GBNF text for llama-server's ``grammar`` field; raises ``SchemaToGrammarError``.
 
-    ``schema`` is the parsed JSON Schema (a dict or a boolean).
+    ``schema`` is the parsed JSON Schema (a dict or a boolean); ``whitespace`` what may stand
+    between JSON tokens (see the module's text).
     """
-    converter = _Converter(schema)
+    converter = _Converter(schema, whitespace)
     rules = collapse_aliases(hoist_deep(converter.convert_root()))
     try:
         rules = prune_unfinishable(rules)

@@ -46,7 +46,7 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
         "port", "host", "modelDir", "dbFile", "toolDir", "toolEnvDir", "toolTimeoutMsec",
         "engineDir", "backend", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
-        "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
+        "pinnedModels", "drainGraceMsec", "drainNoticeMsec", "compactJson", "grammarRepeatPenalty",
         "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
         "defaultOptions", "log",
     }  # fmt: skip
@@ -210,7 +210,7 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
     assert set(data) == {
         "toolTimeoutMsec", "backend", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
-        "pinnedModels", "drainGraceMsec", "drainNoticeMsec",
+        "pinnedModels", "drainGraceMsec", "drainNoticeMsec", "compactJson", "grammarRepeatPenalty",
         "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
         "defaultOptions", "log",
     }  # fmt: skip

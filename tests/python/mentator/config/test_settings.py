@@ -33,6 +33,8 @@ VALUES: dict[str, object] = {
     "pinned_models": (),
     "drain_grace_msec": 25000,
     "drain_notice_msec": 0,
+    "compact_json": True,
+    "grammar_repeat_penalty": False,
     "threads": None,
     "api_keys": ("k",),
     "shadow_url": None,

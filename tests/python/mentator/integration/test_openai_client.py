@@ -118,6 +118,67 @@ def test_tool_choice_required(oai: openai.OpenAI, model_name: str) -> None:
     _check_calls(choice.message.tool_calls, set(SCHEMAS))
 
 
+# OpenAI's canonical function-calling example, unbounded string and all (issue 20): it used to
+# end at max_tokens inside a newline-per-token answer (400 "function call is incomplete").
+CANONICAL_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a given city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    },
+}
+
+
+def test_canonical_get_weather_call_completes_within_128_tokens(
+    oai: openai.OpenAI, model_name: str
+) -> None:
+    answer = oai.chat.completions.create(
+        model=model_name,
+        messages=[{"role": "user", "content": "What is the weather in Paris? Use the tool."}],
+        tools=[CANONICAL_TOOL],
+        tool_choice="required",
+        max_tokens=128,
+        temperature=0,
+    )
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls
+    assert calls is not None and len(calls) == 1
+    assert calls[0].type == "function" and calls[0].function.name == "get_weather"
+    arguments = json.loads(calls[0].function.arguments)
+    jsonschema.validate(arguments, CANONICAL_TOOL["function"]["parameters"])
+
+
+def test_structured_output_json_schema_strict(oai: openai.OpenAI, model_name: str) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+        "additionalProperties": False,
+    }
+    answer = oai.chat.completions.create(
+        model=model_name,
+        messages=[{"role": "user", "content": "Which city is the capital of France?"}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "capital", "schema": schema, "strict": True},
+        },
+        max_tokens=128,
+        temperature=0,
+    )
+    choice = answer.choices[0]
+    assert choice.finish_reason == "stop"
+    assert choice.message.content is not None
+    jsonschema.validate(json.loads(choice.message.content), schema)
+
+
 def test_tool_choice_named(oai: openai.OpenAI, model_name: str) -> None:
     answer = oai.chat.completions.create(
         model=model_name,

@@ -336,8 +336,10 @@ def test_grammar_accepts_valid_and_rejects_invalid(
     invalid: list[str],
     gbnf: GrammarFactory,
 ) -> None:
-    text = schema_to_gbnf(schema)
+    text = schema_to_gbnf(schema, "bounded")
     grammar = gbnf(text)  # also checks the syntax and that every rule is defined
+    compact_text = schema_to_gbnf(schema)  # the default: compact JSON
+    compact = gbnf(compact_text)
     checker = jsonschema.Draft202012Validator(
         cast(Any, schema), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
@@ -348,8 +350,11 @@ def test_grammar_accepts_valid_and_rejects_invalid(
             json.dumps(instance, indent=2, ensure_ascii=False),
         ):
             assert grammar.accepts(rendering), f"should accept {rendering!r}\n{text}"
+        tight = json.dumps(instance, ensure_ascii=False, separators=(",", ":"))
+        assert compact.accepts(tight), f"should accept {tight!r}\n{compact_text}"
     for rendering in invalid:
         assert not grammar.accepts(rendering), f"should reject {rendering!r}\n{text}"
+        assert not compact.accepts(rendering), f"should reject {rendering!r}\n{compact_text}"
 
 
 def test_llama_cpp_parses_every_grammar_and_generates_inside_it(
@@ -375,8 +380,17 @@ def test_llama_cpp_parses_every_grammar_and_generates_inside_it(
     assert finished >= len(CASES) // 2, f"only {finished} of {len(CASES)} answers finished"
 
 
+def test_compact_json_has_no_whitespace_between_tokens(gbnf: GrammarFactory) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "array", "items": {}}}}
+    grammar = gbnf(schema_to_gbnf(schema))
+    assert grammar.accepts('{"a":[1,{"b":" x "},[]]}')  # spaces inside strings stay
+    for spaced in ('{ "a":[]}', '{"a": []}', '{"a":[1, 2]}', '{"a":[{"b" :1}]}', '{"a":[]\n}'):
+        assert not grammar.accepts(spaced), spaced
+    assert "ws ::=" not in schema_to_gbnf(schema)
+
+
 def test_whitespace_is_bounded(gbnf: GrammarFactory) -> None:
-    grammar = gbnf(schema_to_gbnf({"type": "array", "items": {"type": "integer"}}))
+    grammar = gbnf(schema_to_gbnf({"type": "array", "items": {"type": "integer"}}, "bounded"))
     assert grammar.accepts("[ 1,\n  2 ]")
     assert not grammar.accepts("[  1]")  # two spaces in a row
     assert not grammar.accepts("[\n\n1]")  # two newlines in a row
@@ -403,7 +417,7 @@ def test_root_is_first_and_names_are_valid() -> None:
 def test_empty_schema_and_true_accept_any_json(gbnf: GrammarFactory) -> None:
     for schema in ({}, True, {"description": "anything"}):
         grammar = gbnf(schema_to_gbnf(schema))
-        for text in ('{"a": [1, true, null]}', "[]", '"s"', "-1.5e3", "null"):
+        for text in ('{"a":[1,true,null]}', "[]", '"s"', "-1.5e3", "null"):
             assert grammar.accepts(text)
         assert not grammar.accepts("{a: 1}")
 
@@ -415,8 +429,8 @@ def test_self_reference_at_root_is_allowed_when_not_left_recursive(gbnf: Grammar
         "additionalProperties": False,
     }
     grammar = gbnf(schema_to_gbnf(schema))
-    assert grammar.accepts('{"next": {"next": {}}}')
-    assert not grammar.accepts('{"next": 1}')
+    assert grammar.accepts('{"next":{"next":{}}}')
+    assert not grammar.accepts('{"next":1}')
 
 
 @pytest.mark.parametrize(

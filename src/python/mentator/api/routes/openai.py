@@ -28,6 +28,7 @@ from mentator.api.deps import (
     CompletionsDep,
     ContextDep,
     EmbeddingsDep,
+    SettingsDep,
     StartedMsDep,
 )
 from mentator.api.errors import ApiError
@@ -49,6 +50,7 @@ from mentator.api.openai_wire import (
 from mentator.api.requests import KEEP_ALIVE_SCHEMA, check, keep_alive_of
 from mentator.api.schemas import json_body_doc
 from mentator.engine.ports import Message
+from mentator.inference.completion import whitespace_of
 from mentator.inference.requests import ChatRequest, EmbeddingRequest
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -156,9 +158,11 @@ def _chat_request(body: dict[str, Any]) -> ChatRequest:
     summary="OpenAI-compatible chat completion",
     openapi_extra=json_body_doc(CHAT_SCHEMA),
 )
-async def chat_completions(request: Request, completions: CompletionsDep, caller: CallerDep) -> Any:
+async def chat_completions(
+    request: Request, completions: CompletionsDep, caller: CallerDep, settings: SettingsDep
+) -> Any:
     body: dict[str, Any] = check(CHAT_SCHEMA, await read_body(request))
-    chat, offer = tool_chat_request(body, _chat_request(body))
+    chat, offer = tool_chat_request(body, _chat_request(body), whitespace_of(settings))
     if body.get("stream"):
         stream = await completions.open_stream(chat, caller)
         translator: Translator = PlainTranslator() if offer is None else ToolTranslator(offer)
