@@ -321,8 +321,9 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         "boolean",
         "under a grammar, when neither the request nor defaultOptions set a repeat penalty, use"
         " repeatPenalty 1.15 over the last 64 tokens, so a model does not loop until its token"
-        " limit; it changes answers (docs/structured-output.md); false = no penalty",
-        default=True,
+        " limit; off by default: it also punishes copying from the prompt (the README's example"
+        " then answers another name and age; docs/structured-output.md)",
+        default=False,
     ),
     ConfigKey(
         "threads",

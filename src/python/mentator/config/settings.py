@@ -55,7 +55,7 @@ class Settings:
     drain_grace_msec: int = 25000
     drain_notice_msec: int = 0
     compact_json: bool = True
-    grammar_repeat_penalty: bool = True
+    grammar_repeat_penalty: bool = False
     # Placed after the fields without defaults; filled from the `apiKeys` row plus the
     # environment (`config.loader.with_env_api_keys`).
     api_keys: tuple[str, ...] = field(default=())

@@ -2,9 +2,10 @@
 
 A question whose answer used to be cut at the token limit — the old grammar let the model spend
 tokens on newlines and indentation, and at temperature 0 it rambles inside a string until
-``maxTokens`` — now finishes: compact JSON (``compactJson``) and the anti-repetition penalty
-under a grammar (``grammarRepeatPenalty``). With both switched off (the second service) the same
-request is cut off, and the caller gets a 400 that names the token limit, not a JSON parse error.
+``maxTokens`` — finishes with compact JSON (``compactJson``, on by default) and the
+anti-repetition penalty under a grammar (``grammarRepeatPenalty``, off by default: it also punishes
+copying from the prompt). With both switched off the same request is cut off, and the caller gets
+a 400 that names the token limit, not a JSON parse error.
 """
 
 from __future__ import annotations
@@ -61,8 +62,28 @@ def old_client(
         yield http
 
 
-def test_the_answer_that_was_cut_off_now_finishes(client: httpx.Client, model_name: str) -> None:
-    response = _ask(client, model_name)
+@pytest.fixture(scope="module")
+def penalty_client(
+    engine_dir: Path, test_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    """A service with the anti-repetition penalty switched on (compact JSON is the default)."""
+    with (
+        running_service(
+            tmp_path_factory.mktemp("penalty"),
+            engine_dir=engine_dir,
+            model=test_model,
+            parallel=1,
+            extra={"grammarRepeatPenalty": True},
+        ) as svc,
+        httpx.Client(base_url=svc.base_url, timeout=300) as http,
+    ):
+        yield http
+
+
+def test_the_answer_that_was_cut_off_finishes_with_the_penalty(
+    penalty_client: httpx.Client, model_name: str
+) -> None:
+    response = _ask(penalty_client, model_name)
     body: Any = response.json()
     assert response.status_code == 200, body
     jsonschema.validate(body["result"]["data"], WEATHER)

@@ -132,24 +132,40 @@ CASES: list[tuple[str, object, list[object], list[str]]] = [
 ]
 
 
+def _compact(text: str) -> str:
+    """``text`` with nothing between JSON tokens (as it is when it is no JSON at all)."""
+    try:
+        return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return text
+
+
 @pytest.mark.parametrize(
     ("schema", "valid", "rejected"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
 )
 def test_grammar_accepts_every_valid_instance_and_stops_the_rest(
     schema: object, valid: list[object], rejected: list[str], gbnf: GrammarFactory
 ) -> None:
-    text = schema_to_gbnf(schema)
-    grammar = gbnf(text)
     checker = jsonschema.Draft202012Validator(cast(Any, schema))
+    # The compact default takes JSON with nothing between tokens; "bounded" also takes spaced and
+    # pretty-printed JSON. Both must mean the same schema.
+    text = schema_to_gbnf(schema)
+    compact = gbnf(text)
+    bounded_text = schema_to_gbnf(schema, "bounded")
+    bounded = gbnf(bounded_text)
     for instance in valid:
         checker.validate(instance)  # the test data itself must be right
+        rendering = json.dumps(instance, ensure_ascii=False, separators=(",", ":"))
+        assert compact.accepts(rendering), f"should accept {rendering!r}\n{text}"
         for rendering in (
             json.dumps(instance, ensure_ascii=False),
             json.dumps(instance, indent=2, ensure_ascii=False),
         ):
-            assert grammar.accepts(rendering), f"should accept {rendering!r}\n{text}"
+            assert bounded.accepts(rendering), f"should accept {rendering!r}\n{bounded_text}"
     for rendering in rejected:
-        assert not grammar.accepts(rendering), f"should reject {rendering!r}\n{text}"
+        assert not bounded.accepts(rendering), f"should reject {rendering!r}\n{bounded_text}"
+        squeezed = _compact(rendering)
+        assert not compact.accepts(squeezed), f"should reject {squeezed!r}\n{text}"
 
 
 def test_llama_cpp_loads_every_grammar(llama_grammar: LlamaGrammar) -> None:

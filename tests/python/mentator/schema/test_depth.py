@@ -20,6 +20,14 @@ from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 from mentator.schema.ir import MAX_LEADING_CHAIN, MAX_NESTING
 from mentator.schema.pattern import MAX_GROUP_NESTING
 
+
+def grammar_of(schema: object) -> str:
+    """The grammar with whitespace allowed between JSON tokens ("bounded"): these tests read
+    `json.dumps` renderings with spaces. What a schema admits is the same in both modes;
+    test_gbnf.py and test_coverage.py check the compact default."""
+    return schema_to_gbnf(schema, "bounded")
+
+
 # conftest.gbnf: GBNF text -> recogniser with .accepts(text); conftest.llama_grammar: the engine.
 GrammarFactory = Callable[[str], Any]
 LlamaGrammar = Callable[..., Any]
@@ -142,7 +150,7 @@ CONVERTED: dict[str, object] = {
 
 @pytest.mark.parametrize("schema", CONVERTED.values(), ids=CONVERTED.keys())
 def test_deep_wide_and_recursive_schemas_convert(schema: object, gbnf: GrammarFactory) -> None:
-    text = schema_to_gbnf(schema)
+    text = grammar_of(schema)
     gbnf(text)  # well-formed: every rule defined, llama.cpp's syntax
     depth = max(_nesting(line) for line in text.splitlines())
     assert depth <= MAX_NESTING + 1, f"the grammar nests {depth} parentheses deep"
@@ -166,7 +174,7 @@ def _nesting(line: str) -> int:
 
 
 def test_recursive_ref_in_all_of_accepts_the_recursive_instances(gbnf: GrammarFactory) -> None:
-    grammar = gbnf(schema_to_gbnf(TREE_WITH_MIXIN))
+    grammar = gbnf(grammar_of(TREE_WITH_MIXIN))
     leaf = {"name": "leaf"}
     # Members come in the order the (merged) properties declare them: children, then name.
     tree = {"children": [{"children": [leaf, {"children": [], "name": "b"}], "name": "a"}]}
@@ -177,7 +185,7 @@ def test_recursive_ref_in_all_of_accepts_the_recursive_instances(gbnf: GrammarFa
 
 
 def test_recursive_ref_with_shared_keywords_accepts_nested_groups(gbnf: GrammarFactory) -> None:
-    grammar = gbnf(schema_to_gbnf(GROUPS_WITH_SHARED_KEYWORDS))
+    grammar = gbnf(grammar_of(GROUPS_WITH_SHARED_KEYWORDS))
     assert grammar.accepts(json.dumps({"a": 1, "b": {"c": 2, "d": {"e": {"f": 3}}}}))
     assert not grammar.accepts(json.dumps({"a": "text"}))
 
@@ -185,18 +193,18 @@ def test_recursive_ref_with_shared_keywords_accepts_nested_groups(gbnf: GrammarF
 def test_wide_tuple_and_long_key_keep_their_meaning(
     gbnf: GrammarFactory, deep_recursion: None
 ) -> None:
-    wide = gbnf(schema_to_gbnf(WIDE_OBJECT))
+    wide = gbnf(grammar_of(WIDE_OBJECT))
     assert wide.accepts('{"p2999": 1}')
     assert wide.accepts('{"p0": 0, "p1500": 2, "p2999": 1}')
     assert not wide.accepts('{"p1500": 2}')  # p2999 is required
     assert not wide.accepts('{"p2999": 1, "p0": 0}')  # declared order
-    tuple_grammar = gbnf(schema_to_gbnf(LONG_TUPLE))
+    tuple_grammar = gbnf(grammar_of(LONG_TUPLE))
     assert tuple_grammar.accepts("[0, 1]")
     assert tuple_grammar.accepts(json.dumps(list(range(400))))
     assert not tuple_grammar.accepts("[0, 1, 3]")
     assert not tuple_grammar.accepts("[0]")
     assert not tuple_grammar.accepts("[0, 2]")
-    key_grammar = gbnf(schema_to_gbnf(long_key(300)))  # the recogniser recurses per character
+    key_grammar = gbnf(grammar_of(long_key(300)))  # the recogniser recurses per character
     assert key_grammar.accepts(json.dumps({"k" * 300: 1}))
     assert key_grammar.accepts(json.dumps({"k" * 299: "other keys", "k" * 301: "are free"}))
     assert not key_grammar.accepts(json.dumps({"k" * 300: "declared key, wrong type"}))
@@ -205,14 +213,14 @@ def test_wide_tuple_and_long_key_keep_their_meaning(
 
 def test_deep_nesting_keeps_its_meaning(gbnf: GrammarFactory, deep_recursion: None) -> None:
     levels = 150
-    objects = gbnf(schema_to_gbnf(nested_objects(levels)))
+    objects = gbnf(grammar_of(nested_objects(levels)))
     assert objects.accepts('{"a": ' * levels + "7" + "}" * levels)
     assert not objects.accepts('{"a": ' * levels + '"7"' + "}" * levels)
     value = json.dumps(nested_const(levels)["const"])
-    const = gbnf(schema_to_gbnf(nested_const(levels)))
+    const = gbnf(grammar_of(nested_const(levels)))
     assert const.accepts(value)
     assert not const.accepts(value.replace("1", "2"))
-    any_of = gbnf(schema_to_gbnf(nested_any_of(levels)))
+    any_of = gbnf(grammar_of(nested_any_of(levels)))
     assert any_of.accepts("5") and any_of.accepts("null")
     assert not any_of.accepts('"5"')
 
@@ -244,12 +252,12 @@ REFUSED: list[tuple[str, object, str]] = [
 )
 def test_beyond_the_limits_is_a_refusal_naming_the_limit(schema: object, message: str) -> None:
     with pytest.raises(SchemaToGrammarError, match=message):
-        schema_to_gbnf(schema)
+        grammar_of(schema)
 
 
 def test_llama_cpp_loads_every_deep_grammar(llama_grammar: LlamaGrammar) -> None:
     """The real engine parses each grammar (its parser recursed to a crash on 20 000 nested
     parentheses or 100 000 leading rules; ir.py keeps grammars far below both)."""
     for name, schema in CONVERTED.items():
-        generated = llama_grammar(schema_to_gbnf(schema), "JSON:", n_predict=0)
+        generated = llama_grammar(grammar_of(schema), "JSON:", n_predict=0)
         assert generated.status == 200, f"{name}: {generated.error}"

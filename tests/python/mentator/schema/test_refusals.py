@@ -10,6 +10,14 @@ import pytest
 
 from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 
+
+def grammar_of(schema: object) -> str:
+    """The grammar with whitespace allowed between JSON tokens ("bounded"): these tests read
+    `json.dumps` renderings with spaces. What a schema admits is the same in both modes;
+    test_gbnf.py and test_coverage.py check the compact default."""
+    return schema_to_gbnf(schema, "bounded")
+
+
 GrammarFactory = Callable[[str], Any]  # conftest.gbnf
 UNSATISFIABLE = "this schema is unsatisfiable (no value can be valid): "
 
@@ -165,7 +173,7 @@ UNSATISFIABLE_SCHEMAS: list[tuple[str, object, str, str]] = [
 
 def _refusal(schema: object) -> SchemaToGrammarError:
     with pytest.raises(SchemaToGrammarError) as caught:
-        schema_to_gbnf(schema)
+        grammar_of(schema)
     return caught.value
 
 
@@ -223,7 +231,7 @@ def test_optional_endless_recursion_is_pruned_not_refused(gbnf: GrammarFactory) 
         "properties": {"label": {"type": "string"}, "tail": {"$ref": "#/$defs/endless"}},
         "$defs": {"endless": endless},
     }
-    grammar = gbnf(schema_to_gbnf(schema))
+    grammar = gbnf(grammar_of(schema))
     assert grammar.accepts('{"label": "x"}')
     assert grammar.accepts("{}")
     assert not grammar.accepts('{"tail": {"next": {}}}')  # cannot be valid, cannot be finished
@@ -242,7 +250,7 @@ def test_unsatisfiable_parts_are_dropped_where_the_schema_does_not_need_them(
             "empty": {"type": "array", "items": False},
         },
     }
-    grammar = gbnf(schema_to_gbnf(schema))
+    grammar = gbnf(grammar_of(schema))
     assert grammar.accepts('{"choice": null, "empty": []}')
     assert not grammar.accepts('{"choice": "x"}')  # the branch no value satisfies
     assert not grammar.accepts('{"never": "x"}')  # the property no value satisfies
