@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import openai
 import pytest
 
-from mentator_testing.service_process import RunningService
+from mentator_testing.service_process import RunningService, running_service
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +137,26 @@ CANONICAL_TOOL: Any = {
 }
 
 
+@pytest.fixture(scope="module")
+def penalty_oai(
+    engine_dir: Path, test_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[openai.OpenAI]:
+    """A service with the anti-repetition penalty under a grammar on (off by default): without
+    it SmolLM2 loops inside the call's arguments at temperature 0 until the token limit."""
+    with running_service(
+        tmp_path_factory.mktemp("penalty"),
+        engine_dir=engine_dir,
+        model=test_model,
+        parallel=1,
+        extra={"grammarRepeatPenalty": True},
+    ) as svc:
+        yield openai.OpenAI(base_url=f"{svc.base_url}/v1", api_key="unused", timeout=300)
+
+
 def test_canonical_get_weather_call_completes_within_128_tokens(
-    oai: openai.OpenAI, model_name: str
+    penalty_oai: openai.OpenAI, model_name: str
 ) -> None:
-    answer = oai.chat.completions.create(
+    answer = penalty_oai.chat.completions.create(
         model=model_name,
         messages=[{"role": "user", "content": "What is the weather in Paris? Use the tool."}],
         tools=[CANONICAL_TOOL],
