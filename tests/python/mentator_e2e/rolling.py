@@ -511,9 +511,21 @@ class _Load:
                     self.outcomes.append(outcome)
 
 
-def model_name() -> str:
-    models = httpx.get(f"{API_URL}/v1/models", timeout=30).json()
-    return str(models["data"][0]["id"])
+def model_name(wait_s: float = 120) -> str:
+    """The first model the service lists, asked through HAProxy. Until HAProxy has seen a
+    replica healthy it answers 503 with its own HTML page, so this asks again for ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            reply = httpx.get(f"{API_URL}/v1/models", timeout=30)
+            if reply.status_code == 200:
+                return str(reply.json()["data"][0]["id"])
+            problem = f"HTTP {reply.status_code}: {reply.text[:200]}"
+        except httpx.HTTPError as error:
+            problem = str(error)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/v1/models through HAProxy: {problem}")
+        time.sleep(1)
 
 
 def warm_up(model: str, replicas: int) -> None:
