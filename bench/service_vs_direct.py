@@ -9,14 +9,18 @@ options). Tokens are the engine's own counts on both sides: `usage.completion_to
 `/prompt` the service's `mentator_tokens_generated_total` counter (re-tokenizing the answer text
 would count fewer: the engine's tokens are not always the tokenizer's canonical ones).
 
-A small machine is noisy, so the measurement runs in rounds: each round starts the service,
-measures it, stops it, then starts llama-server alone with the argv the service gave its child
-(read from /proc) and measures that — only one engine is ever alive, so neither side competes
-with an idle engine's spinning threads. The printed numbers are medians over the rounds.
+A small machine is noisy (this project's is a VM whose speed drifts by 20 % from one minute to
+the next), so both sides run at once and are measured in turns: each round starts the service,
+then llama-server alone with the argv the service gave its child (read from /proc), and for each
+client count alternates one request per client through the service with the same direct, adding
+up tokens and seconds per side. An idle engine sleeps (its threads wait on a condition after a
+short spin), so the side not measured costs the other little. The printed numbers are medians
+over the rounds.
 
     ./pants run bench/service_vs_direct.py -- [--rounds 3] [--requests 2] [--max-tokens 128]
                                                [--clients 1,4,16] [--ttft-requests 15]
-                                               [--route v1|prompt]
+                                               [--route v1|prompt] [--direct-stream]
+                                               [--cancel-on-disconnect true|false]
 Uses MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL (./pants sets both to the repository's copies).
 """
 
@@ -142,6 +146,21 @@ def first_token_ms(http: httpx.Client, url: str, body: dict[str, object]) -> flo
     return first
 
 
+def streamed_tokens(http: httpx.Client, url: str, body: dict[str, object]) -> int:
+    """Tokens of one streamed completion (the engine's count, from the last event's usage),
+    read as the service reads its engine: one connection per stream."""
+    streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    tokens = 0
+    with http.stream("POST", url, json=streamed, headers={"Connection": "close"}) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines():
+            if line.startswith("data:") and "[DONE]" not in line:
+                usage = json.loads(line[5:]).get("usage")
+                if usage:
+                    tokens = int(usage["completion_tokens"])
+    return tokens
+
+
 def median_ttft(url: str, body: dict[str, object], requests: int) -> float:
     with httpx.Client(timeout=600) as http:
         first_token_ms(http, url, body)  # warm the prompt cache
@@ -196,6 +215,7 @@ class Bench:
             "engineDir": str(self.engine),
             "parallel": self.args.parallel,
             "queueLimit": 64,
+            "cancelOnDisconnect": self.args.cancel_on_disconnect == "true",
             "defaultOptions": {},
             "log": {"level": "error", "liveDay": 1, "savePrompt": False},
         }
@@ -212,52 +232,8 @@ class Bench:
         wait_http(f"{base}/health")
         return service, base
 
-    def service_round(self) -> None:
-        """Measure the service (the engine's token counts; see the module docstring)."""
-        service, base = self.start_service()
-        chat = {**self.chat_body, "model": self.model.name}
-        prompt = {
-            "model": self.model.name,
-            "durationMsec": 600_000,
-            "message": {"system": SYSTEM, "user": PROMPT},
-            "options": {"maxTokens": self.args.max_tokens, "temperature": 0, "topK": 1},
-        }
-        counted: list[int] = []
-
-        def ask_v1(http: httpx.Client) -> None:
-            reply = http.post(f"{base}/v1/chat/completions", json=chat)
-            reply.raise_for_status()
-            counted.append(int(reply.json()["usage"]["completion_tokens"]))
-
-        def ask_prompt(http: httpx.Client) -> None:
-            http.post(f"{base}/prompt", json=prompt).raise_for_status()
-
-        by_prompt = self.args.route == "prompt"
-        ask = ask_prompt if by_prompt else ask_v1
-        try:
-            with httpx.Client(timeout=600) as http:
-                ask(http)  # loads the model and warms the prompt cache
-            self.engine_argv = child_argv(service.pid)
-            for clients in self.clients:
-                counted.clear()
-                before = generated_tokens(base)
-                cpu_before = cpu_seconds(service.pid)
-                seconds = run_clients(ask, clients, self.args.requests)
-                cpu = cpu_seconds(service.pid) - cpu_before
-                tokens = generated_tokens(base) - before if by_prompt else sum(counted)
-                self.results.add_rate(SERVICE, clients, tokens, seconds)
-                self.results.cpu_ms_per_token.setdefault(clients, []).append(
-                    cpu * 1000 / max(tokens, 1)
-                )
-                print(f"  {'':31s} service process CPU {cpu:7.2f} s")
-            ttft = median_ttft(
-                f"{base}/v1/chat/completions", {**chat, "max_tokens": 16}, self.args.ttft_requests
-            )
-            self.results.add_ttft(SERVICE, ttft)
-        finally:
-            stop(service)
-
-    def direct_round(self) -> None:
+    def start_direct(self) -> tuple[subprocess.Popen[bytes], str]:
+        """llama-server alone, with the argv the service gave its child (another port)."""
         port = free_port()
         direct = subprocess.Popen(
             with_port(self.engine_argv, port),
@@ -267,28 +243,90 @@ class Bench:
         base = f"http://127.0.0.1:{port}"
         try:
             wait_http(f"{base}/health")
-
-            counted: list[int] = []
-
-            def ask(http: httpx.Client) -> None:
-                reply = http.post(f"{base}/v1/chat/completions", json=self.chat_body)
-                reply.raise_for_status()
-                counted.append(int(reply.json()["usage"]["completion_tokens"]))
-
-            with httpx.Client(timeout=600) as http:
-                ask(http)  # warm the prompt cache, as the service's model load did
-            for clients in self.clients:
-                counted.clear()
-                seconds = run_clients(ask, clients, self.args.requests)
-                self.results.add_rate(DIRECT, clients, sum(counted), seconds)
-            ttft = median_ttft(
-                f"{base}/v1/chat/completions",
-                {**self.chat_body, "max_tokens": 16},
-                self.args.ttft_requests,
-            )
-            self.results.add_ttft(DIRECT, ttft)
-        finally:
+        except BaseException:
             stop(direct)
+            raise
+        return direct, base
+
+    def round(self) -> None:
+        """One round: the service and llama-server direct side by side, measured in turns."""
+        service, base = self.start_service()
+        direct: subprocess.Popen[bytes] | None = None
+        chat = {**self.chat_body, "model": self.model.name}
+        prompt = {
+            "model": self.model.name,
+            "durationMsec": 600_000,
+            "message": {"system": SYSTEM, "user": PROMPT},
+            "options": {"maxTokens": self.args.max_tokens, "temperature": 0, "topK": 1},
+        }
+        counted: list[int] = []
+        direct_counted: list[int] = []
+        direct_base = ""
+
+        def ask_v1(http: httpx.Client) -> None:
+            reply = http.post(f"{base}/v1/chat/completions", json=chat)
+            reply.raise_for_status()
+            counted.append(int(reply.json()["usage"]["completion_tokens"]))
+
+        def ask_prompt(http: httpx.Client) -> None:
+            http.post(f"{base}/prompt", json=prompt).raise_for_status()
+
+        def ask_direct(http: httpx.Client) -> None:
+            url = f"{direct_base}/v1/chat/completions"
+            if self.args.direct_stream:
+                direct_counted.append(streamed_tokens(http, url, self.chat_body))
+                return
+            reply = http.post(url, json=self.chat_body)
+            reply.raise_for_status()
+            direct_counted.append(int(reply.json()["usage"]["completion_tokens"]))
+
+        by_prompt = self.args.route == "prompt"
+        ask = ask_prompt if by_prompt else ask_v1
+        try:
+            with httpx.Client(timeout=600) as http:
+                ask(http)  # loads the model and warms the prompt cache
+            self.engine_argv = child_argv(service.pid)
+            direct, direct_base = self.start_direct()
+            with httpx.Client(timeout=600) as http:
+                ask_direct(http)  # warm the prompt cache, as the service's model load did
+            for clients in self.clients:
+                tokens = direct_tokens = 0
+                seconds = direct_seconds = cpu = 0.0
+                # Turns of one request per client, service then direct: a drift of the
+                # machine's speed (a noisy neighbour, a VM's steal) hits both sides alike.
+                for _ in range(self.args.requests):
+                    counted.clear()
+                    direct_counted.clear()
+                    before = generated_tokens(base) if by_prompt else 0
+                    cpu_before = cpu_seconds(service.pid)
+                    seconds += run_clients(ask, clients, 1)
+                    cpu += cpu_seconds(service.pid) - cpu_before
+                    tokens += generated_tokens(base) - before if by_prompt else sum(counted)
+                    direct_seconds += run_clients(ask_direct, clients, 1)
+                    direct_tokens += sum(direct_counted)
+                self.results.add_rate(SERVICE, clients, tokens, seconds)
+                self.results.add_rate(DIRECT, clients, direct_tokens, direct_seconds)
+                self.results.cpu_ms_per_token.setdefault(clients, []).append(
+                    cpu * 1000 / max(tokens, 1)
+                )
+                print(f"  {'':31s} service process CPU {cpu:7.2f} s")
+            short = {**self.chat_body, "max_tokens": 16}
+            self.results.add_ttft(
+                SERVICE,
+                median_ttft(
+                    f"{base}/v1/chat/completions",
+                    {**short, "model": self.model.name},
+                    self.args.ttft_requests,
+                ),
+            )
+            self.results.add_ttft(
+                DIRECT,
+                median_ttft(f"{direct_base}/v1/chat/completions", short, self.args.ttft_requests),
+            )
+        finally:
+            stop(service)
+            if direct is not None:
+                stop(direct)
 
     def report(self) -> None:
         rounds = self.args.rounds
@@ -334,21 +372,34 @@ def main() -> int:
     parser.add_argument(
         "--route", choices=("v1", "prompt"), default="v1", help="the service's route measured"
     )
+    parser.add_argument(
+        "--direct-stream",
+        action="store_true",
+        help="the direct side reads its answers as streams, as the service reads its engine"
+        " (default: whole answers)",
+    )
+    parser.add_argument(
+        "--cancel-on-disconnect",
+        choices=("true", "false"),
+        default="true",
+        help="the service's config key of that name (false: whole answers asked in one piece)",
+    )
     bench = Bench(parser.parse_args())
     args = bench.args
+    direct_side = "streamed" if args.direct_stream else "whole"
     print(
         f"model {bench.model.name}; engine {bench.engine}; {args.max_tokens} max tokens;"
         f" {args.requests} request(s) per client; llama-server --parallel {args.parallel};"
-        f" {args.rounds} round(s); service route {args.route}",
+        f" {args.rounds} round(s); service route {args.route}; cancelOnDisconnect"
+        f" {args.cancel_on_disconnect}; direct side {direct_side}",
         flush=True,
     )
     try:
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}:", flush=True)
-            bench.service_round()
+            bench.round()
             if round_no == 1:
                 print(f"  engine argv: {' '.join(bench.engine_argv[1:])}", flush=True)
-            bench.direct_round()
     except BaseException:
         print(f"benchmark failed; the service's and llama-server's logs are in {bench.tmp}")
         raise

@@ -56,6 +56,7 @@ class Settings:
     drain_notice_msec: int = 0
     compact_json: bool = True
     grammar_repeat_penalty: bool = False
+    cancel_on_disconnect: bool = True
     # Placed after the fields without defaults; filled from the `apiKeys` row plus the
     # environment (`config.loader.with_env_api_keys`).
     api_keys: tuple[str, ...] = field(default=())
@@ -200,6 +201,7 @@ def settings_from(
         drain_notice_msec=read.integer("drain_notice_msec"),
         compact_json=read.boolean("compact_json"),
         grammar_repeat_penalty=read.boolean("grammar_repeat_penalty"),
+        cancel_on_disconnect=read.boolean("cancel_on_disconnect"),
         api_keys=read.strings("api_keys"),
         max_loaded_models=read.integer("max_loaded_models"),
         memory_budget_mb=read.integer("memory_budget_mb"),

@@ -9,7 +9,10 @@ generating for a closed connection, so a timeout frees the slot at once. Whole a
 as streams too (`complete`): llama-server notices a closed connection when it writes a stream's
 next token, but checks a one-piece answer's only after a second in which no result for any
 request came, which other requests' tokens (or /slots and /metrics polls) can put off until the
-end.
+end (llama.cpp #9273, #24496). Streaming costs llama-server itself some speed on a CPU-bound
+machine (2-3 % of tokens/s measured on 2 cores: its HTTP thread wakes per token beside the
+compute threads), so config ``cancelOnDisconnect: false`` asks for whole answers in one piece
+(``stream_whole=False``), giving up that stop.
 """
 
 from __future__ import annotations
@@ -121,8 +124,11 @@ class EngineClient:
         *,
         http: httpx.AsyncClient | None = None,
         connect_timeout_s: float = 5.0,
+        stream_whole: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # False: `complete` asks for one piece (faster; a caller who leaves no longer stops it).
+        self._stream_whole = stream_whole
         address = urlsplit(self.base_url)
         self._host, self._port = address.hostname or "127.0.0.1", address.port or 80
         self._connect_timeout_s = connect_timeout_s
@@ -168,15 +174,17 @@ class EngineClient:
         return body
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
-        """One completion, whole: gathered from its stream (why: the module's docstring)."""
+        """One completion, whole: gathered from its stream, or asked in one piece when the
+        client was made with ``stream_whole=False`` (why: the module's docstring)."""
         text: list[str] = []
         reasoning: list[str] = []
         finish: str | None = None
         usage: dict[str, Any] = {}
         timings: dict[str, float] = {}
         last: dict[str, Any] = {}
-        body = self.request_body(request, stream=True)
-        async for delta in self._events(self.path_of(request), body):
+        whole = not self._stream_whole
+        body = self.request_body(request, stream=not whole)
+        async for delta in self._events(self.path_of(request), body, whole=whole):
             text.append(delta.text)
             reasoning.append(delta.reasoning)
             finish = delta.finish_reason or finish
@@ -201,10 +209,18 @@ class EngineClient:
         async for delta in self._events(self.path_of(request), body):
             yield delta
 
-    async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[CompletionDelta]:
+    async def _events(
+        self, path: str, body: dict[str, Any], *, whole: bool = False
+    ) -> AsyncIterator[CompletionDelta]:
         # Per generated token: read by `event_reader` (why: its docstring), not through httpx.
+        # ``whole``: one answer in one piece, parsed like a last event.
         async for payload in post_events(
-            self._host, self._port, path, body, connect_timeout_s=self._connect_timeout_s
+            self._host,
+            self._port,
+            path,
+            body,
+            connect_timeout_s=self._connect_timeout_s,
+            whole=whole,
         ):
             delta = _parse_event(payload)
             if delta is _DONE:
@@ -307,8 +323,9 @@ def _parse_event(payload: bytes) -> Any:
         raise EngineRequestError(str(message), status=status if isinstance(status, int) else None)
     choices = chunk.get("choices") or []
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-    delta = choice.get("delta") or {}
-    # A chat chunk carries `delta.content`; a text completion's (/v1/completions) `text`.
+    # A chat chunk carries `delta.content`, a whole chat answer `message.content`; a text
+    # completion's (/v1/completions) `text`.
+    delta = choice.get("delta") or choice.get("message") or {}
     return CompletionDelta(
         text=str(delta.get("content") or choice.get("text") or ""),
         reasoning=str(delta.get("reasoning_content") or ""),

@@ -29,8 +29,12 @@ _EVENT_END = b"\n\n"
 class _EventProtocol(asyncio.Protocol):
     """Collects a response's status, its body (when it is an error) and its SSE `data:` lines."""
 
-    def __init__(self, request: bytes) -> None:
+    def __init__(self, request: bytes, *, whole: bool = False) -> None:
         self._request = request
+        # whole: the answer is one JSON document (a request with "stream": false), handed on
+        # as a single payload when it is complete.
+        self._whole = whole
+        self._body = bytearray()
         self._parser = httptools.HttpResponseParser(self)
         self._pending = b""
         self.status = 0
@@ -71,6 +75,9 @@ class _EventProtocol(asyncio.Protocol):
         if self.status >= 400:
             self.error_body += body
             return
+        if self._whole:
+            self._body += body
+            return
         data = self._pending + body
         end = data.rfind(_EVENT_END)
         if end < 0:
@@ -85,6 +92,8 @@ class _EventProtocol(asyncio.Protocol):
                     self.payloads.append(line[5:].strip())
 
     def on_message_complete(self) -> None:
+        if self._whole and self.status < 400:
+            self.payloads.append(bytes(self._body))
         self.finished = True
 
     # the reader's side
@@ -126,15 +135,22 @@ def error_message(status: int, body: bytes) -> str:
 
 
 async def post_events(
-    host: str, port: int, path: str, body: dict[str, Any], *, connect_timeout_s: float
+    host: str,
+    port: int,
+    path: str,
+    body: dict[str, Any],
+    *,
+    connect_timeout_s: float,
+    whole: bool = False,
 ) -> AsyncIterator[bytes]:
-    """POST ``body`` as JSON and yield each event's `data:` payload (bytes, stripped).
+    """POST ``body`` as JSON and yield each event's `data:` payload (bytes, stripped); with
+    ``whole`` (a one-piece answer, ``"stream": false``) the one JSON body instead.
 
     Raises `EngineConnectionError` (``unsent`` when the connection was refused or timed out
     before it was made), or `EngineRequestError` for an answer of status 400 or more. Leaving
     the iteration early closes the connection, which stops the generation."""
     loop = asyncio.get_running_loop()
-    protocol = _EventProtocol(_request_bytes(host, port, path, body))
+    protocol = _EventProtocol(_request_bytes(host, port, path, body), whole=whole)
     try:
         await asyncio.wait_for(
             loop.create_connection(lambda: protocol, host, port), connect_timeout_s

@@ -128,6 +128,9 @@ class EngineSettings(Protocol):
     @property
     def swap_grouping(self) -> bool: ...
 
+    @property
+    def cancel_on_disconnect(self) -> bool: ...
+
 
 class EngineProcess(Protocol):
     """What the manager needs of a child (`LlamaServerProcess`; tests may pass another)."""
@@ -830,7 +833,7 @@ class EngineManager:
         resident = _Resident(
             key=key,
             process=process,
-            client=EngineClient(process.base_url),
+            client=EngineClient(process.base_url, stream_whole=self._settings.cancel_on_disconnect),
             loaded=loaded,
             need=need,
             backend=backend,

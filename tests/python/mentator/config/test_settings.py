@@ -35,6 +35,7 @@ VALUES: dict[str, object] = {
     "drain_notice_msec": 0,
     "compact_json": True,
     "grammar_repeat_penalty": False,
+    "cancel_on_disconnect": True,
     "threads": None,
     "api_keys": ("k",),
     "shadow_url": None,

@@ -186,6 +186,7 @@ class EngineSettingsStub:
     vram_budget_mb: int = 0
     keep_alive_sec: int = -1
     swap_grouping: bool = True
+    cancel_on_disconnect: bool = True
 
 
 @pytest.fixture

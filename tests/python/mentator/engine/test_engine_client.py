@@ -111,11 +111,11 @@ class _Engine(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def client_with(handler: Handler) -> EngineClient:
+def client_with(handler: Handler, *, stream_whole: bool = True) -> EngineClient:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
     server.handler = handler  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return EngineClient(f"http://127.0.0.1:{server.server_address[1]}")
+    return EngineClient(f"http://127.0.0.1:{server.server_address[1]}", stream_whole=stream_whole)
 
 
 def test_complete_sends_messages_grammar_and_reads_the_answer() -> None:
@@ -159,6 +159,35 @@ def test_complete_sends_messages_grammar_and_reads_the_answer() -> None:
             "stream_options": {"include_usage": True},
         }
     ]
+
+
+def test_complete_in_one_piece_when_not_streaming_whole_answers() -> None:
+    """cancelOnDisconnect false: the answer is asked with "stream": false and read whole."""
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(
+            200,
+            json={
+                "choices": [
+                    {
+                        "message": {"content": '{"a":1}', "reasoning_content": "hmm"},
+                        "finish_reason": "length",
+                    }
+                ],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 4},
+                "timings": {"predicted_ms": 3.5},
+            },
+        )
+
+    client = client_with(handler, stream_whole=False)
+    result = asyncio.run(client.complete(CompletionRequest([{"role": "user", "content": "U"}])))
+    assert result.text == '{"a":1}' and result.reasoning == "hmm"
+    assert result.finish_reason == "length"
+    assert (result.prompt_tokens, result.completion_tokens) == (11, 4)
+    assert result.timings == {"predicted_ms": 3.5}
+    assert seen[0]["stream"] is False and "stream_options" not in seen[0]
 
 
 def test_engine_error_status_and_message_are_kept() -> None:

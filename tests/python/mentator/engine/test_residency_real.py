@@ -41,6 +41,7 @@ class Settings:
     vram_budget_mb: int = 0
     keep_alive_sec: int = -1
     swap_grouping: bool = True
+    cancel_on_disconnect: bool = True
 
 
 class Logger:
