@@ -11,6 +11,13 @@ request when it is free, to a service started with:
   forced swaps    maxLoadedModels 2: plain LRU order (swapGrouping false), then with the
                   anti-thrash grouping (swapGrouping true, the default)
 
+The clients form a closed loop (each sends its next request when its answer came), so at most
+4 requests are outstanding at once. Grouping still has room to work: requests for resident
+models are answered in milliseconds, so while a swap waits the clients run ahead through the
+trace and the requests for the missing model pile up (up to 4) for one load. The decision rule is
+simulated on this same trace in tests/python/mentator/engine/test_swap_grouping.py (no engine):
+17 loads in plain LRU order vs 7 grouped for 60 requests, 19 vs 19 with 1 client, 8 vs 5 with 8.
+
 Printed per setting: the loads (answers with ``loadModelStatus: "load"``) and the total time;
 medians over ``--rounds``. Then the A/B alternation: ``--ab-requests`` sequential short requests
 alternating two resident models vs the same number to one model (p50 latency of each).

@@ -257,9 +257,11 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         "swapGrouping",
         "swap_grouping",
         "boolean",
-        "when the limits force a swap, let the requests that were waiting for a model use it"
-        " before it is evicted for a later one (anti-thrash; bounded: a later request never"
-        " protects it); false = plain least-recently-used order",
+        "when the limits force a swap, it waits while the resident models are serving"
+        " requests (up to 10 s) so that the requests for the missing model ride one load"
+        " together, and the requests that were waiting for a model use it before it is evicted"
+        " for a later one (anti-thrash; no request waits more than one swap beyond its turn);"
+        " false = plain least-recently-used order",
         default=True,
     ),
     ConfigKey(

@@ -11,7 +11,9 @@ Rules (reference §2.6, with the port's fixes and issue 21's residency):
 * Limits (`residency`): ``maxLoadedModels``, a RAM budget and the memory measured free, VRAM per
   GPU on a GPU backend, against an estimate from the GGUF header. When a load does not fit, the
   least recently used idle, unpinned model is evicted; a model with requests in flight never is
-  (the load waits for one to become idle). A model that cannot fit even alone is refused
+  (the load waits for one to become idle). With ``swapGrouping`` an eviction first waits while
+  the residents are serving (`residency.swap_may_start`, bounded), so the requests for the
+  missing model ride one load. A model that cannot fit even alone is refused
   (`ModelTooLargeError`), as is one that only pinned models block.
 * Keep-alive: each request sets its model's (``keepAlive``; default ``keepAliveSec``); once idle
   the model is unloaded after it (0: at once; negative: never). ``pinnedModels`` never expire and
@@ -71,6 +73,7 @@ from mentator.engine.ports import (
 )
 from mentator.engine.process import LaunchSpec, LlamaServerProcess, pooling_for
 from mentator.engine.residency import (
+    GROUPING_BOUND_S,
     REASON_CRASHED,
     REASON_EXPIRED,
     REASON_RELOAD,
@@ -82,6 +85,7 @@ from mentator.engine.residency import (
     least_recently_used,
     refusal,
     shortfall,
+    swap_may_start,
 )
 from mentator.engine.warm import WarmStore
 from mentator.logging_protocol import LoggerProtocol
@@ -90,15 +94,13 @@ APP_PIPE = "APP"
 ENGINE_PIPE = "ENGINE"
 DEFAULT_START_TIMEOUT_S = 600.0  # a large model from a slow disk takes minutes
 EVENTS_KEPT = 1000  # loads/evictions remembered for the metrics between two scrapes
-# Grouping (`swapGrouping`): how long a load lets the requests ahead of it use a model before
-# evicting it anyway (a safety net: those requests normally take it within milliseconds), and
-# how often it looks again.
-GROUPING_BOUND_S = 10.0
 # Warm swaps: evictions whose child's KV cache is saved first (not a crash: the child is gone;
 # not a shutdown: the service stops), and the time one slot's save or restore may take.
 WARM_SAVE_REASONS = frozenset({"capacity", "memory", "expired", "reload", "requested"})
 WARM_IO_S = 60.0
-GROUPING_POLL_S = 0.5
+# Grouping (`swapGrouping`, `residency.swap_may_start`): how often a swap that waits for the
+# residents to go quiet, or for the requests ahead of it to take a model, looks again.
+GROUPING_POLL_S = 0.1
 
 
 class EngineSettings(Protocol):
@@ -173,6 +175,7 @@ class _Resident:
     keep_alive_s: float
     last_used_ms: int
     use_order: int  # increases with each use: the LRU order (wall-clock ms can tie)
+    last_active_s: float  # monotonic: its last request's start or end (grouping's quiet time)
     in_flight: int = 0
     retiring: bool = False  # a reload or unload waits for it to become idle
     # Another model's load waits for it to become idle to take its room: new requests for it
@@ -577,6 +580,7 @@ class EngineManager:
         self._uses += 1
         resident.use_order = self._uses
         resident.last_used_ms = self._clock_ms()
+        resident.last_active_s = time.monotonic()
         resident.keep_alive_s = keep_alive_s
         resident.in_flight += 1
         self._cancel_expiry(resident)
@@ -584,6 +588,7 @@ class EngineManager:
 
     def _release(self, resident: _Resident) -> None:
         resident.in_flight = max(0, resident.in_flight - 1)
+        resident.last_active_s = time.monotonic()
         if resident.in_flight == 0:
             self._released.set()
             self._arm_expiry(resident)
@@ -724,13 +729,20 @@ class EngineManager:
         yielded: list[_Resident],
         ticket: int,
     ) -> None:
-        grouping_until = time.monotonic() + GROUPING_BOUND_S
+        started = time.monotonic()
+        grouping_until = started + GROUPING_BOUND_S
         while True:
             others = list(self._residents.values())
             free = self._free_memory_mb()
             lacking = shortfall(need, [r.need for r in others], budget, free)
             if lacking is None:
                 return
+            now = time.monotonic()
+            evictable = [r for r in others if not r.pinned]
+            if self._grouping and evictable and not swap_may_start(others, now, now - started):
+                # The residents are serving: their requests first; this model's pile up.
+                await self._poll_released()
+                continue
             protected: list[_Resident] = []
             if self._grouping and time.monotonic() < grouping_until:
                 protected = [r for r in others if self._protected(r, ticket)]
@@ -750,9 +762,7 @@ class EngineManager:
                 raise ModelTooLargeError(self._too_large(model, need, budget, why))
             if protected:
                 # The requests ahead of this load are about to use those models: let them.
-                self._released.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._released.wait(), GROUPING_POLL_S)
+                await self._poll_released()
                 continue
             busy = [r for r in others if not r.pinned]
             if not busy:
@@ -770,6 +780,11 @@ class EngineManager:
             yielded.append(successor)
             self._released.clear()
             await self._released.wait()
+
+    async def _poll_released(self) -> None:
+        self._released.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._released.wait(), GROUPING_POLL_S)
 
     def _too_large(self, model: ModelLike, need: MemoryNeed, budget: Budget, why: str) -> str:
         return (
@@ -841,6 +856,7 @@ class EngineManager:
             keep_alive_s=keep_alive_s,
             last_used_ms=now,
             use_order=self._uses,
+            last_active_s=time.monotonic(),
             warm_key=self._warm_key(model, key),
         )
         await self._restore_warm(resident)

@@ -170,3 +170,34 @@ def least_recently_used[E: Evictable](candidates: Sequence[E]) -> E | None:
     """The idle, unpinned model used longest ago (None: every model is pinned or busy)."""
     idle = [c for c in candidates if not c.pinned and c.in_flight == 0]
     return min(idle, key=lambda c: c.use_order) if idle else None
+
+
+# --- anti-thrash grouping (`swapGrouping`) ----------------------------------------------------
+# A swap (evicting a model to load another) waits while the resident models are serving: the
+# requests that keep coming for them are answered first, and the requests for the missing model
+# pile up meanwhile and ride one load together. "Serving" = a request in flight, or one that
+# ended less than GROUPING_QUIET_S ago (a client's next request follows its answer within
+# milliseconds; a load takes seconds). Without this rule a swap starts at the first request for
+# the missing model, and with 3 models over 2 places about every other change of model is a
+# load: the seeded trace of bench/residency_trace.py, simulated in
+# tests/python/mentator/engine/test_swap_grouping.py, needs 17 loads in LRU order and 7 with it.
+GROUPING_QUIET_S = 0.5
+# The fairness bound's safety net: a swap waits at most this long for the residents to go quiet
+# (traffic that never pauses), then goes on in LRU order; the waiting requests' own swap is
+# still the next one, so none waits more than one swap beyond its turn.
+GROUPING_BOUND_S = 10.0
+
+
+class Serving(Protocol):
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def last_active_s(self) -> float: ...  # monotonic: its last request's start or end
+
+
+def swap_may_start(residents: Sequence[Serving], now_s: float, waited_s: float) -> bool:
+    """Grouping: whether a swap may evict now (False: the residents are serving; wait)."""
+    if waited_s >= GROUPING_BOUND_S:
+        return True
+    return not any(r.in_flight > 0 or now_s - r.last_active_s < GROUPING_QUIET_S for r in residents)

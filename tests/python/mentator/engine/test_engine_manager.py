@@ -15,6 +15,8 @@ import pytest
 
 from mentator.backends.choice import BackendChoice
 from mentator.backends.layout import EngineLayout
+from mentator.engine import manager as manager_module
+from mentator.engine import residency
 from mentator.engine.errors import EngineError, EngineExitedError, EngineStartError
 from mentator.engine.manager import EngineManager
 from mentator.engine.ports import CompletionRequest
@@ -155,6 +157,15 @@ def test_crash_mid_request_is_reported_and_the_next_acquire_restarts(
     assert any("exited unexpectedly (code -9); restarting" in m for m in logger.messages("error"))
 
 
+@pytest.fixture
+def short_grouping_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """swapGrouping lets a busy model serve up to GROUPING_BOUND_S before a swap takes it; the
+    FIFO behind a swap (what these tests check) holds after that bound, shortened here."""
+    monkeypatch.setattr(residency, "GROUPING_BOUND_S", 0.2)
+    monkeypatch.setattr(manager_module, "GROUPING_BOUND_S", 0.2)
+
+
+@pytest.mark.usefixtures("short_grouping_bound")
 def test_reload_waits_for_running_requests(
     settings: Any, logger: Any, make_model: Callable[..., Any]
 ) -> None:
@@ -338,12 +349,16 @@ def test_a_resident_model_never_waits_behind_another_models_load(
     run(scenario())
 
 
+@pytest.mark.usefixtures("short_grouping_bound")
+@pytest.mark.parametrize("grouping", [False, True])
 def test_a_busy_model_yields_to_a_waiting_load_then_comes_back(
-    settings: Any, logger: Any, make_model: Callable[..., Any]
+    settings: Any, logger: Any, make_model: Callable[..., Any], grouping: bool
 ) -> None:
     """maxLoadedModels 1 and a model kept busy: the other model's load waits for it to become
     idle, and requests arriving meanwhile for the busy model wait behind that swap (the
-    fairness bound: no one waits more than one swap beyond their turn)."""
+    fairness bound: no one waits more than one swap beyond their turn). With grouping, once the
+    grouping bound has passed."""
+    settings = dataclasses.replace(settings, swap_grouping=grouping)
     a = make_model("a.gguf")
     b = make_model("b.gguf")
 
@@ -399,3 +414,39 @@ def test_requests_waiting_for_a_model_use_it_before_a_later_swap(
 
     loads = run(scenario())
     assert loads[("a.gguf", "request")] == loads_of_a
+
+
+@pytest.mark.parametrize("grouping", [True, False])
+def test_a_swap_waits_while_the_resident_models_serve(
+    settings: Any, logger: Any, make_model: Callable[..., Any], grouping: bool
+) -> None:
+    """swapGrouping, room for two of three models: while requests keep coming for a, c's load
+    does not evict the idle b (its requests pile up for one load once a goes quiet), and a's
+    requests never wait; in plain LRU order b is evicted at once."""
+    a, b, c = (make_model(name) for name in ("a.gguf", "b.gguf", "c.gguf"))
+    settings = dataclasses.replace(settings, max_loaded_models=2, swap_grouping=grouping)
+
+    async def scenario() -> None:
+        manager = manager_for(settings, logger)
+        for model in (b, a):
+            handle, _ = await manager.acquire(model, None, None)
+            handle.release()
+        loading = asyncio.create_task(manager.acquire(c, None, None))
+        for _ in range(25):  # 2.5 s of requests for a, each at once after the last
+            started = time.monotonic()
+            handle, status = await manager.acquire(a, None, None)
+            assert status == "exists" and time.monotonic() - started < 0.1
+            await asyncio.sleep(0.1)
+            handle.release()
+        resident = {entry.name for entry in manager.loaded_models()}
+        if grouping:
+            assert not loading.done() and resident == {"a.gguf", "b.gguf"}
+        else:
+            assert loading.done() and resident == {"a.gguf", "c.gguf"}
+        handle, status = await asyncio.wait_for(loading, 20)
+        handle.release()
+        assert status == "load"
+        assert {entry.name for entry in manager.loaded_models()} == {"a.gguf", "c.gguf"}
+        await manager.shutdown()
+
+    run(scenario())
