@@ -159,6 +159,9 @@ def main() -> None:
             _chown(data)
             first = one_start(client, args.image, data, dev, args.source, extra_env)
             report(f"run {index} first start", first)
+            cache = [path for path in (data / "shader-cache").rglob("*") if path.is_file()]
+            size = sum(path.stat().st_size for path in cache)
+            print(f"[run {index}]   data/shader-cache: {len(cache)} files, {size / 1e6:.1f} MB")
             if args.json:
                 print(json.dumps(first["backend"], indent=2))
             if args.restart:
