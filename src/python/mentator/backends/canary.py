@@ -59,8 +59,12 @@ SPEED_MIN_S = 2.0  # speed requests repeat until this much generation time was m
 SPEED_MAX_REQUESTS = 6  # ...or this many ran
 # Bounds of one speed request (sized to the window by the rate seen so far); the prompt plus the
 # largest fits the canary's context (engine/canary.py CANARY_CONTEXT).
-SPEED_MIN_TOKENS = 8
+SPEED_MIN_TOKENS = 4
 SPEED_MAX_TOKENS = 400
+# One request generates for at most this share of the window (by the rate seen so far): when
+# other processes slow the machine down mid-request, the window overruns by this much times
+# the slowdown, not by the whole window times it.
+SPEED_REQUEST_SHARE = 0.5
 # Correct = at least this top-1 agreement AND at most this mean |Δ log-prob| (nats). Measured
 # here: lavapipe vs CPU on SmolLM2-135M agrees 8/8 with a mean difference well under 0.1; a
 # backend computing garbage agrees on ~0 positions and differs by several nats.
@@ -470,15 +474,17 @@ async def _speed(
     check's, which the engine has cached: the window is generation, not a prompt again (a
     software GPU takes longer for a 60-token prompt than for 2 s of generation). Each request
     asks for as many tokens as the rate seen so far (first: ``rate_hint``, the check's own
-    generation) fills in what is left of the window, so a slow tier does not generate for 4 s
-    where 2 s are asked, and a fast one needs one request, not one per 32 tokens."""
+    generation) fills in half the window or what is left of it, so a slow tier does not
+    generate for 4 s where 2 s are asked, and a fast one needs two requests, not one per
+    32 tokens."""
     started = clock()
     gen_ms = 0.0
     gen_n = 0
     for _ in range(SPEED_MAX_REQUESTS):
         rate = _rate(gen_ms, gen_n) or rate_hint
         left = max(SPEED_MIN_S - gen_ms / 1000, 0.0)
-        _, _, g_ms, g_n = await session.speed(prompt, _speed_tokens(rate, left))
+        seconds = min(left, SPEED_MIN_S * SPEED_REQUEST_SHARE)
+        _, _, g_ms, g_n = await session.speed(prompt, _speed_tokens(rate, seconds))
         gen_ms, gen_n = gen_ms + g_ms, gen_n + g_n
         if gen_ms / 1000 >= SPEED_MIN_S or clock() - started >= SPEED_MIN_S:
             break

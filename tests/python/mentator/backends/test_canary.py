@@ -303,11 +303,12 @@ def test_teacher_forcing_restarts_at_every_position_a_tier_disagrees() -> None:
 
 def test_the_speed_window_is_sized_by_the_rate_seen() -> None:
     """A slow tier generates for about the window (5.9 t/s, 2 s: 12 tokens), not 32 tokens
-    (5.4 s); a fast one fills the window with one request instead of one per 32 tokens."""
+    (5.4 s); a fast one fills the window with two requests instead of one per 32 tokens."""
     slow, fast = Counting(5.9, noise=0.02), Counting(150.0)
     report = _run({"cpu": fast, "vulkan": slow})
-    assert slow.speed_tokens == [math.ceil(5.9 * canary.SPEED_MIN_S)]
-    assert fast.speed_tokens == [math.ceil(150.0 * canary.SPEED_MIN_S)]
+    half = canary.SPEED_MIN_S / 2
+    assert slow.speed_tokens == [math.ceil(5.9 * half)] * 2
+    assert fast.speed_tokens == [math.ceil(150.0 * half)] * 2
     assert _tier(report, "vulkan").gen_tps == pytest.approx(5.9)
 
 
