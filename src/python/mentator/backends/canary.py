@@ -11,8 +11,17 @@ beats the CPU it replaces. So every tier that loaded runs one short fixed check 
   gives it nearly the same log-probability; a broken one does neither. The measure:
   top-1 agreement (share of positions whose top token is the reference token) and the mean
   absolute log-probability difference of the reference token (nats; a token missing from the
-  tier's top k counts at the tier's k-th log-probability, an optimistic bound);
-- **speed**: prompt and generation tokens per second over a short generation.
+  tier's top k counts at the tier's k-th log-probability, an optimistic bound). It costs ONE
+  request per tier that agrees: the CPU's reference is one greedy generation with its top-k
+  at every position, and a tier's own greedy generation from the same prompt is teacher-forced
+  for as long as it picks the reference tokens (`_forced` asks again from the next reference
+  prefix only where it does not);
+- **speed**: generation tokens per second over about `SPEED_MIN_S` of generation after the
+  check's prompt (cached by then), the requests sized by the rate the tier showed in its check;
+  prompt tokens per second from the check's own prompt (the tier's first prompt, one batch).
+
+Time: the CPU tier's engine starts while the first GPU tier loads; nothing timed runs while
+another tier loads or computes (`run_canary`). Each tier reports its phases.
 
 The fastest correct tier is chosen (`decide`); a forced tier (config ``backend``) is used as long
 as it loaded, with a warning when the canary found it wrong or slower. The report, with every
@@ -27,27 +36,35 @@ imports from the rest of the service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from mentator.backends import catalog
 
 # The fixed check. Changing any of these changes `CANARY_VERSION`, so cached reports are redone.
-CANARY_VERSION = 1
+CANARY_VERSION = 2  # 2: one request per correctness check, speed requests sized to the window
 PROMPT = "The capital of France is Paris. The capital of Germany is"
 REFERENCE_TOKENS = 8  # positions compared under teacher forcing
 TOP_K = 10
-SPEED_PROMPT = " ".join(["The quick brown fox jumps over the lazy dog."] * 6)
-SPEED_TOKENS = 32  # generated per speed request
-SPEED_MIN_S = 2.0  # speed requests repeat until this much engine time was measured...
+SPEED_TOKENS = 32  # generated per speed request when no rate is known yet
+SPEED_MIN_S = 2.0  # speed requests repeat until this much generation time was measured...
 SPEED_MAX_REQUESTS = 6  # ...or this many ran
+# Bounds of one speed request (sized to the window by the rate seen so far); the prompt plus the
+# largest fits the canary's context (engine/canary.py CANARY_CONTEXT).
+SPEED_MIN_TOKENS = 4
+SPEED_MAX_TOKENS = 400
+# One request generates for at most this share of the window (by the rate seen so far): when
+# other processes slow the machine down mid-request, the window overruns by this much times
+# the slowdown, not by the whole window times it.
+SPEED_REQUEST_SHARE = 0.5
 # Correct = at least this top-1 agreement AND at most this mean |Δ log-prob| (nats). Measured
 # here: lavapipe vs CPU on SmolLM2-135M agrees 8/8 with a mean difference well under 0.1; a
 # backend computing garbage agrees on ~0 positions and differs by several nats.
@@ -60,18 +77,34 @@ CACHE_FILE_NAME = "backend-canary.json"
 SKIP_CANARY_ENV = "MENTATOR_SKIP_CANARY"
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """A greedy generation after a prefix: the tokens chosen and, before each, the k most likely
+    next tokens (token id → log-probability of the model's own distribution, before any
+    sampling), with the generation time as the engine measured it."""
+
+    tokens: list[int]
+    top: list[dict[int, float]]
+    gen_ms: float = 0.0
+    gen_n: int = 0
+    prompt_ms: float = 0.0  # the prompt tokens the engine evaluated (not taken from its cache)
+    prompt_n: int = 0
+
+
 class CanarySession(Protocol):
     """One tier's engine, loaded with the canary model (engine/canary.py; doubles in tests)."""
 
     async def tokenize(self, text: str) -> list[int]: ...
 
-    async def top_logprobs(self, tokens: Sequence[int], k: int) -> dict[int, float]:
-        """Token id → log-probability of the k most likely next tokens after ``tokens``."""
+    async def continuation(self, tokens: Sequence[int], n: int, k: int) -> Continuation:
+        """``n`` greedy tokens after ``tokens`` with the top ``k`` log-probabilities before each
+        (ONE request: the positions of a greedy continuation need no request each)."""
         ...
 
-    async def speed(self, prompt: str, tokens: int) -> tuple[float, int, float, int]:
-        """One greedy generation of ``tokens`` tokens after ``prompt``:
-        (prompt ms, prompt tokens, generation ms, generated tokens) as the engine timed them."""
+    async def speed(self, prompt: Sequence[int], tokens: int) -> tuple[float, int, float, int]:
+        """One greedy generation of ``tokens`` tokens after ``prompt`` (the check's prompt,
+        which the engine has cached): (prompt ms, prompt tokens, generation ms, generated
+        tokens) as the engine timed them."""
         ...
 
 
@@ -144,6 +177,9 @@ class TierResult:
     prompt_tps: float | None = None
     gen_tps: float | None = None
     seconds: float = 0.0
+    # Seconds per phase: load (engine start incl. a GPU's shader compiles), correctness, speed,
+    # stop. ``seconds`` is their sum; the canary's own ``seconds`` is wall time (phases overlap).
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def correct(self) -> bool:
@@ -176,6 +212,7 @@ class TierResult:
             "promptTokensPerSecond": _round(self.prompt_tps),
             "tokensPerSecond": _round(self.gen_tps),
             "seconds": round(self.seconds, 2),
+            "phases": {f"{name}S": round(value, 2) for name, value in self.phases.items()},
             "problem": self.problem,
             "summary": self.summary(),
         }
@@ -192,6 +229,10 @@ class TierResult:
             prompt_tps=_float_or_none(data.get("promptTokensPerSecond")),
             gen_tps=_float_or_none(data.get("tokensPerSecond")),
             seconds=float(data.get("seconds") or 0.0),
+            phases={
+                str(name).removesuffix("S"): float(value)
+                for name, value in dict(data.get("phases") or {}).items()
+            },
         )
 
 
@@ -358,79 +399,211 @@ class _Reference:
     cpu: list[dict[int, float]]
 
 
-async def _positions(
-    session: CanarySession, prompt: Sequence[int], continuation: Sequence[int]
-) -> list[dict[int, float]]:
-    return [
-        await session.top_logprobs([*prompt, *continuation[:i]], TOP_K)
-        for i in range(len(continuation))
-    ]
+def _rate(ms: float, n: int) -> float | None:
+    return n * 1000 / ms if ms > 0 and n > 0 else None
 
 
-async def _reference(session: CanarySession) -> _Reference:
-    """The CPU's greedy continuation with its top-k at every position."""
+@dataclass(frozen=True)
+class _Rates:
+    """What a tier's check showed: its generation rate (a first guess for the speed window's
+    size) and its prompt speed (the check's prompt: the tier's first, evaluated in one batch)."""
+
+    gen: float | None = None
+    prompt: float | None = None
+
+
+async def _reference(session: CanarySession) -> tuple[_Reference, _Rates]:
+    """The CPU's greedy continuation with its top-k at every position: ONE generation (the
+    positions of a greedy continuation are the teacher-forced positions of itself)."""
     prompt = await session.tokenize(PROMPT)
-    continuation: list[int] = []
-    cpu: list[dict[int, float]] = []
-    for _ in range(REFERENCE_TOKENS):
-        top = await session.top_logprobs([*prompt, *continuation], TOP_K)
-        if not top:
-            raise RuntimeError("the CPU engine returned no log-probabilities")
-        cpu.append(top)
-        continuation.append(max(top, key=lambda t: top[t]))
-    return _Reference(prompt, continuation, cpu)
+    got = await session.continuation(prompt, REFERENCE_TOKENS, TOP_K)
+    if not got.top or not all(got.top):
+        raise RuntimeError("the CPU engine returned no log-probabilities")
+    positions = min(len(got.tokens), len(got.top), REFERENCE_TOKENS)
+    reference = _Reference(prompt, list(got.tokens[:positions]), list(got.top[:positions]))
+    return reference, _Rates(_rate(got.gen_ms, got.gen_n), _rate(got.prompt_ms, got.prompt_n))
 
 
-async def _speed(session: CanarySession, clock: Callable[[], float]) -> tuple[float, float]:
-    """Prompt and generation tokens per second as the engine timed them, over requests that
-    repeat until `SPEED_MIN_S` of engine time or of wall time has passed."""
-    started = clock()
-    prompt_ms = gen_ms = 0.0
-    prompt_n = gen_n = 0
-    for _ in range(SPEED_MAX_REQUESTS):
-        p_ms, p_n, g_ms, g_n = await session.speed(SPEED_PROMPT, SPEED_TOKENS)
-        prompt_ms, prompt_n = prompt_ms + p_ms, prompt_n + p_n
-        gen_ms, gen_n = gen_ms + g_ms, gen_n + g_n
-        if (prompt_ms + gen_ms) / 1000 >= SPEED_MIN_S or clock() - started >= SPEED_MIN_S:
-            break
-    prompt_tps = prompt_n * 1000 / prompt_ms if prompt_ms > 0 else 0.0
-    gen_tps = gen_n * 1000 / gen_ms if gen_ms > 0 else 0.0
-    return prompt_tps, gen_tps
+async def _forced(
+    session: CanarySession, reference: _Reference
+) -> tuple[list[dict[int, float]], _Rates]:
+    """The tier's top-k at every position of the CPU's continuation under teacher forcing.
+
+    The tier continues greedily from the prompt; as long as its own choice is the reference
+    token, its next position's prefix IS the teacher-forced one, so one generation answers all
+    positions of a tier that agrees. Where it chooses another token, the position is recorded and
+    the next generation starts from the reference prefix of the following position: at most one
+    request per position (a tier computing garbage), exactly the numbers the per-position
+    requests would give."""
+    wanted = reference.continuation
+    tops: list[dict[int, float]] = []
+    gen_ms, gen_n = 0.0, 0
+    prompt: float | None = None
+    while len(tops) < len(wanted):
+        done = len(tops)
+        got = await session.continuation(
+            [*reference.tokens, *wanted[:done]], len(wanted) - done, TOP_K
+        )
+        if not got.top or not got.tokens:
+            raise RuntimeError("the engine returned no log-probabilities")
+        gen_ms, gen_n = gen_ms + got.gen_ms, gen_n + got.gen_n
+        if done == 0:
+            prompt = _rate(got.prompt_ms, got.prompt_n)
+        for token, top in zip(got.tokens, got.top, strict=False):
+            tops.append(top)
+            if len(tops) == len(wanted) or token != wanted[len(tops) - 1]:
+                break
+    return tops, _Rates(_rate(gen_ms, gen_n), prompt)
 
 
-async def _one_tier(
-    name: str,
-    open_session: SessionOpener,
-    reference: _Reference | None,
-    limit_s: float,
+def _speed_tokens(rate: float | None, seconds: float) -> int:
+    """Tokens for one speed request so that it generates for about ``seconds``."""
+    if rate is None:
+        return SPEED_TOKENS
+    return max(SPEED_MIN_TOKENS, min(SPEED_MAX_TOKENS, math.ceil(rate * seconds)))
+
+
+async def _speed(
+    session: CanarySession,
+    prompt: Sequence[int],
     clock: Callable[[], float],
-) -> tuple[TierResult, _Reference | None]:
+    rate_hint: float | None = None,
+) -> float:
+    """Generation tokens per second as the engine timed them, over requests that repeat until
+    `SPEED_MIN_S` of generation (engine time) or of wall time has passed. ``prompt`` is the
+    check's, which the engine has cached: the window is generation, not a prompt again (a
+    software GPU takes longer for a 60-token prompt than for 2 s of generation). Each request
+    asks for as many tokens as the rate seen so far (first: ``rate_hint``, the check's own
+    generation) fills in half the window or what is left of it, so a slow tier does not
+    generate for 4 s where 2 s are asked, and a fast one needs two requests, not one per
+    32 tokens."""
     started = clock()
-    loaded = False
-    try:
-        async with asyncio.timeout(limit_s):
-            async with open_session(name) as session:
-                loaded = True
-                if reference is None:
-                    reference = await _reference(session)
-                    positions = reference.cpu
-                else:
-                    positions = await _positions(session, reference.tokens, reference.continuation)
-                correctness = compare(reference.continuation, reference.cpu, positions)
-                prompt_tps, gen_tps = await _speed(session, clock)
-    except TimeoutError:
-        stage = "during the check" if loaded else "while loading"
-        problem = f"hung {stage}: no result within {limit_s:g} s (stopped)"
-        return TierResult(name, True, loaded, problem, seconds=clock() - started), reference
-    except Exception as error:  # a crash of the engine or of its answers: the tier is out
-        stage = "crashed during the canary" if loaded else "failed to load"
-        detail = f"{type(error).__name__}: {error}".strip()
-        problem = f"{stage} ({_short(detail)})"
-        return TierResult(name, True, loaded, problem, seconds=clock() - started), reference
-    result = TierResult(
-        name, True, True, None, correctness, prompt_tps, gen_tps, seconds=clock() - started
-    )
-    return result, reference
+    gen_ms = 0.0
+    gen_n = 0
+    for _ in range(SPEED_MAX_REQUESTS):
+        rate = _rate(gen_ms, gen_n) or rate_hint
+        left = max(SPEED_MIN_S - gen_ms / 1000, 0.0)
+        seconds = min(left, SPEED_MIN_S * SPEED_REQUEST_SHARE)
+        _, _, g_ms, g_n = await session.speed(prompt, _speed_tokens(rate, seconds))
+        gen_ms, gen_n = gen_ms + g_ms, gen_n + g_n
+        if gen_ms / 1000 >= SPEED_MIN_S or clock() - started >= SPEED_MIN_S:
+            break
+    return gen_n * 1000 / gen_ms if gen_ms > 0 else 0.0
+
+
+class _TierRun:
+    """One tier through its phases (load, correctness, speed, stop), each timed; the tier's
+    limit bounds the sum of its own phases, not the time it waits for another tier's."""
+
+    def __init__(
+        self, name: str, open_session: SessionOpener, limit_s: float, clock: Callable[[], float]
+    ) -> None:
+        self.name = name
+        self._open = open_session
+        self._limit_s = limit_s
+        self._clock = clock
+        self._context: AbstractAsyncContextManager[CanarySession] | None = None
+        self.session: CanarySession | None = None
+        self.loaded = False
+        self.problem: str | None = None
+        self.phases: dict[str, float] = {}
+        self.correctness: Correctness | None = None
+        self.rates = _Rates()
+        self.prompt: list[int] = []
+
+    @property
+    def spent(self) -> float:
+        return sum(self.phases.values())
+
+    async def _timed(self, phase: str, work: Callable[[], Awaitable[None]]) -> bool:
+        """Run one phase within what is left of the limit; False (and ``problem``) if it
+        failed. A failed tier's engine is stopped."""
+        if self.problem is not None:
+            return False
+        started = self._clock()
+        try:
+            async with asyncio.timeout(max(self._limit_s - self.spent, 0.001)):
+                await work()
+        except TimeoutError:
+            stage = "during the check" if self.loaded else "while loading"
+            self.problem = f"hung {stage}: no result within {self._limit_s:g} s (stopped)"
+        except Exception as error:  # a crash of the engine or of its answers: the tier is out
+            stage = "crashed during the canary" if self.loaded else "failed to load"
+            detail = f"{type(error).__name__}: {error}".strip()
+            self.problem = f"{stage} ({_short(detail)})"
+        self.phases[phase] = self.phases.get(phase, 0.0) + self._clock() - started
+        if self.problem is not None:
+            await self.close()
+            return False
+        return True
+
+    async def load(self) -> bool:
+        async def enter() -> None:
+            context = self._open(self.name)
+            self.session = await context.__aenter__()
+            self._context = context
+            self.loaded = True
+
+        return await self._timed("load", enter)
+
+    async def close(self) -> None:
+        context, self._context, self.session = self._context, None, None
+        if context is None:
+            return
+        started = self._clock()
+        with contextlib.suppress(Exception):
+            await context.__aexit__(None, None, None)
+        self.phases["stop"] = self.phases.get("stop", 0.0) + self._clock() - started
+
+    async def reference(self) -> _Reference | None:
+        found: list[_Reference] = []
+
+        async def work() -> None:
+            assert self.session is not None
+            reference, self.rates = await _reference(self.session)
+            self.prompt = reference.tokens
+            self.correctness = compare(reference.continuation, reference.cpu, reference.cpu)
+            found.append(reference)
+
+        ok = await self._timed("correctness", work)
+        return found[0] if ok else None
+
+    async def check(self, reference: _Reference) -> bool:
+        async def work() -> None:
+            assert self.session is not None
+            positions, self.rates = await _forced(self.session, reference)
+            self.prompt = reference.tokens
+            self.correctness = compare(reference.continuation, reference.cpu, positions)
+
+        return await self._timed("correctness", work)
+
+    async def result(self) -> TierResult:
+        """The speed window (the tier alone on the machine), the engine stopped, the result."""
+        speeds: list[float] = []
+
+        async def work() -> None:
+            assert self.session is not None
+            speeds.append(await _speed(self.session, self.prompt, self._clock, self.rates.gen))
+
+        await self._timed("speed", work)
+        await self.close()
+        gen_tps = speeds[0] if speeds else None
+        phases = {key: round(value, 2) for key, value in self.phases.items()}
+        if self.problem is not None:
+            return TierResult(
+                self.name, True, self.loaded, self.problem, phases=phases, seconds=self.spent
+            )
+        return TierResult(
+            self.name,
+            True,
+            True,
+            None,
+            self.correctness,
+            self.rates.prompt,
+            gen_tps,
+            seconds=self.spent,
+            phases=phases,
+        )
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -449,17 +622,38 @@ async def run_canary(
     clock: Callable[[], float] = time.monotonic,
 ) -> CanaryReport:
     """Check ``tiers`` (the CPU first: it makes the reference; it is added when missing) and
-    decide. ``not_probed`` are the tiers detection already ruled out, with why."""
+    decide. ``not_probed`` are the tiers detection already ruled out, with why.
+
+    What overlaps and what does not: the CPU tier's engine starts while the first GPU tier's
+    loads (engine starts are not timed figures). Everything timed — the check's prompt, whose
+    speed is reported, and every speed window — runs with no other tier loading or computing
+    (the other engines sit idle or are stopped): on a machine of 2 cores, where a software GPU's
+    shader compiles take both, a CPU figure measured beside them would be wrong. GPU tiers load
+    one after the other (two of them on one GPU must not compete for its memory)."""
     started = clock()
-    order = [catalog.CPU.name, *(t for t in tiers if t != catalog.CPU.name)]
-    results: list[TierResult] = []
-    reference: _Reference | None = None
-    for name in order:
-        if name != catalog.CPU.name and reference is None:
-            results.append(TierResult(name, True, False, "not checked: the CPU reference failed"))
-            continue
-        result, reference = await _one_tier(name, open_session, reference, limit_s, clock)
-        results.append(result)
+    gpus = [t for t in dict.fromkeys(tiers) if t != catalog.CPU.name]
+    cpu = _TierRun(catalog.CPU.name, open_session, limit_s, clock)
+    runs = {name: _TierRun(name, open_session, limit_s, clock) for name in gpus}
+    first = runs[gpus[0]] if gpus else None
+
+    try:
+        await asyncio.gather(cpu.load(), *([first.load()] if first is not None else []))
+        reference = await cpu.reference() if cpu.loaded else None
+        results = [await cpu.result()]
+        for name in gpus:
+            run = runs[name]
+            if reference is None:
+                await run.close()
+                results.append(
+                    TierResult(name, True, False, "not checked: the CPU reference failed")
+                )
+                continue
+            if run is first or await run.load():
+                await run.check(reference)
+            results.append(await run.result())
+    finally:  # cancelled (or a bug): no engine is left running
+        for run in [cpu, *runs.values()]:
+            await run.close()
     for name, why in (not_probed or {}).items():
         results.append(TierResult(name, "failed to load" in why, False, why))
     verdict = decide(results, forced)

@@ -20,6 +20,7 @@ from mentator.backends.canary import (
     TIER_LIMIT_S,
     CanaryReport,
     CanarySession,
+    Continuation,
     SessionOpener,
     decide,
     fingerprint,
@@ -61,34 +62,49 @@ class LlamaServerSession:
         data = await self._post("/tokenize", {"content": text})
         return [int(token) for token in data["tokens"]]
 
-    async def top_logprobs(self, tokens: Sequence[int], k: int) -> dict[int, float]:
+    async def continuation(self, tokens: Sequence[int], n: int, k: int) -> Continuation:
+        # n_probs are the model's own probabilities (from the logits, before sampling);
+        # ignore_eos: an end token must not cut the continuation short.
         data = await self._post(
             "/completion",
             {
                 "prompt": list(tokens),
-                "n_predict": 1,
+                "n_predict": n,
                 "n_probs": k,
                 "temperature": 0,
+                "ignore_eos": True,
                 "cache_prompt": True,
             },
         )
-        probabilities = data.get("completion_probabilities") or []
-        if not probabilities:
-            return {}
-        return {
-            int(item["id"]): float(item["logprob"])
-            for item in probabilities[0].get("top_logprobs") or []
-        }
+        chosen: list[int] = []
+        top: list[dict[int, float]] = []
+        for position in data.get("completion_probabilities") or []:
+            chosen.append(int(position["id"]))
+            top.append(
+                {
+                    int(item["id"]): float(item["logprob"])
+                    for item in position.get("top_logprobs") or []
+                }
+            )
+        timings = data.get("timings") or {}
+        return Continuation(
+            chosen,
+            top,
+            float(timings.get("predicted_ms") or 0.0),
+            int(timings.get("predicted_n") or 0),
+            float(timings.get("prompt_ms") or 0.0),
+            int(timings.get("prompt_n") or 0),
+        )
 
-    async def speed(self, prompt: str, tokens: int) -> tuple[float, int, float, int]:
+    async def speed(self, prompt: Sequence[int], tokens: int) -> tuple[float, int, float, int]:
         data = await self._post(
             "/completion",
             {
-                "prompt": prompt,
+                "prompt": list(prompt),
                 "n_predict": tokens,
                 "temperature": 0,
                 "ignore_eos": True,
-                "cache_prompt": False,
+                "cache_prompt": True,  # the check's prompt: the window times generation
             },
         )
         timings = data["timings"]

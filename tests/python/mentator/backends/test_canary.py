@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from mentator.backends import canary
 from mentator.backends.canary import (
     CanaryReport,
     CanarySession,
+    Continuation,
     Correctness,
     TierResult,
     compare,
@@ -64,7 +67,16 @@ class FakeEngine:
         exact = _true_logprobs(tokens)
         return _top({t: lp + rng.uniform(-self.noise, self.noise) for t, lp in exact.items()}, k)
 
-    async def speed(self, prompt: str, tokens: int) -> tuple[float, int, float, int]:
+    async def continuation(self, tokens: Sequence[int], n: int, k: int) -> Continuation:
+        chosen: list[int] = []
+        tops = []
+        for _ in range(n):
+            top = await self.top_logprobs([*tokens, *chosen], k)
+            tops.append(top)
+            chosen.append(max(top, key=lambda t: top[t]))
+        return Continuation(chosen, tops, n * 1000 / self.tokens_per_s, n)
+
+    async def speed(self, prompt: Sequence[int], tokens: int) -> tuple[float, int, float, int]:
         gen_ms = tokens * 1000 / self.tokens_per_s
         return gen_ms / 4, 60, gen_ms, tokens
 
@@ -246,3 +258,148 @@ def test_skip_variable() -> None:
 def test_correctness_round_trips() -> None:
     value = Correctness(0.875, 0.0123, 8)
     assert Correctness.from_json(value.to_json()) == value
+
+
+# --- how the check runs: one request per agreeing tier, a sized speed window, what overlaps ---
+
+
+@dataclass
+class Counting(FakeEngine):
+    """Counts the engine's requests and the tokens each speed request asked for."""
+
+    continuations: int = 0
+    speed_tokens: list[int] | None = None
+
+    async def continuation(self, tokens: Sequence[int], n: int, k: int) -> Continuation:
+        self.continuations += 1
+        return await super().continuation(tokens, n, k)
+
+    async def speed(self, prompt: Sequence[int], tokens: int) -> tuple[float, int, float, int]:
+        self.speed_tokens = [*(self.speed_tokens or []), tokens]
+        return await super().speed(prompt, tokens)
+
+
+def test_an_agreeing_tier_is_checked_with_one_request_and_the_same_numbers() -> None:
+    cpu, vulkan = Counting(13.1), Counting(5.9, noise=0.02)
+    report = _run({"cpu": cpu, "vulkan": vulkan})
+    assert cpu.continuations == 1 and vulkan.continuations == 1
+    assert _tier(report, "vulkan").correct
+
+
+def test_teacher_forcing_restarts_at_every_position_a_tier_disagrees() -> None:
+    """A tier computing garbage never follows the reference: every position is asked with the
+    reference prefix (one request each), and the numbers are those of per-position requests."""
+    garbage = Counting(40.0, garbage=True)
+    forced_tops: list[dict[int, float]] = []
+    reference, _ = asyncio.run(canary._reference(FakeEngine(13.1)))
+    tops, _ = asyncio.run(canary._forced(garbage, reference))
+    for i in range(len(reference.continuation)):
+        prefix = [*reference.tokens, *reference.continuation[:i]]
+        forced_tops.append(asyncio.run(garbage.top_logprobs(prefix, canary.TOP_K)))
+    assert garbage.continuations == canary.REFERENCE_TOKENS
+    assert tops == forced_tops
+    assert not compare(reference.continuation, reference.cpu, tops).ok
+
+
+def test_the_speed_window_is_sized_by_the_rate_seen() -> None:
+    """A slow tier generates for about the window (5.9 t/s, 2 s: 12 tokens), not 32 tokens
+    (5.4 s); a fast one fills the window with two requests instead of one per 32 tokens."""
+    slow, fast = Counting(5.9, noise=0.02), Counting(150.0)
+    report = _run({"cpu": fast, "vulkan": slow})
+    half = canary.SPEED_MIN_S / 2
+    assert slow.speed_tokens == [math.ceil(5.9 * half)] * 2
+    assert fast.speed_tokens == [math.ceil(150.0 * half)] * 2
+    assert _tier(report, "vulkan").gen_tps == pytest.approx(5.9)
+
+
+@dataclass
+class Timeline:
+    """What each tier's engine was doing when: ("load"|"check"|"speed", tier, start, end)."""
+
+    spans: list[tuple[str, str, float, float]]
+
+    def busy(self, kind: str, name: str) -> list[tuple[float, float]]:
+        return [(a, b) for k, n, a, b in self.spans if k == kind and n == name]
+
+
+def _timed_opener(
+    engines: dict[str, FakeEngine], load_s: float, timeline: Timeline
+) -> canary.SessionOpener:
+    @contextlib.asynccontextmanager
+    async def open_session(name: str) -> AsyncIterator[CanarySession]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.sleep(load_s)
+        timeline.spans.append(("load", name, started, loop.time()))
+        engine = engines[name]
+
+        class Timed:
+            async def tokenize(self, text: str) -> list[int]:
+                return await engine.tokenize(text)
+
+            async def continuation(self, tokens: Sequence[int], n: int, k: int) -> Continuation:
+                begun = loop.time()
+                await asyncio.sleep(0.02)
+                timeline.spans.append(("check", name, begun, loop.time()))
+                return await engine.continuation(tokens, n, k)
+
+            async def speed(
+                self, prompt: Sequence[int], tokens: int
+            ) -> tuple[float, int, float, int]:
+                begun = loop.time()
+                await asyncio.sleep(0.02)
+                timeline.spans.append(("speed", name, begun, loop.time()))
+                return await engine.speed(prompt, tokens)
+
+        yield Timed()
+
+    return open_session
+
+
+def test_the_cpu_starts_during_the_first_gpu_load_but_nothing_timed_overlaps_a_load() -> None:
+    engines = {
+        "cpu": FakeEngine(13.1),
+        "cuda": FakeEngine(40.0, noise=0.02),
+        "vulkan": FakeEngine(20.0, noise=0.02),
+    }
+    timeline = Timeline([])
+    opener = _timed_opener(engines, 0.1, timeline)
+    report = asyncio.run(run_canary(["cuda", "vulkan"], opener))
+    assert report.chosen == "cuda"
+    (cpu_load,) = timeline.busy("load", "cpu")
+    (cuda_load,) = timeline.busy("load", "cuda")
+    assert cuda_load[0] < cpu_load[1], "the first GPU tier loads while the CPU tier loads"
+    loads = [(a, b) for kind, _, a, b in timeline.spans if kind == "load"]
+    for kind, name, start, end in timeline.spans:
+        if kind != "load":  # the check's prompt and the speed window are timed figures
+            overlapping = [(a, b) for a, b in loads if a < end and start < b]
+            assert not overlapping, f"{name}'s {kind} overlaps a load: {timeline.spans}"
+    (vulkan_load,) = timeline.busy("load", "vulkan")
+    assert vulkan_load[0] >= max(b for _, b in timeline.busy("speed", "cuda"))
+    assert report.seconds < 0.1 * 3 + 0.5  # three loads of 0.1 s, two of them at once
+
+
+def test_every_tier_reports_its_phases() -> None:
+    report = _run({"cpu": FakeEngine(13.1), "vulkan": FakeEngine(5.9, noise=0.02)})
+    for tier in report.tiers:
+        assert set(tier.phases) == {"load", "correctness", "speed", "stop"}, tier
+        assert abs(sum(tier.phases.values()) - tier.seconds) < 0.05
+    data = _tier(report, "vulkan").to_json()
+    phases = data["phases"]
+    assert isinstance(phases, dict)
+    assert set(phases) == {"loadS", "correctnessS", "speedS", "stopS"}
+    assert TierResult.from_json(data).to_json() == data
+
+
+def test_a_first_gpu_tier_hanging_while_loading_is_stopped_and_the_cpu_still_measured() -> None:
+    @contextlib.asynccontextmanager
+    async def opener(name: str) -> AsyncIterator[CanarySession]:
+        if name == "cuda":
+            await asyncio.sleep(3600)
+        yield FakeEngine(13.1)
+
+    report = asyncio.run(run_canary(["cuda"], opener, limit_s=0.2))
+    cuda = _tier(report, "cuda")
+    assert cuda.problem == "hung while loading: no result within 0.2 s (stopped)"
+    assert _tier(report, "cpu").gen_tps == pytest.approx(13.1)
+    assert report.chosen == "cpu"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mentator.backends.canary import CanarySession, run_canary
+from mentator.backends.canary import CanarySession, Continuation, run_canary
 from mentator.backends.choice import BackendChoice
 from mentator.backends.layout import EngineLayout
 from mentator.engine.canary import calibrate, session_opener
@@ -32,11 +32,12 @@ class Corrupted:
     async def tokenize(self, text: str) -> list[int]:
         return await self.inner.tokenize(text)
 
-    async def top_logprobs(self, tokens: Sequence[int], k: int) -> dict[int, float]:
-        top = await self.inner.top_logprobs(tokens, k)
-        return {token + 7: logprob for token, logprob in top.items()}
+    async def continuation(self, tokens: Sequence[int], n: int, k: int) -> Continuation:
+        got = await self.inner.continuation(tokens, n, k)
+        shifted = [{token + 7: logprob for token, logprob in top.items()} for top in got.top]
+        return Continuation([t + 7 for t in got.tokens], shifted, got.gen_ms, got.gen_n)
 
-    async def speed(self, prompt: str, tokens: int) -> tuple[float, int, float, int]:
+    async def speed(self, prompt: Sequence[int], tokens: int) -> tuple[float, int, float, int]:
         return await self.inner.speed(prompt, tokens)
 
 
