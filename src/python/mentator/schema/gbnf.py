@@ -129,6 +129,7 @@ ANNOTATIONS = frozenset(
 _OBJECT_KEYWORDS = frozenset(
     {
         "properties",
+        "patternProperties",
         "required",
         "additionalProperties",
         "unevaluatedProperties",
@@ -144,6 +145,21 @@ _STRING_KEYWORDS = frozenset({"minLength", "maxLength", "pattern", "format"})
 _NUMBER_KEYWORDS = frozenset(
     {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
 )
+_KEYWORDS_OF = {
+    "object": _OBJECT_KEYWORDS,
+    "array": _ARRAY_KEYWORDS,
+    "string": _STRING_KEYWORDS,
+    "number": _NUMBER_KEYWORDS,
+}
+# What a schema without "type" allows (number covers integer).
+_UNTYPED_KINDS = ("object", "array", "string", "number", "boolean", "null")
+# Keywords that may evaluate properties the grammar does not know of (unevaluatedProperties
+# must not forbid those: see _object_body).
+_EVALUATE_PROPERTIES_TOO = frozenset(
+    {"if", "then", "else", "dependentSchemas", "dependencies", "anyOf", "oneOf"}
+)
+# Drafts before 2019-09 ignore every keyword beside "$ref" ("$ref" overrides its siblings).
+_REF_OVERRIDES_SIBLINGS = re.compile(r"json-schema\.org/draft-0[3-7]/schema")
 _REFUSED = {
     "$dynamicRef": "dynamic references are not supported; use a local $ref",
     "$recursiveRef": "recursive references ($recursiveRef) are not supported; use a local $ref",
@@ -236,6 +252,10 @@ class _Converter:
     def __init__(self, root: object, whitespace: Whitespace = "compact") -> None:
         self.root = root
         self.whitespace = whitespace
+        declared = root.get("$schema") if isinstance(root, dict) else None
+        self.ref_overrides = isinstance(declared, str) and bool(
+            _REF_OVERRIDES_SIBLINGS.search(declared)
+        )
         self.rules: dict[str, Expr] = {}
         self.taken: set[str] = {"root", _NOTHING, *self._PRIMITIVES}
         # The first unsatisfiable part met: such parts become _NOTHING (no value is valid
@@ -248,9 +268,6 @@ class _Converter:
         # Rule bodies still to build; see ``later``.
         self.pending: deque[Callable[[], None]] = deque()
         self.depth = 0  # inline conversion depth of the rule body being built
-        # Whether a type was inferred from keywords (narrower than JSON Schema, which allows any
-        # type then): a grammar without finite texts is then not proof of an unsatisfiable schema.
-        self.inferred_types = False
 
     # ------------------------------------------------------------ rule names and primitives
 
@@ -497,7 +514,21 @@ class _Converter:
         if types is None:
             return self.use("value")
         single_target = target if len(types) == 1 else None
-        return choice(*(self._typed(kind, schema, pointer, hint, single_target) for kind in types))
+        return choice(
+            *(
+                self._typed(kind, schema, pointer, hint, single_target)
+                if self._constrains(kind, schema)
+                else self.use(kind)
+                for kind in types
+            )
+        )
+
+    def _constrains(self, kind: str, schema: dict[str, Any]) -> bool:
+        """Whether ``schema`` says anything about values of type ``kind``: without ``type``,
+        the keywords of the other types leave them free (the generic rule)."""
+        if "type" in schema:
+            return True
+        return bool(set(schema) & _KEYWORDS_OF.get(kind, frozenset()))
 
     # ------------------------------------------------------------ types
 
@@ -517,8 +548,9 @@ class _Converter:
             ]
             if not inferred:
                 return None
-            self.inferred_types = True
-            types = inferred
+            # JSON Schema: each keyword constrains values of its own type only, so a value of
+            # any other type is valid too ({"properties": ...} also accepts 5, "x", [], null).
+            types = [*inferred, *(kind for kind in _UNTYPED_KINDS if kind not in inferred)]
         else:
             listed = declared if isinstance(declared, list) else [declared]
             for item in listed:
@@ -640,15 +672,22 @@ class _Converter:
                 pointer + "/required", "required must be an array of strings", keyword="required"
             )
         # allOf is merged before we get here, so unevaluatedProperties means what
-        # additionalProperties would mean for the merged property list.
-        additional = schema.get("additionalProperties", schema.get("unevaluatedProperties"))
+        # additionalProperties would mean for the merged property list — unless keywords the
+        # grammar does not follow (if/then/else, dependentSchemas, ...) may evaluate more keys:
+        # then it is left to validation (wider).
+        unevaluated = (
+            schema.get("unevaluatedProperties")
+            if not set(schema) & _EVALUATE_PROPERTIES_TOO
+            else None
+        )
+        additional = schema.get("additionalProperties", unevaluated)
         # Only additionalProperties: false proves a key absent from properties is forbidden;
         # unevaluatedProperties also sees keys that if/then, dependentSchemas... evaluate.
         explicitly_closed = schema.get("additionalProperties") is False
         if additional is None:
-            # As in llama.cpp: an object that lists properties and says nothing about others
-            # gets no others (fewer hallucinated keys), except the patternProperties' keys.
-            additional = "properties" not in schema
+            # JSON Schema's default: other keys are allowed, with any value (llama.cpp closes
+            # such objects, which forbids valid answers: the test suite's soundness pass).
+            additional = True
         ws = self.ws()
 
         def key_value(key: str, value: Expr) -> Expr:
@@ -690,8 +729,6 @@ class _Converter:
                 options.append(
                     self.convert(additional, pointer + "/additionalProperties", f"{name}-{key}")
                 )
-            elif not matching and not explicitly_closed:
-                options.append(self.use("value"))  # closed by our convention only
             if not options:
                 raise SchemaToGrammarError(
                     pointer + "/required",
@@ -986,7 +1023,7 @@ class _Converter:
         siblings = {
             key: value for key, value in schema.items() if key != "$ref" and key not in ANNOTATIONS
         }
-        if siblings:
+        if siblings and not self.ref_overrides:
             # Since draft 2019-09 keywords next to $ref apply too: treat it as allOf.
             merged = self._flatten({"allOf": [{"$ref": ref}, siblings]}, pointer)
             return self._merged(merged, pointer, "ref", None)
@@ -1036,6 +1073,16 @@ class _Converter:
                 pointer, f"a schema must be an object or a boolean, got {_json_type_name(schema)}"
             )
         result = {key: value for key, value in schema.items() if key not in ("$ref", "allOf")}
+        if "$ref" in schema and self.ref_overrides:
+            target, target_pointer = self._resolve(schema["$ref"], pointer)
+            if target_pointer in through:
+                raise SchemaToGrammarError(
+                    pointer + "/$ref",
+                    f"$ref {schema['$ref']!r} refers to itself through $ref alone: the schema "
+                    "is defined by itself and cannot be evaluated",
+                    keyword="$ref",
+                )
+            return self._flatten(target, target_pointer, (*through, target_pointer))
         if "$ref" in schema:
             target, target_pointer = self._resolve(schema["$ref"], pointer)
             if target_pointer in through:
@@ -1173,7 +1220,13 @@ class _Converter:
                 keyword=keyword,
                 unsatisfiable=isinstance(branches, list),
             )
-        base = {key: value for key, value in schema.items() if key != keyword}
+        # unevaluatedProperties also sees the keys of every branch that matches, which merging
+        # one branch at a time cannot know: it is left to validation here (wider).
+        base = {
+            key: value
+            for key, value in schema.items()
+            if key not in (keyword, "unevaluatedProperties")
+        }
         constrained = any(key not in ANNOTATIONS for key in base)
         options: list[Expr] = []
         for index, branch in enumerate(branches):
@@ -1247,14 +1300,6 @@ def schema_to_gbnf(schema: object, whitespace: Whitespace = "compact") -> str:
         check_grammar(rules)
     except NoFiniteTextError as error:
         cause = converter.unsatisfiable
-        if converter.inferred_types:
-            # Where "type" is missing it was inferred from the keywords (properties: an object,
-            # ...); JSON Schema would allow the other types there, so this proves nothing.
-            raise SchemaToGrammarError(
-                "#",
-                f"no finite JSON text fits the grammar ({cause or error}); some schemas here "
-                'have no "type" and were taken as the type their keywords suggest: give "type"',
-            ) from error
         if cause is not None:
             raise cause from error
         raise SchemaToGrammarError("#", str(error), unsatisfiable=True) from error

@@ -123,6 +123,54 @@ CASES: list[tuple[str, object, list[object], list[str]]] = [
         ["s"],
         ["1", "null"],
     ),
+    # Found by the JSON-Schema-Test-Suite soundness pass (test_soundness.py): each grammar used
+    # to reject the valid instances below.
+    (
+        "keywords-without-type-leave-other-types-free",
+        {"properties": {"a": {"type": "integer"}}, "minLength": 2, "maximum": 5},
+        [{"a": 1}, {"b": "x"}, 5, 4.5, "xy", [1], None, True],
+        ['{"a": "x"}', '"x"'],
+    ),
+    (
+        "keys-beside-properties-are-allowed-by-default",
+        {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        [{"a": 1, "b": [True]}, {"a": 2, "b": "x", "c": None}],
+        ['{"a": "x"}', '{"b": 1}'],
+    ),
+    (
+        "unevaluatedProperties-sees-the-keys-of-every-matching-anyOf-branch",
+        {
+            "type": "object",
+            "anyOf": [
+                {"properties": {"foo": {"type": "string"}}, "required": ["foo"]},
+                {"properties": {"bar": {"type": "string"}}, "required": ["bar"]},
+            ],
+            "unevaluatedProperties": False,
+        },
+        [{"foo": "a", "bar": "b"}, {"bar": "b"}],
+        ['{"foo": 1}', "{}"],
+    ),
+    (
+        "unevaluatedProperties-sees-the-keys-of-dependentSchemas",
+        {
+            "type": "object",
+            "properties": {"foo": {"type": "string"}},
+            "dependentSchemas": {"foo": {"properties": {"bar": {"const": "bar"}}}},
+            "unevaluatedProperties": False,
+        },
+        [{"foo": "foo", "bar": "bar"}, {"foo": "x"}],
+        ['{"foo": 1}'],
+    ),
+    (
+        "draft-7-ref-overrides-its-siblings",
+        {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "definitions": {"list": {"type": "array"}},
+            "properties": {"foo": {"$ref": "#/definitions/list", "maxItems": 2}},
+        },
+        [{"foo": [1, 2, 3]}, {"foo": []}],
+        ['{"foo": 1}'],
+    ),
     (
         "allOf-parts-with-different-annotations",
         {"allOf": [{"type": "string", "x-doc": "a", "if": {"minLength": 1}}, {"x-doc": "b"}]},
@@ -146,7 +194,8 @@ def _compact(text: str) -> str:
 def test_grammar_accepts_every_valid_instance_and_stops_the_rest(
     schema: object, valid: list[object], rejected: list[str], gbnf: GrammarFactory
 ) -> None:
-    checker = jsonschema.Draft202012Validator(cast(Any, schema))
+    typed = cast(Any, schema)
+    checker = jsonschema.validators.validator_for(typed, jsonschema.Draft202012Validator)(typed)
     # The compact default takes JSON with nothing between tokens; "bounded" also takes spaced and
     # pretty-printed JSON. Both must mean the same schema.
     text = schema_to_gbnf(schema)
@@ -154,7 +203,7 @@ def test_grammar_accepts_every_valid_instance_and_stops_the_rest(
     bounded_text = schema_to_gbnf(schema, "bounded")
     bounded = gbnf(bounded_text)
     for instance in valid:
-        checker.validate(instance)  # the test data itself must be right
+        checker.validate(cast(Any, instance))  # the test data itself must be right
         rendering = json.dumps(instance, ensure_ascii=False, separators=(",", ":"))
         assert compact.accepts(rendering), f"should accept {rendering!r}\n{text}"
         for rendering in (
