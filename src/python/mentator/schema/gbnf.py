@@ -262,6 +262,8 @@ class _Converter:
         # there), and if that leaves the whole schema without a valid value, this is why.
         self.unsatisfiable: SchemaToGrammarError | None = None
         self.ref_rules: dict[str, str] = {"#": "root"}
+        self.key_rules: dict[frozenset[str], str] = {}  # see _key_not_in
+        self.departures: dict[tuple[tuple[str, ...], bool], str] = {}  # see _departure
         # allOf results by content: a recursive $ref inside allOf yields the same merged schema
         # again one level down, and must become the same (recursive) rule, not a new copy.
         self.merged_rules: dict[str, str] = {}
@@ -392,6 +394,10 @@ class _Converter:
         "char": _char,
         "escape": _escape,
         "string": lambda self: seq(lit('"'), repeat(self.use("char"), 0, None), lit('"')),
+        # The rest of a key once it differs from every declared key (see _trie): one rule, not a
+        # repetition per trie node (llama.cpp makes a rule of each repetition).
+        "chars": lambda self: repeat(self.use("char"), 0, None),
+        "escaped-chars": lambda self: seq(lit("\\"), self.use("escape"), self.use("chars")),
         "integer": lambda self: seq(optional(lit("-")), self._digits()),
         "integer-nonneg": lambda self: self._digits(),
         "number": lambda self: seq(
@@ -815,13 +821,19 @@ class _Converter:
         char = self.use("char")
         if not keys:
             return repeat(char, 0, None)
-        encoded = {json.dumps(key, ensure_ascii=False)[1:-1] for key in keys}
-        return self._trie(encoded, char)
+        encoded = frozenset(json.dumps(key, ensure_ascii=False)[1:-1] for key in keys)
+        # Objects with the same keys (items of a list, a $ref used twice...) share one rule.
+        name = self.key_rules.get(encoded)
+        if name is None:
+            name = self.new_rule("other-key")
+            self.key_rules[encoded] = name
+            self.rules[name] = self._trie(set(encoded), char)
+        return RuleRef(name)
 
     def _trie(self, words: set[str], char: RuleRef) -> Expr:
         """Any JSON string content except the ``words`` (JSON-encoded keys), as a tree over
         their characters; built bottom-up in a loop, as keys may be thousands of characters."""
-        rest = repeat(char, 0, None)
+        rest = self.use("chars")
         ends = object()  # marks "a word ends here"
         root: dict[object, Any] = {}
         for word in words:
@@ -841,15 +853,28 @@ class _Converter:
             options: list[Expr] = [
                 seq(lit(child), built.pop(id(node[child]))) for child in children
             ]
-            excluded = [(ord(child), ord(child)) for child in children]
-            excluded += list(_JSON_FORBIDDEN_RAW)
-            options.append(seq(CharSet(tuple(sorted(excluded)), negated=True), rest))
-            if "\\" not in children:
-                options.append(seq(lit("\\"), self.use("escape"), rest))
-            if ends not in node:
-                options.append(EMPTY)
+            options.append(self._departure(tuple(children), ends not in node, rest))
             built[id(node)] = choice(*options)
         return built[id(root)]
+
+    def _departure(self, children: tuple[str, ...], may_end: bool, rest: Expr) -> RuleRef:
+        """Leaving the key tree at a node: a character none of ``children`` starts, then any
+        rest (or the key ends here, when no declared key does). One rule per distinct case,
+        shared by every tree of the grammar: most nodes are alike (one child, no key ending)."""
+        key = (children, may_end)
+        name = self.departures.get(key)
+        if name is None:
+            excluded = [(ord(child), ord(child)) for child in children]
+            excluded += list(_JSON_FORBIDDEN_RAW)
+            options: list[Expr] = [seq(CharSet(tuple(sorted(excluded)), negated=True), rest)]
+            if "\\" not in children:
+                options.append(self.use("escaped-chars"))
+            if may_end:
+                options.append(EMPTY)
+            name = self.new_rule("key-departs")
+            self.departures[key] = name
+            self.rules[name] = choice(*options)
+        return RuleRef(name)
 
     # ------------------------------------------------------------ arrays
 
