@@ -15,11 +15,14 @@ schema cannot be followed at all.
 * objects: ``properties`` in the order given, ``required`` (optional properties may be absent),
   ``additionalProperties`` false / true / schema, ``patternProperties`` (a key of a pattern's
   language gets that pattern's value schema; a pattern beyond the regex subset lets any key
-  through with that schema). As in llama.cpp, an object that lists ``properties`` but says
-  nothing about ``additionalProperties`` gets no extra keys other than pattern keys (faster,
-  fewer hallucinated keys); an object without ``properties`` accepts any keys. A required key
-  that ``properties`` does not list takes the schema of the patterns it matches, else
-  ``additionalProperties``, else (closed by that convention only) any value.
+  through with that schema). Other keys follow the declared ones, in any order. Without
+  ``additionalProperties`` other keys are allowed with any value, as JSON Schema says (llama.cpp
+  closes such objects, which forbids valid answers: the JSON-Schema-Test-Suite soundness pass,
+  bench/schema_soundness.py, requires the grammar to accept every valid instance). A required
+  key that ``properties`` does not list takes the schema of the patterns it matches, else
+  ``additionalProperties``.
+* no ``type``: each keyword constrains values of its own type only, as in JSON Schema
+  (``{"properties": ...}`` also accepts ``5``, ``"x"``, ``[]``); give ``"type"`` to get only one.
 * arrays: ``items``, ``prefixItems`` (and draft-7 tuple ``items`` + ``additionalItems``),
   ``minItems``, ``maxItems``.
 * strings: ``enum``, ``const``, ``minLength``, ``maxLength``, ``format`` date, time, date-time,
@@ -38,7 +41,10 @@ schema cannot be followed at all.
   ``dependentRequired``, ``dependentSchemas``, ``not``, ``if``/``then``/``else``, unknown formats,
   annotations and unknown keywords.
 * ``unevaluatedProperties`` acts like ``additionalProperties`` of the merged (``allOf``) object,
-  which is what it means there (when parts disagree, the wider value is kept).
+  which is what it means there (when parts disagree, the wider value is kept); where
+  ``if``/``then``/``else``, ``dependentSchemas`` or ``anyOf``/``oneOf`` branches may evaluate
+  more keys, it is left to validation.
+* ``$schema`` draft 4, 6 or 7: ``$ref`` overrides its siblings (2019-09 on: they apply too).
 * unsatisfiable parts (see below) become a rule that never finishes and are pruned: an anyOf
   branch or optional property no value can satisfy is simply never generated.
 * refused: remote ``$ref``, ``$dynamicRef``/``$recursiveRef``, anchor references,
