@@ -28,6 +28,7 @@ out; without it the service reads a schema as 2020-12). Cases that need a docume
 suite's ``remotes/`` (``refRemote``, custom meta-schemas) are skipped, each with its reason.
 
     ./pants run bench/schema_soundness.py -- [SUITE] [--draft draft2020-12] [--show-failures]
+        [--show-refusals] [--optional-format]
 
 SUITE defaults to ``../shared/json-schema-test-suite`` relative to the repository root.
 tests/python/mentator/schema/test_soundness.py runs the same pass in CI and fails on any
@@ -371,15 +372,24 @@ def _check_invalid(
         report.by_validation += 1
 
 
-def suite_files(suite: Path, draft: str) -> list[Path]:
-    return sorted((suite / "tests" / draft).glob("*.json"))
+def suite_files(suite: Path, draft: str, *, optional_format: bool = False) -> list[Path]:
+    """The draft's keyword files; with ``optional_format`` also ``optional/format/*.json``
+    (they take ``format`` as an assertion, as the service does for the formats jsonschema
+    checks; for the others a wrong string is an invalid instance neither side stops)."""
+    files = sorted((suite / "tests" / draft).glob("*.json"))
+    if optional_format:
+        files += sorted((suite / "tests" / draft / "optional" / "format").glob("*.json"))
+    return files
 
 
-def soundness_pass(suite: Path, drafts: Iterable[str] = DRAFTS) -> list[KeywordReport]:
+def soundness_pass(
+    suite: Path, drafts: Iterable[str] = DRAFTS, *, optional_format: bool = False
+) -> list[KeywordReport]:
     reports = []
     for draft in drafts:
-        for path in suite_files(suite, draft):
-            report = KeywordReport(draft, path.stem)
+        for path in suite_files(suite, draft, optional_format=optional_format):
+            keyword = path.stem if path.parent.name != "format" else f"format:{path.stem}"
+            report = KeywordReport(draft, keyword)
             for case in json.loads(path.read_text(encoding="utf-8")):
                 check_case(draft, path.name, case, report)
             reports.append(report)
@@ -463,13 +473,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draft", choices=DRAFTS, action="append", help="only this draft")
     parser.add_argument("--show-failures", action="store_true", help="list every failure")
     parser.add_argument("--show-refusals", action="store_true", help="list refused cases")
+    parser.add_argument(
+        "--optional-format", action="store_true", help="also optional/format/ (report only)"
+    )
     args = parser.parse_args(argv)
     drafts = args.draft or list(DRAFTS)
     if not any(suite_files(args.suite, draft) for draft in drafts):
         print(f"no test-suite files under {args.suite.resolve()}/tests", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    reports = soundness_pass(args.suite, drafts)
+    reports = soundness_pass(args.suite, drafts, optional_format=args.optional_format)
     print(f"JSON-Schema-Test-Suite soundness, {args.suite.resolve()}")
     print(table(reports))
     found = failures(reports)

@@ -171,6 +171,19 @@ CASES: list[tuple[str, object, list[object], list[str]]] = [
         [{"foo": [1, 2, 3]}, {"foo": []}],
         ['{"foo": 1}'],
     ),
+    # Found by the same pass over optional/format: valid for the suite and for validation.
+    (
+        "email-as-validation-reads-it",
+        {"type": "string", "format": "email"},
+        ["te~st@example.com", '"joe bloggs"@example.com', "joe.bloggs@[127.0.0.1]", "a@b"],
+        ['"2962"', '""'],
+    ),
+    (
+        "date-time-with-a-long-second-fraction",
+        {"type": "string", "format": "date-time"},
+        ["1985-04-12T00:59:59.999999999999999Z", "1985-04-12T23:20:50.52Z"],
+        ['"1985-04-12"', '"1985-04-12T23:20:50.Z"'],
+    ),
     (
         "allOf-parts-with-different-annotations",
         {"allOf": [{"type": "string", "x-doc": "a", "if": {"minLength": 1}}, {"x-doc": "b"}]},
