@@ -15,18 +15,21 @@ schema cannot be followed at all.
 * objects: ``properties`` in the order given, ``required`` (optional properties may be absent),
   ``additionalProperties`` false / true / schema, ``patternProperties`` (a key of a pattern's
   language gets that pattern's value schema; a pattern beyond the regex subset lets any key
-  through with that schema). Other keys follow the declared ones, in any order. Without
-  ``additionalProperties`` other keys are allowed with any value, as JSON Schema says (llama.cpp
-  closes such objects, which forbids valid answers: the JSON-Schema-Test-Suite soundness pass,
-  bench/schema_soundness.py, requires the grammar to accept every valid instance). A required
-  key that ``properties`` does not list takes the schema of the patterns it matches, else
-  ``additionalProperties``.
+  through with that schema). Other keys follow the declared ones, in any order. As in
+  llama.cpp, an object that lists ``properties`` but says nothing about ``additionalProperties``
+  gets no other keys except pattern keys (a small model adds keys until its token limit
+  otherwise); this rejects valid answers with undeclared keys, which
+  ``"additionalProperties": true`` allows (and ``open_objects=True`` everywhere, as JSON Schema
+  says: the soundness pass of bench/schema_soundness.py checks both). A required key that
+  ``properties`` does not list takes the schema of the patterns it matches, else
+  ``additionalProperties``, else (closed by that convention only) any value.
 * no ``type``: each keyword constrains values of its own type only, as in JSON Schema
   (``{"properties": ...}`` also accepts ``5``, ``"x"``, ``[]``); give ``"type"`` to get only one.
 * arrays: ``items``, ``prefixItems`` (and draft-7 tuple ``items`` + ``additionalItems``),
   ``minItems``, ``maxItems``.
 * strings: ``enum``, ``const``, ``minLength``, ``maxLength``, ``format`` date, time, date-time,
-  uuid, email (any text with an ``@``, as validation checks it), ipv4; ``pattern`` in the subset of ``mentator.schema.pattern``.
+  uuid, email (any text with an ``@``, as validation checks it), ipv4; ``pattern`` in the
+  subset of ``mentator.schema.pattern``.
 * numbers/integers: JSON number syntax (bounded digit counts); ``minimum >= 0`` drops the minus
   sign, other bounds and ``multipleOf`` are left to validation.
 * ``boolean``, ``null``, ``enum``/``const`` of any JSON value, ``type`` lists, ``nullable: true``
@@ -255,9 +258,12 @@ _NAME_JUNK = re.compile(r"[^A-Za-z0-9-]+")
 
 
 class _Converter:
-    def __init__(self, root: object, whitespace: Whitespace = "compact") -> None:
+    def __init__(
+        self, root: object, whitespace: Whitespace = "compact", *, open_objects: bool = False
+    ) -> None:
         self.root = root
         self.whitespace = whitespace
+        self.open_objects = open_objects
         declared = root.get("$schema") if isinstance(root, dict) else None
         self.ref_overrides = isinstance(declared, str) and bool(
             _REF_OVERRIDES_SIBLINGS.search(declared)
@@ -689,19 +695,20 @@ class _Converter:
         # additionalProperties would mean for the merged property list — unless keywords the
         # grammar does not follow (if/then/else, dependentSchemas, ...) may evaluate more keys:
         # then it is left to validation (wider).
-        unevaluated = (
-            schema.get("unevaluatedProperties")
-            if not set(schema) & _EVALUATE_PROPERTIES_TOO
-            else None
-        )
+        unevaluated = schema.get("unevaluatedProperties")
+        if unevaluated is not None and set(schema) & _EVALUATE_PROPERTIES_TOO:
+            unevaluated = True  # not closed by the convention either: the schema said something
         additional = schema.get("additionalProperties", unevaluated)
         # Only additionalProperties: false proves a key absent from properties is forbidden;
         # unevaluatedProperties also sees keys that if/then, dependentSchemas... evaluate.
         explicitly_closed = schema.get("additionalProperties") is False
         if additional is None:
-            # JSON Schema's default: other keys are allowed, with any value (llama.cpp closes
-            # such objects, which forbids valid answers: the test suite's soundness pass).
-            additional = True
+            # JSON Schema's default allows other keys (open_objects). By default, as in
+            # llama.cpp, an object that lists properties and says nothing about others gets no
+            # others except pattern keys: measured on SmolLM2, open objects let the model add
+            # keys until its token limit (3 of the integration tests cut off). This rejects
+            # valid answers with undeclared keys; "additionalProperties": true opens an object.
+            additional = self.open_objects or "properties" not in schema
         ws = self.ws()
 
         def key_value(key: str, value: Expr) -> Expr:
@@ -743,6 +750,8 @@ class _Converter:
                 options.append(
                     self.convert(additional, pointer + "/additionalProperties", f"{name}-{key}")
                 )
+            elif not matching and not explicitly_closed:
+                options.append(self.use("value"))  # closed by the convention only
             if not options:
                 raise SchemaToGrammarError(
                     pointer + "/required",
@@ -1255,11 +1264,9 @@ class _Converter:
             )
         # unevaluatedProperties also sees the keys of every branch that matches, which merging
         # one branch at a time cannot know: it is left to validation here (wider).
-        base = {
-            key: value
-            for key, value in schema.items()
-            if key not in (keyword, "unevaluatedProperties")
-        }
+        base = {key: value for key, value in schema.items() if key != keyword}
+        if "unevaluatedProperties" in base:
+            base["unevaluatedProperties"] = True
         constrained = any(key not in ANNOTATIONS for key in base)
         options: list[Expr] = []
         for index, branch in enumerate(branches):
@@ -1320,13 +1327,16 @@ def _conjunction(first: object, second: object) -> object:
     return parts[0] if len(parts) == 1 else {"allOf": parts}
 
 
-def schema_to_gbnf(schema: object, whitespace: Whitespace = "compact") -> str:
+def schema_to_gbnf(
+    schema: object, whitespace: Whitespace = "compact", *, open_objects: bool = False
+) -> str:
     """GBNF text for llama-server's ``grammar`` field; raises ``SchemaToGrammarError``.
 
     ``schema`` is the parsed JSON Schema (a dict or a boolean); ``whitespace`` what may stand
-    between JSON tokens (see the module's text).
+    between JSON tokens (see the module's text); ``open_objects``: objects without
+    ``additionalProperties`` accept other keys, as JSON Schema says (see ``_object_body``).
     """
-    converter = _Converter(schema, whitespace)
+    converter = _Converter(schema, whitespace, open_objects=open_objects)
     rules = collapse_aliases(hoist_deep(converter.convert_root()))
     try:
         rules = prune_unfinishable(rules)

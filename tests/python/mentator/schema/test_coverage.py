@@ -128,14 +128,8 @@ CASES: list[tuple[str, object, list[object], list[str]]] = [
     (
         "keywords-without-type-leave-other-types-free",
         {"properties": {"a": {"type": "integer"}}, "minLength": 2, "maximum": 5},
-        [{"a": 1}, {"b": "x"}, 5, 4.5, "xy", [1], None, True],
+        [{"a": 1}, {}, 5, 4.5, "xy", [1], None, True],
         ['{"a": "x"}', '"x"'],
-    ),
-    (
-        "keys-beside-properties-are-allowed-by-default",
-        {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
-        [{"a": 1, "b": [True]}, {"a": 2, "b": "x", "c": None}],
-        ['{"a": "x"}', '{"b": 1}'],
     ),
     (
         "unevaluatedProperties-sees-the-keys-of-every-matching-anyOf-branch",
@@ -241,3 +235,25 @@ def test_anchor_inside_a_repeated_group_is_still_refused() -> None:
 
     with pytest.raises(SchemaToGrammarError, match="anchor inside a repeated group"):
         schema_to_gbnf({"type": "string", "pattern": "(^a)+"})
+
+
+def test_open_objects_take_undeclared_keys_as_json_schema_says(gbnf: GrammarFactory) -> None:
+    # The default closes an object that lists properties and says nothing about others (as
+    # llama.cpp: a small model adds keys until its token limit otherwise); open_objects and an
+    # explicit "additionalProperties": true follow JSON Schema's default.
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"],
+    }
+    closed = gbnf(schema_to_gbnf(schema))
+    opened = gbnf(schema_to_gbnf(schema, open_objects=True))
+    explicit = gbnf(schema_to_gbnf({**schema, "additionalProperties": True}))
+    assert not closed.accepts('{"a":1,"b":[true]}')
+    for grammar in (opened, explicit):
+        assert grammar.accepts('{"a":1,"b":[true]}')
+        assert grammar.accepts('{"a":2,"b":"x","c":null}')
+    for grammar in (closed, opened, explicit):
+        assert grammar.accepts('{"a":1}')
+        assert not grammar.accepts('{"a":"x"}')
+        assert not grammar.accepts('{"b":1}')  # a is required and comes first
