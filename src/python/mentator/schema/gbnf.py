@@ -15,15 +15,21 @@ schema cannot be followed at all.
 * objects: ``properties`` in the order given, ``required`` (optional properties may be absent),
   ``additionalProperties`` false / true / schema, ``patternProperties`` (a key of a pattern's
   language gets that pattern's value schema; a pattern beyond the regex subset lets any key
-  through with that schema). As in llama.cpp, an object that lists ``properties`` but says
-  nothing about ``additionalProperties`` gets no extra keys other than pattern keys (faster,
-  fewer hallucinated keys); an object without ``properties`` accepts any keys. A required key
-  that ``properties`` does not list takes the schema of the patterns it matches, else
+  through with that schema). Other keys follow the declared ones, in any order. As in
+  llama.cpp, an object that lists ``properties`` but says nothing about ``additionalProperties``
+  gets no other keys except pattern keys (a small model adds keys until its token limit
+  otherwise); this rejects valid answers with undeclared keys, which
+  ``"additionalProperties": true`` allows (and ``open_objects=True`` everywhere, as JSON Schema
+  says: the soundness pass of bench/schema_soundness.py checks both). A required key that
+  ``properties`` does not list takes the schema of the patterns it matches, else
   ``additionalProperties``, else (closed by that convention only) any value.
+* no ``type``: each keyword constrains values of its own type only, as in JSON Schema
+  (``{"properties": ...}`` also accepts ``5``, ``"x"``, ``[]``); give ``"type"`` to get only one.
 * arrays: ``items``, ``prefixItems`` (and draft-7 tuple ``items`` + ``additionalItems``),
   ``minItems``, ``maxItems``.
 * strings: ``enum``, ``const``, ``minLength``, ``maxLength``, ``format`` date, time, date-time,
-  uuid, email (simple form), ipv4; ``pattern`` in the subset of ``mentator.schema.pattern``.
+  uuid, email (any text with an ``@``, as validation checks it), ipv4; ``pattern`` in the
+  subset of ``mentator.schema.pattern``.
 * numbers/integers: JSON number syntax (bounded digit counts); ``minimum >= 0`` drops the minus
   sign, other bounds and ``multipleOf`` are left to validation.
 * ``boolean``, ``null``, ``enum``/``const`` of any JSON value, ``type`` lists, ``nullable: true``
@@ -38,7 +44,10 @@ schema cannot be followed at all.
   ``dependentRequired``, ``dependentSchemas``, ``not``, ``if``/``then``/``else``, unknown formats,
   annotations and unknown keywords.
 * ``unevaluatedProperties`` acts like ``additionalProperties`` of the merged (``allOf``) object,
-  which is what it means there (when parts disagree, the wider value is kept).
+  which is what it means there (when parts disagree, the wider value is kept); where
+  ``if``/``then``/``else``, ``dependentSchemas`` or ``anyOf``/``oneOf`` branches may evaluate
+  more keys, it is left to validation.
+* ``$schema`` draft 4, 6 or 7: ``$ref`` overrides its siblings (2019-09 on: they apply too).
 * unsatisfiable parts (see below) become a rule that never finishes and are pruned: an anyOf
   branch or optional property no value can satisfy is simply never generated.
 * refused: remote ``$ref``, ``$dynamicRef``/``$recursiveRef``, anchor references,
@@ -129,6 +138,7 @@ ANNOTATIONS = frozenset(
 _OBJECT_KEYWORDS = frozenset(
     {
         "properties",
+        "patternProperties",
         "required",
         "additionalProperties",
         "unevaluatedProperties",
@@ -144,6 +154,21 @@ _STRING_KEYWORDS = frozenset({"minLength", "maxLength", "pattern", "format"})
 _NUMBER_KEYWORDS = frozenset(
     {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
 )
+_KEYWORDS_OF = {
+    "object": _OBJECT_KEYWORDS,
+    "array": _ARRAY_KEYWORDS,
+    "string": _STRING_KEYWORDS,
+    "number": _NUMBER_KEYWORDS,
+}
+# What a schema without "type" allows (number covers integer).
+_UNTYPED_KINDS = ("object", "array", "string", "number", "boolean", "null")
+# Keywords that may evaluate properties the grammar does not know of (unevaluatedProperties
+# must not forbid those: see _object_body).
+_EVALUATE_PROPERTIES_TOO = frozenset(
+    {"if", "then", "else", "dependentSchemas", "dependencies", "anyOf", "oneOf"}
+)
+# Drafts before 2019-09 ignore every keyword beside "$ref" ("$ref" overrides its siblings).
+_REF_OVERRIDES_SIBLINGS = re.compile(r"json-schema\.org/draft-0[3-7]/schema")
 _REFUSED = {
     "$dynamicRef": "dynamic references are not supported; use a local $ref",
     "$recursiveRef": "recursive references ($recursiveRef) are not supported; use a local $ref",
@@ -233,24 +258,30 @@ _NAME_JUNK = re.compile(r"[^A-Za-z0-9-]+")
 
 
 class _Converter:
-    def __init__(self, root: object, whitespace: Whitespace = "compact") -> None:
+    def __init__(
+        self, root: object, whitespace: Whitespace = "compact", *, open_objects: bool = False
+    ) -> None:
         self.root = root
         self.whitespace = whitespace
+        self.open_objects = open_objects
+        declared = root.get("$schema") if isinstance(root, dict) else None
+        self.ref_overrides = isinstance(declared, str) and bool(
+            _REF_OVERRIDES_SIBLINGS.search(declared)
+        )
         self.rules: dict[str, Expr] = {}
         self.taken: set[str] = {"root", _NOTHING, *self._PRIMITIVES}
         # The first unsatisfiable part met: such parts become _NOTHING (no value is valid
         # there), and if that leaves the whole schema without a valid value, this is why.
         self.unsatisfiable: SchemaToGrammarError | None = None
         self.ref_rules: dict[str, str] = {"#": "root"}
+        self.key_rules: dict[frozenset[str], str] = {}  # see _key_not_in
+        self.departures: dict[tuple[tuple[str, ...], bool], str] = {}  # see _departure
         # allOf results by content: a recursive $ref inside allOf yields the same merged schema
         # again one level down, and must become the same (recursive) rule, not a new copy.
         self.merged_rules: dict[str, str] = {}
         # Rule bodies still to build; see ``later``.
         self.pending: deque[Callable[[], None]] = deque()
         self.depth = 0  # inline conversion depth of the rule body being built
-        # Whether a type was inferred from keywords (narrower than JSON Schema, which allows any
-        # type then): a grammar without finite texts is then not proof of an unsatisfiable schema.
-        self.inferred_types = False
 
     # ------------------------------------------------------------ rule names and primitives
 
@@ -306,7 +337,7 @@ class _Converter:
         minute = self._two_digits(("0", "5"))
         second = choice(self._two_digits(("0", "5")), lit("60"))
         offset = choice(lit("Z"), lit("z"), seq(chars(["+", "-"]), hour, lit(":"), minute))
-        fraction = optional(seq(lit("."), repeat(chars([("0", "9")]), 1, 9)))
+        fraction = optional(seq(lit("."), repeat(chars([("0", "9")]), 1, None)))  # RFC 3339: any
         return seq(hour, lit(":"), minute, lit(":"), second, fraction, offset)
 
     def _date(self) -> Expr:
@@ -335,9 +366,11 @@ class _Converter:
         )
 
     def _email(self) -> Expr:
-        local = repeat(chars([("a", "z"), ("A", "Z"), ("0", "9"), ".", "_", "%", "+", "-"]), 1, 64)
-        label = repeat(chars([("a", "z"), ("A", "Z"), ("0", "9"), "-"]), 1, 63)
-        return seq(local, lit("@"), label, repeat(seq(lit("."), label), 1, 8))
+        # What validation accepts as an email (jsonschema: the string contains "@"): any
+        # narrower form rejected valid addresses ("te~st@example.com", '"joe bloggs"@x.com',
+        # "joe@[127.0.0.1]": the test suite's optional/format/email.json).
+        rest = self.use("chars")
+        return seq(rest, lit("@"), rest)
 
     def _ipv4(self) -> Expr:
         digit = chars([("0", "9")])
@@ -375,6 +408,10 @@ class _Converter:
         "char": _char,
         "escape": _escape,
         "string": lambda self: seq(lit('"'), repeat(self.use("char"), 0, None), lit('"')),
+        # The rest of a key once it differs from every declared key (see _trie): one rule, not a
+        # repetition per trie node (llama.cpp makes a rule of each repetition).
+        "chars": lambda self: repeat(self.use("char"), 0, None),
+        "escaped-chars": lambda self: seq(lit("\\"), self.use("escape"), self.use("chars")),
         "integer": lambda self: seq(optional(lit("-")), self._digits()),
         "integer-nonneg": lambda self: self._digits(),
         "number": lambda self: seq(
@@ -497,7 +534,21 @@ class _Converter:
         if types is None:
             return self.use("value")
         single_target = target if len(types) == 1 else None
-        return choice(*(self._typed(kind, schema, pointer, hint, single_target) for kind in types))
+        return choice(
+            *(
+                self._typed(kind, schema, pointer, hint, single_target)
+                if self._constrains(kind, schema)
+                else self.use(kind)
+                for kind in types
+            )
+        )
+
+    def _constrains(self, kind: str, schema: dict[str, Any]) -> bool:
+        """Whether ``schema`` says anything about values of type ``kind``: without ``type``,
+        the keywords of the other types leave them free (the generic rule)."""
+        if "type" in schema:
+            return True
+        return bool(set(schema) & _KEYWORDS_OF.get(kind, frozenset()))
 
     # ------------------------------------------------------------ types
 
@@ -517,8 +568,9 @@ class _Converter:
             ]
             if not inferred:
                 return None
-            self.inferred_types = True
-            types = inferred
+            # JSON Schema: each keyword constrains values of its own type only, so a value of
+            # any other type is valid too ({"properties": ...} also accepts 5, "x", [], null).
+            types = [*inferred, *(kind for kind in _UNTYPED_KINDS if kind not in inferred)]
         else:
             listed = declared if isinstance(declared, list) else [declared]
             for item in listed:
@@ -640,15 +692,23 @@ class _Converter:
                 pointer + "/required", "required must be an array of strings", keyword="required"
             )
         # allOf is merged before we get here, so unevaluatedProperties means what
-        # additionalProperties would mean for the merged property list.
-        additional = schema.get("additionalProperties", schema.get("unevaluatedProperties"))
+        # additionalProperties would mean for the merged property list — unless keywords the
+        # grammar does not follow (if/then/else, dependentSchemas, ...) may evaluate more keys:
+        # then it is left to validation (wider).
+        unevaluated = schema.get("unevaluatedProperties")
+        if unevaluated is not None and set(schema) & _EVALUATE_PROPERTIES_TOO:
+            unevaluated = True  # not closed by the convention either: the schema said something
+        additional = schema.get("additionalProperties", unevaluated)
         # Only additionalProperties: false proves a key absent from properties is forbidden;
         # unevaluatedProperties also sees keys that if/then, dependentSchemas... evaluate.
         explicitly_closed = schema.get("additionalProperties") is False
         if additional is None:
-            # As in llama.cpp: an object that lists properties and says nothing about others
-            # gets no others (fewer hallucinated keys), except the patternProperties' keys.
-            additional = "properties" not in schema
+            # JSON Schema's default allows other keys (open_objects). By default, as in
+            # llama.cpp, an object that lists properties and says nothing about others gets no
+            # others except pattern keys: measured on SmolLM2, open objects let the model add
+            # keys until its token limit (3 of the integration tests cut off). This rejects
+            # valid answers with undeclared keys; "additionalProperties": true opens an object.
+            additional = self.open_objects or "properties" not in schema
         ws = self.ws()
 
         def key_value(key: str, value: Expr) -> Expr:
@@ -691,7 +751,7 @@ class _Converter:
                     self.convert(additional, pointer + "/additionalProperties", f"{name}-{key}")
                 )
             elif not matching and not explicitly_closed:
-                options.append(self.use("value"))  # closed by our convention only
+                options.append(self.use("value"))  # closed by the convention only
             if not options:
                 raise SchemaToGrammarError(
                     pointer + "/required",
@@ -778,13 +838,19 @@ class _Converter:
         char = self.use("char")
         if not keys:
             return repeat(char, 0, None)
-        encoded = {json.dumps(key, ensure_ascii=False)[1:-1] for key in keys}
-        return self._trie(encoded, char)
+        encoded = frozenset(json.dumps(key, ensure_ascii=False)[1:-1] for key in keys)
+        # Objects with the same keys (items of a list, a $ref used twice...) share one rule.
+        name = self.key_rules.get(encoded)
+        if name is None:
+            name = self.new_rule("other-key")
+            self.key_rules[encoded] = name
+            self.rules[name] = self._trie(set(encoded), char)
+        return RuleRef(name)
 
     def _trie(self, words: set[str], char: RuleRef) -> Expr:
         """Any JSON string content except the ``words`` (JSON-encoded keys), as a tree over
         their characters; built bottom-up in a loop, as keys may be thousands of characters."""
-        rest = repeat(char, 0, None)
+        rest = self.use("chars")
         ends = object()  # marks "a word ends here"
         root: dict[object, Any] = {}
         for word in words:
@@ -804,15 +870,28 @@ class _Converter:
             options: list[Expr] = [
                 seq(lit(child), built.pop(id(node[child]))) for child in children
             ]
-            excluded = [(ord(child), ord(child)) for child in children]
-            excluded += list(_JSON_FORBIDDEN_RAW)
-            options.append(seq(CharSet(tuple(sorted(excluded)), negated=True), rest))
-            if "\\" not in children:
-                options.append(seq(lit("\\"), self.use("escape"), rest))
-            if ends not in node:
-                options.append(EMPTY)
+            options.append(self._departure(tuple(children), ends not in node, rest))
             built[id(node)] = choice(*options)
         return built[id(root)]
+
+    def _departure(self, children: tuple[str, ...], may_end: bool, rest: Expr) -> RuleRef:
+        """Leaving the key tree at a node: a character none of ``children`` starts, then any
+        rest (or the key ends here, when no declared key does). One rule per distinct case,
+        shared by every tree of the grammar: most nodes are alike (one child, no key ending)."""
+        key = (children, may_end)
+        name = self.departures.get(key)
+        if name is None:
+            excluded = [(ord(child), ord(child)) for child in children]
+            excluded += list(_JSON_FORBIDDEN_RAW)
+            options: list[Expr] = [seq(CharSet(tuple(sorted(excluded)), negated=True), rest)]
+            if "\\" not in children:
+                options.append(self.use("escaped-chars"))
+            if may_end:
+                options.append(EMPTY)
+            name = self.new_rule("key-departs")
+            self.departures[key] = name
+            self.rules[name] = choice(*options)
+        return RuleRef(name)
 
     # ------------------------------------------------------------ arrays
 
@@ -986,7 +1065,7 @@ class _Converter:
         siblings = {
             key: value for key, value in schema.items() if key != "$ref" and key not in ANNOTATIONS
         }
-        if siblings:
+        if siblings and not self.ref_overrides:
             # Since draft 2019-09 keywords next to $ref apply too: treat it as allOf.
             merged = self._flatten({"allOf": [{"$ref": ref}, siblings]}, pointer)
             return self._merged(merged, pointer, "ref", None)
@@ -1036,6 +1115,16 @@ class _Converter:
                 pointer, f"a schema must be an object or a boolean, got {_json_type_name(schema)}"
             )
         result = {key: value for key, value in schema.items() if key not in ("$ref", "allOf")}
+        if "$ref" in schema and self.ref_overrides:
+            target, target_pointer = self._resolve(schema["$ref"], pointer)
+            if target_pointer in through:
+                raise SchemaToGrammarError(
+                    pointer + "/$ref",
+                    f"$ref {schema['$ref']!r} refers to itself through $ref alone: the schema "
+                    "is defined by itself and cannot be evaluated",
+                    keyword="$ref",
+                )
+            return self._flatten(target, target_pointer, (*through, target_pointer))
         if "$ref" in schema:
             target, target_pointer = self._resolve(schema["$ref"], pointer)
             if target_pointer in through:
@@ -1173,7 +1262,11 @@ class _Converter:
                 keyword=keyword,
                 unsatisfiable=isinstance(branches, list),
             )
+        # unevaluatedProperties also sees the keys of every branch that matches, which merging
+        # one branch at a time cannot know: it is left to validation here (wider).
         base = {key: value for key, value in schema.items() if key != keyword}
+        if "unevaluatedProperties" in base:
+            base["unevaluatedProperties"] = True
         constrained = any(key not in ANNOTATIONS for key in base)
         options: list[Expr] = []
         for index, branch in enumerate(branches):
@@ -1234,27 +1327,22 @@ def _conjunction(first: object, second: object) -> object:
     return parts[0] if len(parts) == 1 else {"allOf": parts}
 
 
-def schema_to_gbnf(schema: object, whitespace: Whitespace = "compact") -> str:
+def schema_to_gbnf(
+    schema: object, whitespace: Whitespace = "compact", *, open_objects: bool = False
+) -> str:
     """GBNF text for llama-server's ``grammar`` field; raises ``SchemaToGrammarError``.
 
     ``schema`` is the parsed JSON Schema (a dict or a boolean); ``whitespace`` what may stand
-    between JSON tokens (see the module's text).
+    between JSON tokens (see the module's text); ``open_objects``: objects without
+    ``additionalProperties`` accept other keys, as JSON Schema says (see ``_object_body``).
     """
-    converter = _Converter(schema, whitespace)
+    converter = _Converter(schema, whitespace, open_objects=open_objects)
     rules = collapse_aliases(hoist_deep(converter.convert_root()))
     try:
         rules = prune_unfinishable(rules)
         check_grammar(rules)
     except NoFiniteTextError as error:
         cause = converter.unsatisfiable
-        if converter.inferred_types:
-            # Where "type" is missing it was inferred from the keywords (properties: an object,
-            # ...); JSON Schema would allow the other types there, so this proves nothing.
-            raise SchemaToGrammarError(
-                "#",
-                f"no finite JSON text fits the grammar ({cause or error}); some schemas here "
-                'have no "type" and were taken as the type their keywords suggest: give "type"',
-            ) from error
         if cause is not None:
             raise cause from error
         raise SchemaToGrammarError("#", str(error), unsatisfiable=True) from error

@@ -123,6 +123,61 @@ CASES: list[tuple[str, object, list[object], list[str]]] = [
         ["s"],
         ["1", "null"],
     ),
+    # Found by the JSON-Schema-Test-Suite soundness pass (test_soundness.py): each grammar used
+    # to reject the valid instances below.
+    (
+        "keywords-without-type-leave-other-types-free",
+        {"properties": {"a": {"type": "integer"}}, "minLength": 2, "maximum": 5},
+        [{"a": 1}, {}, 5, 4.5, "xy", [1], None, True],
+        ['{"a": "x"}', '"x"'],
+    ),
+    (
+        "unevaluatedProperties-sees-the-keys-of-every-matching-anyOf-branch",
+        {
+            "type": "object",
+            "anyOf": [
+                {"properties": {"foo": {"type": "string"}}, "required": ["foo"]},
+                {"properties": {"bar": {"type": "string"}}, "required": ["bar"]},
+            ],
+            "unevaluatedProperties": False,
+        },
+        [{"foo": "a", "bar": "b"}, {"bar": "b"}],
+        ['{"foo": 1}', "{}"],
+    ),
+    (
+        "unevaluatedProperties-sees-the-keys-of-dependentSchemas",
+        {
+            "type": "object",
+            "properties": {"foo": {"type": "string"}},
+            "dependentSchemas": {"foo": {"properties": {"bar": {"const": "bar"}}}},
+            "unevaluatedProperties": False,
+        },
+        [{"foo": "foo", "bar": "bar"}, {"foo": "x"}],
+        ['{"foo": 1}'],
+    ),
+    (
+        "draft-7-ref-overrides-its-siblings",
+        {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "definitions": {"list": {"type": "array"}},
+            "properties": {"foo": {"$ref": "#/definitions/list", "maxItems": 2}},
+        },
+        [{"foo": [1, 2, 3]}, {"foo": []}],
+        ['{"foo": 1}'],
+    ),
+    # Found by the same pass over optional/format: valid for the suite and for validation.
+    (
+        "email-as-validation-reads-it",
+        {"type": "string", "format": "email"},
+        ["te~st@example.com", '"joe bloggs"@example.com', "joe.bloggs@[127.0.0.1]", "a@b"],
+        ['"2962"', '""'],
+    ),
+    (
+        "date-time-with-a-long-second-fraction",
+        {"type": "string", "format": "date-time"},
+        ["1985-04-12T00:59:59.999999999999999Z", "1985-04-12T23:20:50.52Z"],
+        ['"1985-04-12"', '"1985-04-12T23:20:50.Z"'],
+    ),
     (
         "allOf-parts-with-different-annotations",
         {"allOf": [{"type": "string", "x-doc": "a", "if": {"minLength": 1}}, {"x-doc": "b"}]},
@@ -146,7 +201,8 @@ def _compact(text: str) -> str:
 def test_grammar_accepts_every_valid_instance_and_stops_the_rest(
     schema: object, valid: list[object], rejected: list[str], gbnf: GrammarFactory
 ) -> None:
-    checker = jsonschema.Draft202012Validator(cast(Any, schema))
+    typed = cast(Any, schema)
+    checker = jsonschema.validators.validator_for(typed, jsonschema.Draft202012Validator)(typed)
     # The compact default takes JSON with nothing between tokens; "bounded" also takes spaced and
     # pretty-printed JSON. Both must mean the same schema.
     text = schema_to_gbnf(schema)
@@ -154,7 +210,7 @@ def test_grammar_accepts_every_valid_instance_and_stops_the_rest(
     bounded_text = schema_to_gbnf(schema, "bounded")
     bounded = gbnf(bounded_text)
     for instance in valid:
-        checker.validate(instance)  # the test data itself must be right
+        checker.validate(cast(Any, instance))  # the test data itself must be right
         rendering = json.dumps(instance, ensure_ascii=False, separators=(",", ":"))
         assert compact.accepts(rendering), f"should accept {rendering!r}\n{text}"
         for rendering in (
@@ -179,3 +235,25 @@ def test_anchor_inside_a_repeated_group_is_still_refused() -> None:
 
     with pytest.raises(SchemaToGrammarError, match="anchor inside a repeated group"):
         schema_to_gbnf({"type": "string", "pattern": "(^a)+"})
+
+
+def test_open_objects_take_undeclared_keys_as_json_schema_says(gbnf: GrammarFactory) -> None:
+    # The default closes an object that lists properties and says nothing about others (as
+    # llama.cpp: a small model adds keys until its token limit otherwise); open_objects and an
+    # explicit "additionalProperties": true follow JSON Schema's default.
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"],
+    }
+    closed = gbnf(schema_to_gbnf(schema))
+    opened = gbnf(schema_to_gbnf(schema, open_objects=True))
+    explicit = gbnf(schema_to_gbnf({**schema, "additionalProperties": True}))
+    assert not closed.accepts('{"a":1,"b":[true]}')
+    for grammar in (opened, explicit):
+        assert grammar.accepts('{"a":1,"b":[true]}')
+        assert grammar.accepts('{"a":2,"b":"x","c":null}')
+    for grammar in (closed, opened, explicit):
+        assert grammar.accepts('{"a":1}')
+        assert not grammar.accepts('{"a":"x"}')
+        assert not grammar.accepts('{"b":1}')  # a is required and comes first

@@ -204,20 +204,18 @@ def test_unsatisfiable_schema_is_named_as_such(schema: object, start: str, keywo
     assert error.unsatisfiable
 
 
-def test_required_recursion_with_an_inferred_type_is_not_called_unsatisfiable() -> None:
-    # Without "type", JSON Schema lets "next" be any non-object (5 is a valid "next"); the
-    # grammar only allows objects there, so its lack of finite texts proves nothing.
-    error = _refusal(
-        {
-            "$defs": {
-                "node": {"properties": {"next": {"$ref": "#/$defs/node"}}, "required": ["next"]}
-            },
-            "$ref": "#/$defs/node",
-        }
-    )
-    assert not error.unsatisfiable
-    assert str(error).startswith("#: no finite JSON text fits the grammar (no finite text matches")
-    assert 'give "type"' in str(error)
+def test_required_recursion_without_type_is_followed_not_refused(gbnf: GrammarFactory) -> None:
+    # Without "type", JSON Schema lets "next" be any non-object (5 is a valid "next"), and so
+    # does the grammar: the recursion ends at any other value.
+    schema = {
+        "$defs": {"node": {"properties": {"next": {"$ref": "#/$defs/node"}}, "required": ["next"]}},
+        "$ref": "#/$defs/node",
+    }
+    grammar = gbnf(grammar_of(schema))
+    assert grammar.accepts('{"next":5}')
+    assert grammar.accepts('{"next":{"next":"x"}}')
+    assert grammar.accepts("[]")
+    assert not grammar.accepts("{}")
 
 
 def test_optional_endless_recursion_is_pruned_not_refused(gbnf: GrammarFactory) -> None:
