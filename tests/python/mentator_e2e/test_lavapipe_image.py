@@ -99,7 +99,8 @@ def test_vulkan_on_lavapipe_is_checked_correct_slower_and_forced_answers(
         backend = _ready_backend(service)
         assert backend["name"] == "vulkan", backend
         assert backend["canary"]["cached"] is True, backend
-        assert backend["canary"]["reason"].endswith("→ vulkan (forced by the config)")
+        # Whether the speeds agreed or not (they depend on the machine's load), the config decides.
+        assert "→ vulkan (forced by the config" in backend["canary"]["reason"], backend
         if faster == "cpu":
             assert "is slower" in (backend["canary"]["warning"] or ""), backend
         model = service.get_json("/state/models")["models"][0]["name"]

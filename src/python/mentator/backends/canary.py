@@ -292,6 +292,10 @@ def decide(tiers: Sequence[TierResult], forced: str | None = None) -> Verdict:
                 f"backend {forced} is forced by the config but the canary says it {what}{speeds}"
             )
             return Verdict(forced, f"{listed} → {forced} (forced by the config)", warning)
+    if forced == chosen:
+        # Say so even when the canary agrees: the next start may measure otherwise, and a reader
+        # must know the choice is the config's, not the speeds'.
+        return Verdict(chosen, f"{listed} → {chosen} (forced by the config; also {why})", None)
     return Verdict(chosen, f"{listed} → {chosen}, {why}", warning)
 
 

@@ -173,6 +173,16 @@ def test_a_forced_tier_is_used_with_a_warning_when_slower() -> None:
     )
 
 
+def test_a_forced_tier_the_canary_also_chose_is_named_forced_without_a_warning() -> None:
+    engines = {"cpu": FakeEngine(13.1), "vulkan": FakeEngine(30.0, noise=0.02)}
+    report = _run(engines, forced="vulkan")
+    assert report.chosen == "vulkan"
+    assert report.warning is None
+    assert report.reason.endswith(
+        "→ vulkan (forced by the config; also 2.3x faster than cpu)"
+    ), report.reason
+
+
 def test_a_forced_tier_that_did_not_load_falls_back_with_a_warning() -> None:
     engines = {"cpu": FakeEngine(13.1), "cuda": FakeEngine(40.0, fail_load=True)}
     report = _run(engines, forced="cuda")
