@@ -38,7 +38,6 @@ import argparse
 import io
 import json
 import os
-import random
 import socket
 import statistics
 import subprocess
@@ -50,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from mentator_testing.model_trace import model_trace
 
 NAMES = ("model-a", "model-b", "model-c")
 CONTEXT = 1024
@@ -79,15 +80,7 @@ def free_port() -> int:
 
 def trace(requests: int, seed: int, stay: float) -> list[str]:
     """Model names in request order: the same model again with probability ``stay``."""
-    chooser = random.Random(seed)
-    names = [NAMES[0]]
-    while len(names) < requests:
-        last = names[-1]
-        if chooser.random() < stay:
-            names.append(last)
-        else:
-            names.append(chooser.choice([name for name in NAMES if name != last]))
-    return names
+    return model_trace(NAMES, requests, seed, stay)
 
 
 class Service:

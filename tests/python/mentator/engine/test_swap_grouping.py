@@ -14,7 +14,6 @@ once `swap_may_start` allows it. Serving takes `SERVE_S`, a load `LOAD_S` (the b
 from __future__ import annotations
 
 import heapq
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from mentator.engine.residency import (
     least_recently_used,
     swap_may_start,
 )
+from mentator_testing.model_trace import model_trace
 
 NAMES = ("a", "b", "c")
 SERVE_S = 0.2
@@ -34,16 +34,8 @@ POLL_S = 0.1  # the manager's GROUPING_POLL_S
 
 
 def bench_trace(requests: int, seed: int, stay: float = 0.5) -> list[str]:
-    """bench/residency_trace.py's `trace` (the same draws, one-letter names)."""
-    chooser = random.Random(seed)
-    names = [NAMES[0]]
-    while len(names) < requests:
-        last = names[-1]
-        if chooser.random() < stay:
-            names.append(last)
-        else:
-            names.append(chooser.choice([name for name in NAMES if name != last]))
-    return names
+    """bench/residency_trace.py's trace (the same draws, one-letter names)."""
+    return model_trace(NAMES, requests, seed, stay)
 
 
 @dataclass
