@@ -62,6 +62,19 @@ def sample(folder: Path, per_subset: int, small: int, seed: int) -> list[Path]:
     return chosen
 
 
+def interleaved(files: list[Path]) -> list[Path]:
+    """The same files, subsets taken in turn (one of each, then the next of each, ...), so a run
+    stopped early (a slow machine) still covers every subset."""
+    by_subset: dict[str, list[Path]] = {}
+    for path in files:
+        by_subset.setdefault(path.name.split("__", 1)[0], []).append(path)
+    queues = list(by_subset.values())
+    order: list[Path] = []
+    for index in range(max((len(queue) for queue in queues), default=0)):
+        order += [queue[index] for queue in queues if index < len(queue)]
+    return order
+
+
 def ask(client: httpx.Client, model: str, schema: Any, max_tokens: int, timeout_s: float) -> str:
     body = {
         "model": model,
@@ -112,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per answer")
     args = parser.parse_args(argv)
-    files = sample(args.folder, args.per_subset, args.small_subsets, args.seed)
+    files = interleaved(sample(args.folder, args.per_subset, args.small_subsets, args.seed))
     if not files:
         print(f"no schemas in {args.folder.resolve()}", file=sys.stderr)
         return 2

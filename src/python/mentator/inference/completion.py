@@ -32,7 +32,9 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
+import dataclasses
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from mentator.config.options import JSON_DEFAULTS, merge_options, parse_options
@@ -66,6 +68,7 @@ from mentator.inference.slots import (
 from mentator.inference.tools_loop import ToolLoop, resolve_tools
 from mentator.logging_protocol import LoggerProtocol
 from mentator.models.discovery import ModelInfo
+from mentator.schema.budget import bounded_schema
 from mentator.schema.gbnf import SchemaToGrammarError, Whitespace, schema_to_gbnf
 from mentator.schema.validation import SchemaProblemError, parse_json_answer, validate_response
 from mentator.tools.registry import ToolRegistry
@@ -109,16 +112,36 @@ def generation_options(
 # Anti-repetition under a grammar (config ``grammarRepeatPenalty``): a small model at temperature
 # 0 can repeat a token or phrase inside a string until its token limit; a repeat penalty over the
 # last tokens breaks the loop (measured: docs/structured-output.md). It changes answers, so it is
-# a switch, and a repeat penalty the request or ``defaultOptions`` set wins.
+# a switch, and a repeat penalty the request or ``defaultOptions`` set wins. Off by default:
+# llama-server feeds the prompt's tokens into the penalty's window, so it also punishes copying
+# a name or number from the question.
 GRAMMAR_REPEAT_PENALTY = 1.15
 GRAMMAR_REPEAT_LAST_N = 64
+
+# DRY ("don't repeat yourself") under a grammar (config ``grammarDry``, on by default): the
+# penalty falls on a token that would EXTEND a sequence already seen (longer than
+# ``GRAMMAR_DRY`` ``dryAllowedLength`` tokens), growing with the length of the repeat — a loop
+# ("sunny, sunny, sunny, ...") is stopped, while copying a name or a number from the question
+# (one or two tokens after a JSON quote or colon, which are sequence breakers) costs nothing.
+# Internal option names; the engine client maps them to llama-server's ``dry_*`` fields.
+GRAMMAR_DRY: Mapping[str, object] = MappingProxyType(
+    {
+        "dryMultiplier": 0.8,
+        "dryBase": 1.75,
+        "dryAllowedLength": 2,
+        "dryPenaltyLastN": 1024,
+    }
+)
 
 
 def constrained_options(
     options: dict[str, object], given: Mapping[str, Any] | None, settings: Settings
 ) -> dict[str, object]:
-    """``options`` for a generation under a grammar: the anti-repetition penalty added when the
-    switch is on and nothing set a penalty (``repeatPenalty`` 1 is "off")."""
+    """``options`` for a generation under a grammar: the anti-repetition measures added when
+    their switches are on (``grammarDry``; ``grammarRepeatPenalty`` when nothing set a penalty:
+    ``repeatPenalty`` 1 is "off")."""
+    if settings.grammar_dry:
+        options = {**options, **GRAMMAR_DRY}
     if not settings.grammar_repeat_penalty or "repeatPenalty" in (given or {}):
         return options
     if options.get("repeatPenalty") not in (None, 1):
@@ -146,6 +169,41 @@ def cut_off(result: CompletionResult, limit_name: str, options: Mapping[str, obj
             f"{limit_name} or ask for a shorter answer"
         )
     return None
+
+
+def closing_grammar(schema: Any, settings: Settings) -> str | None:
+    """The grammar of the closing step (config ``cutOffRetry``): ``schema`` with its unbounded
+    strings and arrays bounded (``schema.budget``), asked once when the first answer was cut
+    off at the token limit. None: the switch is off, or the bounded schema has no grammar (the
+    cut-off answer is then refused as before)."""
+    if not settings.cut_off_retry:
+        return None
+    try:
+        return schema_to_gbnf(bounded_schema(schema), whitespace_of(settings))
+    except SchemaToGrammarError:
+        return None
+
+
+async def complete_within_budget(
+    handle: EngineHandlePort,
+    request: CompletionRequest,
+    closing: str | None,
+    deadline: float | None,
+) -> CompletionResult:
+    """One generation; when the token limit cut its JSON short and a ``closing`` grammar is
+    given, the same request once more under it (the prompt is in the engine's cache by then).
+    The second answer is checked like the first: parsed, validated, or refused naming the
+    limit."""
+    result = await with_timeout(handle.complete(request), deadline)
+    if closing is None or cut_off(result, "", request.options) is None:
+        return result
+    retried = await with_timeout(
+        handle.complete(dataclasses.replace(request, grammar=closing)), deadline
+    )
+    # Both generations were spent on the answer: the usage counts them together.
+    return dataclasses.replace(
+        retried, completion_tokens=result.completion_tokens + retried.completion_tokens
+    )
 
 
 def grammar_for(schema: Any, whitespace: Whitespace = "compact") -> str:
@@ -337,6 +395,9 @@ class Completions:
         timing = exchange.timing
         deadline = timing.started + request.duration_msec / 1000
         messages = prompt_messages(request)
+        closing = None
+        if grammar is not None and request.format is not None:
+            closing = closing_grammar(request.format.json_schema, settings)
 
         async def work(handle: EngineHandlePort, status: LoadStatus) -> CompletionResult:
             exchange.load_status = status
@@ -355,9 +416,9 @@ class Completions:
                     whitespace_of(settings),
                 )
                 answer = loop.run(messages, options, grammar, request.format is not None)
-            else:
-                answer = handle.complete(CompletionRequest(messages, options, grammar))
-            return await with_timeout(answer, generation_deadline)
+                return await with_timeout(answer, generation_deadline)
+            engine_request = CompletionRequest(messages, options, grammar)
+            return await complete_within_budget(handle, engine_request, closing, generation_deadline)
 
         placement = Placement(model, request.gpulayer, request.context_size, request.keep_alive_s)
         result = await self._slots.run(placement, deadline, timing, work)
@@ -373,17 +434,23 @@ class Completions:
 
     # --- /v1/chat/completions and /v1/completions ---------------------------------------------
 
-    def _chat_parts(self, request: ChatRequest) -> tuple[ModelInfo, CompletionRequest]:
+    def _chat_parts(self, request: ChatRequest) -> tuple[ModelInfo, CompletionRequest, str | None]:
+        """The model, the engine request and the closing step's grammar (None: none)."""
         self._slots.engine()
         model = self._slots.find_model(request.model)
         settings = self._parts.settings
         options = generation_options(settings.default_options, request.options)
         grammar = request.grammar
+        closing = None
         if grammar is None and request.json_schema is not None:
             grammar = grammar_for(request.json_schema, whitespace_of(settings))
+            closing = closing_grammar(request.json_schema, settings)
+        elif grammar is not None and request.closing_schema is not None:
+            closing = closing_grammar(request.closing_schema, settings)
         if grammar is not None:
             options = constrained_options(options, request.options, settings)
-        return model, CompletionRequest(request.messages, options, grammar, request.prompt)
+        engine_request = CompletionRequest(request.messages, options, grammar, request.prompt)
+        return model, engine_request, closing
 
     async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
         exchange = self._begin(caller, request.body, request.model)
@@ -391,10 +458,10 @@ class Completions:
         deadline = exchange.timing.started + request.timeout_ms / 1000
 
         async def complete() -> ChatAnswer:
-            model, engine_request = self._chat_parts(request)
+            model, engine_request, closing = self._chat_parts(request)
 
             async def work(handle: EngineHandlePort, _status: LoadStatus) -> CompletionResult:
-                return await with_timeout(handle.complete(engine_request), deadline)
+                return await complete_within_budget(handle, engine_request, closing, deadline)
 
             placement = Placement(model, keep_alive_s=request.keep_alive_s)
             result = await self._slots.run(placement, deadline, exchange.timing, work)
@@ -423,7 +490,7 @@ class Completions:
         deadline = exchange.timing.started + request.timeout_ms / 1000
         stack = AsyncExitStack()
         try:
-            model, engine_request = self._chat_parts(request)
+            model, engine_request, _closing = self._chat_parts(request)  # streamed: no retry
             async with self._slots.abortable():
                 lease = await stack.enter_async_context(
                     self._slots.hold(

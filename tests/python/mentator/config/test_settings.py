@@ -35,6 +35,8 @@ VALUES: dict[str, object] = {
     "drain_notice_msec": 0,
     "compact_json": True,
     "grammar_repeat_penalty": False,
+    "grammar_dry": True,
+    "cut_off_retry": True,
     "threads": None,
     "api_keys": ("k",),
     "shadow_url": None,
