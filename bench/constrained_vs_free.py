@@ -46,7 +46,7 @@ from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 # The sample's draw is schemabench_model.py's (same folder, seed, counts): imported by path so
 # the two benchmarks stay one table.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from schemabench_model import DEFAULT_FOLDER, sample  # noqa: E402
+from schemabench_model import DEFAULT_FOLDER, sample
 
 SYSTEM = "Answer only with JSON."
 

@@ -28,11 +28,11 @@ ignored, as in the original.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
-import dataclasses
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -171,38 +171,102 @@ def cut_off(result: CompletionResult, limit_name: str, options: Mapping[str, obj
     return None
 
 
-def closing_grammar(schema: Any, settings: Settings) -> str | None:
-    """The grammar of the closing step (config ``cutOffRetry``): ``schema`` with its unbounded
-    strings and arrays bounded (``schema.budget``), asked once when the first answer was cut
-    off at the token limit. None: the switch is off, or the bounded schema has no grammar (the
-    cut-off answer is then refused as before)."""
+@dataclass(frozen=True)
+class Closing:
+    """The closing step of a JSON answer cut off at its token limit (config ``cutOffRetry``):
+    the grammar of the bounded schema (``schema.budget``), and the original schema the retried
+    answer is validated against (an answer is never sent because the bounded grammar let it
+    through)."""
+
+    grammar: str
+    schema: Any
+    always_json: bool  # a schema answer; else (tool calls) only an answer opening { or [
+
+
+def closing_step(schema: Any, settings: Settings, *, always_json: bool) -> Closing | None:
+    """The closing step for ``schema``; None: the switch is off, the bounds change nothing (the
+    same grammar at temperature 0 would write the same answer again), or the bounded schema
+    has no grammar (a cut-off answer is then refused at once, as without the switch)."""
     if not settings.cut_off_retry:
         return None
+    bounded = bounded_schema(schema)
+    if bounded is schema:
+        return None
     try:
-        return schema_to_gbnf(bounded_schema(schema), whitespace_of(settings))
+        grammar = schema_to_gbnf(bounded, whitespace_of(settings))
     except SchemaToGrammarError:
         return None
+    return Closing(grammar, schema, always_json)
+
+
+def wants_closing(result: CompletionResult, closing: Closing | None) -> bool:
+    """Whether a generation is asked once more under ``closing``: its JSON was cut short by the
+    token limit (an ``auto`` tool answer in free text is a text answer, sent as it is)."""
+    if closing is None or cut_off(result, "", {}) is None:
+        return False
+    return closing.always_json or result.text.lstrip()[:1] in ("{", "[")
+
+
+def both_attempts(first: CompletionResult, second: CompletionResult) -> CompletionResult:
+    """The retried answer with the usage of both generations: each read the prompt and wrote
+    tokens, so the prompt and completion tokens and the engine's timings add up (the metrics'
+    per-token time and the usage the caller sees count everything the answer cost)."""
+    timings: dict[str, float] = {
+        key: first.timings.get(key, 0.0) + second.timings.get(key, 0.0)
+        for key in ("prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "cache_n")
+        if key in first.timings or key in second.timings
+    }
+    return dataclasses.replace(
+        second,
+        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+        completion_tokens=first.completion_tokens + second.completion_tokens,
+        timings=timings,
+    )
 
 
 async def complete_within_budget(
     handle: EngineHandlePort,
     request: CompletionRequest,
-    closing: str | None,
+    closing: Closing | None,
     deadline: float | None,
-) -> CompletionResult:
-    """One generation; when the token limit cut its JSON short and a ``closing`` grammar is
-    given, the same request once more under it (the prompt is in the engine's cache by then).
-    The second answer is checked like the first: parsed, validated, or refused naming the
-    limit."""
+    note: Callable[[str], None],
+) -> tuple[CompletionResult, bool]:
+    """One generation; when the token limit cut its JSON short and a ``closing`` step is given,
+    the same request once more under its grammar (the prompt is in the engine's cache by then),
+    within the same deadline. Returns the answer and whether it is the retried one, which the
+    caller checks against ``closing.schema`` (`retried_problem`). A caller who leaves cancels
+    this whole task (`Exchange.run`), the first generation included: no retry is started."""
     result = await with_timeout(handle.complete(request), deadline)
-    if closing is None or cut_off(result, "", request.options) is None:
-        return result
-    retried = await with_timeout(
-        handle.complete(dataclasses.replace(request, grammar=closing)), deadline
+    if not wants_closing(result, closing):
+        return result, False
+    assert closing is not None  # wants_closing
+    note(
+        f"the answer was cut off at the token limit after {result.completion_tokens} tokens;"
+        " asking once more with bounded strings and arrays (cutOffRetry)"
     )
-    # Both generations were spent on the answer: the usage counts them together.
-    return dataclasses.replace(
-        retried, completion_tokens=result.completion_tokens + retried.completion_tokens
+    retried = await with_timeout(
+        handle.complete(dataclasses.replace(request, grammar=closing.grammar)), deadline
+    )
+    return both_attempts(result, retried), True
+
+
+def retried_problem(text: str, closing: Closing, limit: str) -> str | None:
+    """Why a retried answer that is complete JSON cannot be sent (None: it validates against
+    the original schema). An answer cut off again is named by `cut_off`, as the first one."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    try:
+        problem = validate_response(closing.schema, data)
+    except SchemaProblemError as error:
+        problem = str(error)
+    if problem is None:
+        return None
+    return (
+        f"the answer was cut off at the token limit ({limit}); asked once more with bounded"
+        f" strings and arrays (cutOffRetry), the answer did not validate: {problem}; raise"
+        f" {limit.split()[0]} or ask for a shorter answer"
     )
 
 
@@ -397,7 +461,11 @@ class Completions:
         messages = prompt_messages(request)
         closing = None
         if grammar is not None and request.format is not None:
-            closing = closing_grammar(request.format.json_schema, settings)
+            closing = closing_step(request.format.json_schema, settings, always_json=True)
+        retried = False
+
+        def note(text: str) -> None:
+            self._logger.debug(exchange.caller.pipe, exchange.caller.message, text)
 
         async def work(handle: EngineHandlePort, status: LoadStatus) -> CompletionResult:
             exchange.load_status = status
@@ -417,14 +485,24 @@ class Completions:
                 )
                 answer = loop.run(messages, options, grammar, request.format is not None)
                 return await with_timeout(answer, generation_deadline)
+            nonlocal retried
             engine_request = CompletionRequest(messages, options, grammar)
-            return await complete_within_budget(handle, engine_request, closing, generation_deadline)
+            result, retried = await complete_within_budget(
+                handle, engine_request, closing, generation_deadline, note
+            )
+            return result
 
         placement = Placement(model, request.gpulayer, request.context_size, request.keep_alive_s)
         result = await self._slots.run(placement, deadline, timing, work)
         exchange.generated(result)
         exchange.answer_raw = answer_text(result.text, options)
         cut = cut_off(result, "maxTokens", options) if grammar is not None else None
+        if retried and closing is not None:
+            problem = retried_problem(
+                exchange.answer_raw, closing, f"maxTokens {options.get('maxTokens')}"
+            )
+            if problem is not None:
+                raise AnswerRejected(problem)
         return answer_data(request, exchange.answer_raw, cut), bool(tools)
 
     def _begin(self, caller: Caller, body: Any, model: str) -> Exchange:
@@ -434,8 +512,10 @@ class Completions:
 
     # --- /v1/chat/completions and /v1/completions ---------------------------------------------
 
-    def _chat_parts(self, request: ChatRequest) -> tuple[ModelInfo, CompletionRequest, str | None]:
-        """The model, the engine request and the closing step's grammar (None: none)."""
+    def _chat_parts(
+        self, request: ChatRequest
+    ) -> tuple[ModelInfo, CompletionRequest, Closing | None]:
+        """The model, the engine request and the closing step (None: none)."""
         self._slots.engine()
         model = self._slots.find_model(request.model)
         settings = self._parts.settings
@@ -444,9 +524,9 @@ class Completions:
         closing = None
         if grammar is None and request.json_schema is not None:
             grammar = grammar_for(request.json_schema, whitespace_of(settings))
-            closing = closing_grammar(request.json_schema, settings)
+            closing = closing_step(request.json_schema, settings, always_json=True)
         elif grammar is not None and request.closing_schema is not None:
-            closing = closing_grammar(request.closing_schema, settings)
+            closing = closing_step(request.closing_schema, settings, always_json=False)
         if grammar is not None:
             options = constrained_options(options, request.options, settings)
         engine_request = CompletionRequest(request.messages, options, grammar, request.prompt)
@@ -459,12 +539,27 @@ class Completions:
 
         async def complete() -> ChatAnswer:
             model, engine_request, closing = self._chat_parts(request)
+            retried = False
+
+            def note(text: str) -> None:
+                self._logger.debug(exchange.caller.pipe, exchange.caller.message, text)
 
             async def work(handle: EngineHandlePort, _status: LoadStatus) -> CompletionResult:
-                return await complete_within_budget(handle, engine_request, closing, deadline)
+                nonlocal retried
+                result, retried = await complete_within_budget(
+                    handle, engine_request, closing, deadline, note
+                )
+                return result
 
             placement = Placement(model, keep_alive_s=request.keep_alive_s)
             result = await self._slots.run(placement, deadline, exchange.timing, work)
+            if retried and closing is not None:
+                limit = f"max_tokens {engine_request.options.get('maxTokens')}"
+                problem = retried_problem(result.text, closing, limit)
+                if problem is not None:
+                    exchange.generated(result)
+                    exchange.answer_raw = result.text
+                    raise AnswerRejected(problem)
             json_answer = request.json_schema is not None or result.text.lstrip()[:1] in "{["
             if engine_request.grammar is not None and result.text.strip() and json_answer:
                 # A JSON answer (schema or tool call; an ``auto`` text answer starts otherwise)

@@ -47,6 +47,7 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
         "engineDir", "backend", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
         "pinnedModels", "drainGraceMsec", "drainNoticeMsec", "compactJson", "grammarRepeatPenalty",
+        "grammarDry", "cutOffRetry",
         "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
         "defaultOptions", "log",
     }  # fmt: skip
@@ -211,6 +212,7 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
         "toolTimeoutMsec", "backend", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
         "pinnedModels", "drainGraceMsec", "drainNoticeMsec", "compactJson", "grammarRepeatPenalty",
+        "grammarDry", "cutOffRetry",
         "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
         "defaultOptions", "log",
     }  # fmt: skip
