@@ -6,8 +6,10 @@ draw as ``bench/schemabench_model.py``: ``--per-subset`` of each subset, ``--sma
 GitHub trivial and ultra, ``--seed``), each schema the converter accepts is asked of one
 llama-server started here (MENTATOR_ENGINE_DIR, MENTATOR_TEST_MODEL; ``-np 1``, temperature 0):
 
-1. constrained: the schema's grammar (``schema.gbnf``, the service's default: compact JSON),
-   ``max_tokens`` ``--max-tokens``; it stops where the grammar (or the limit) ends it: N tokens;
+1. constrained: the schema's grammar (``schema.gbnf``, the service's default: compact JSON) and,
+   as the service sends under a grammar by default (``grammarDry``), the DRY sampler
+   (``--no-dry``: without it), ``max_tokens`` ``--max-tokens``; it stops where the grammar (or
+   the limit) ends it: N tokens;
 2. free: the same messages, no grammar, ``ignore_eos`` and ``max_tokens`` N, so exactly as many
    tokens are generated.
 
@@ -18,7 +20,7 @@ constrained t/s, free t/s and their ratio (constrained / free; 1.0 = the grammar
 each pair ``--repeat`` times (the median of the repeats per schema).
 
     ./pants run bench/constrained_vs_free.py -- [--per-subset 35 --small-subsets 10] [--seed 20]
-        [--max-tokens 256] [--repeat 1] [--limit N]
+        [--max-tokens 256] [--repeat 1] [--limit N] [--no-dry]
 
 Uses MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL (./pants sets both to the repository's copies).
 """
@@ -41,6 +43,8 @@ from typing import Any
 
 import httpx
 
+from mentator.engine.client import sampling_params
+from mentator.inference.completion import GRAMMAR_DRY
 from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 
 # The sample's draw is schemabench_model.py's (same folder, seed, counts): imported by path so
@@ -106,7 +110,12 @@ def generate(client: httpx.Client, body: dict[str, Any]) -> tuple[int, float]:
 
 
 def measure(
-    client: httpx.Client, schema: Any, grammar: str, max_tokens: int, repeat: int
+    client: httpx.Client,
+    schema: Any,
+    grammar: str,
+    max_tokens: int,
+    repeat: int,
+    constrained_extra: dict[str, Any],
 ) -> tuple[int, float, float]:
     """(tokens, constrained t/s, free t/s): medians over ``repeat`` pairs."""
     messages = [
@@ -122,7 +131,10 @@ def measure(
     free: list[float] = []
     count = 0
     for _ in range(repeat):
-        count, speed = generate(client, {**base, "grammar": grammar, "max_tokens": max_tokens})
+        count, speed = generate(
+            client,
+            {**base, **constrained_extra, "grammar": grammar, "max_tokens": max_tokens},
+        )
         constrained.append(speed)
         if count:
             _, speed = generate(client, {**base, "max_tokens": count, "ignore_eos": True})
@@ -141,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--limit", type=int, default=0, help="at most N schemas (0 = all)")
     parser.add_argument("--context", type=int, default=8192)
+    parser.add_argument(
+        "--no-dry", action="store_true", help="constrained without the DRY sampler (grammarDry)"
+    )
     args = parser.parse_args(argv)
+    # llama-server's fields for the service's DRY sampler under a grammar.
+    constrained_extra = {} if args.no_dry else sampling_params(GRAMMAR_DRY)
     engine_dir = Path(os.environ["MENTATOR_ENGINE_DIR"])
     model = Path(os.environ["MENTATOR_TEST_MODEL"])
     files = sample(args.folder, args.per_subset, args.small_subsets, args.seed)
@@ -150,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"no schemas in {args.folder.resolve()}", file=sys.stderr)
         return 2
+    print("constrained: grammar" + ("" if args.no_dry else " + DRY sampler (grammarDry)"))
     rows: dict[str, list[tuple[float, float]]] = {}
     skipped = {"refused": 0, "short": 0, "failed": 0}
     with engine(engine_dir, model, args.context) as url, httpx.Client(base_url=url) as client:
@@ -163,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 count, constrained, free = measure(
-                    client, schema, grammar, args.max_tokens, args.repeat
+                    client, schema, grammar, args.max_tokens, args.repeat, constrained_extra
                 )
             except httpx.HTTPError as error:
                 skipped["failed"] += 1
