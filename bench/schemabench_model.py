@@ -14,7 +14,8 @@ Declared coverage = not unsupported / all; empirical coverage = valid / all; com
 valid / declared (the paper's definitions: its README).
 
     ./pants run bench/schemabench_model.py -- --url http://127.0.0.1:19777 --model NAME.gguf \\
-        [--per-subset 35 --small-subsets 10] [--seed 20] [--max-tokens 512] [--timeout 60]
+        [--per-subset 35 --small-subsets 10] [--seed 20] [--max-tokens 512] [--timeout 60] \\
+        [--limit N]
 
 or, with a service started here (MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL, which ./pants
 sets; one slot) on the default config plus the keys of ``--config`` (to compare switches):
@@ -158,11 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per answer")
+    parser.add_argument(
+        "--limit", type=int, default=0, help="the first N of the interleaved sample (0 = all)"
+    )
     args = parser.parse_args(argv)
     model = args.model or Path(os.environ.get("MENTATOR_TEST_MODEL", "")).name
     if not model:
         parser.error("--model is required")
     files = interleaved(sample(args.folder, args.per_subset, args.small_subsets, args.seed))
+    if args.limit:
+        files = files[: args.limit]
     if not files:
         print(f"no schemas in {args.folder.resolve()}", file=sys.stderr)
         return 2
