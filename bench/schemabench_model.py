@@ -14,18 +14,28 @@ Declared coverage = not unsupported / all; empirical coverage = valid / all; com
 valid / declared (the paper's definitions: its README).
 
     ./pants run bench/schemabench_model.py -- --url http://127.0.0.1:19777 --model NAME.gguf \\
-        [--per-subset 35 --small-subsets 10] [--seed 20] [--max-tokens 512] [--timeout 60]
+        [--per-subset 35 --small-subsets 10] [--seed 20] [--max-tokens 512] [--timeout 60] \\
+        [--limit N]
+
+or, with a service started here (MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL, which ./pants
+sets; one slot) on the default config plus the keys of ``--config`` (to compare switches):
+
+    ./pants run bench/schemabench_model.py -- --serve [--config '{"cutOffRetry": false}'] ...
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +70,19 @@ def sample(folder: Path, per_subset: int, small: int, seed: int) -> list[Path]:
         count = small if subset in SMALL_SUBSETS else per_subset
         chosen += rng.sample(files, min(count, len(files)))
     return chosen
+
+
+def interleaved(files: list[Path]) -> list[Path]:
+    """The same files, subsets taken in turn (one of each, then the next of each, ...), so a run
+    stopped early (a slow machine) still covers every subset."""
+    by_subset: dict[str, list[Path]] = {}
+    for path in files:
+        by_subset.setdefault(path.name.split("__", 1)[0], []).append(path)
+    queues = list(by_subset.values())
+    order: list[Path] = []
+    for index in range(max((len(queue) for queue in queues), default=0)):
+        order += [queue[index] for queue in queues if index < len(queue)]
+    return order
 
 
 def ask(client: httpx.Client, model: str, schema: Any, max_tokens: int, timeout_s: float) -> str:
@@ -99,31 +122,65 @@ def ask(client: httpx.Client, model: str, schema: Any, max_tokens: int, timeout_
     return "rejected"
 
 
+@contextmanager
+def served(url: str | None, config: dict[str, object]) -> Iterator[str]:
+    """``url``, or (None) a service started here for the run, on the default config plus
+    ``config``."""
+    if url is not None:
+        yield url
+        return
+    from mentator_testing.service_process import running_service  # only with --serve
+
+    with (
+        tempfile.TemporaryDirectory(prefix="schemabench-") as tmp,
+        running_service(
+            Path(tmp),
+            engine_dir=Path(os.environ["MENTATOR_ENGINE_DIR"]),
+            model=Path(os.environ["MENTATOR_TEST_MODEL"]),
+            parallel=1,
+            extra=config,
+        ) as service,
+    ):
+        yield service.base_url
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="a running service, e.g. http://127.0.0.1:19777")
+    target.add_argument("--serve", action="store_true", help="start a service for the run")
     parser.add_argument(
-        "--url", required=True, help="a running service, e.g. http://127.0.0.1:19777"
+        "--config", type=json.loads, default={}, help="with --serve: config keys, as JSON"
     )
-    parser.add_argument("--model", required=True, help="the model file name the service lists")
+    parser.add_argument("--model", help="the model file name the service lists (--serve: its)")
     parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
     parser.add_argument("--per-subset", type=int, default=35)
     parser.add_argument("--small-subsets", type=int, default=10)
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per answer")
+    parser.add_argument(
+        "--limit", type=int, default=0, help="the first N of the interleaved sample (0 = all)"
+    )
     args = parser.parse_args(argv)
-    files = sample(args.folder, args.per_subset, args.small_subsets, args.seed)
+    model = args.model or Path(os.environ.get("MENTATOR_TEST_MODEL", "")).name
+    if not model:
+        parser.error("--model is required")
+    files = interleaved(sample(args.folder, args.per_subset, args.small_subsets, args.seed))
+    if args.limit:
+        files = files[: args.limit]
     if not files:
         print(f"no schemas in {args.folder.resolve()}", file=sys.stderr)
         return 2
     results: dict[str, Counter[str]] = {}
     seconds: list[float] = []
-    with httpx.Client(base_url=args.url) as client:
+    print(f"config: {json.dumps(args.config)}" if args.serve else f"service: {args.url}")
+    with served(args.url, args.config) as url, httpx.Client(base_url=url) as client:
         for index, path in enumerate(files, 1):
             subset = path.name.split("__", 1)[0]
             schema = json.loads(path.read_text(encoding="utf-8"))
             started = time.perf_counter()
-            kind = ask(client, args.model, schema, args.max_tokens, args.timeout)
+            kind = ask(client, model, schema, args.max_tokens, args.timeout)
             seconds.append(time.perf_counter() - started)
             results.setdefault(subset, Counter())[kind] += 1
             print(f"[{index}/{len(files)}] {path.name}: {kind} ({seconds[-1]:.1f} s)", flush=True)

@@ -34,7 +34,8 @@ class Call:
     text: str | None = None
 
 
-Reply = str | Exception
+# Text (finished with "stop"), an exception to raise, or a whole result (a cut-off answer, ...).
+Reply = str | Exception | CompletionResult
 
 
 class FakeHandle:
@@ -58,6 +59,8 @@ class FakeHandle:
         reply = self.engine.replies.pop(0) if self.engine.replies else "ok"
         if isinstance(reply, Exception):
             raise reply
+        if isinstance(reply, CompletionResult):
+            return reply
         return CompletionResult(
             text=reply,
             reasoning=None,

@@ -23,6 +23,7 @@ from mentator.inference.toolcalls import (
     FunctionTool,
     ToolOffer,
     call_grammar,
+    call_schema,
     looks_like_call,
     offer_messages,
     parse_calls,
@@ -144,6 +145,7 @@ def tool_chat_request(
             messages=offer_messages(offer, messages),
             json_schema=None,
             grammar=call_grammar(offer),
+            closing_schema=call_schema(offer),
         ),
         offer,
     )

@@ -338,6 +338,28 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         default=True,
     ),
     ConfigKey(
+        "grammarDry",
+        "grammar_dry",
+        "boolean",
+        "under a grammar, the DRY sampler (multiplier 0.8, base 1.75, allowed length 2, over the"
+        " last 1024 tokens): a token that would extend an already seen sequence of tokens is"
+        " penalised, more the longer the repeat, so a model does not loop until its token limit;"
+        " copying a short name or number from the question is not penalised; it changes answers"
+        " (docs/structured-output.md); false = off",
+        default=True,
+    ),
+    ConfigKey(
+        "cutOffRetry",
+        "cut_off_retry",
+        "boolean",
+        "a JSON answer (a schema, tool calls; not streamed) cut off at the token limit is asked"
+        " once more, within the same time limit, under the schema with every string without"
+        " maxLength held to 48 characters and every array without maxItems to 8 items; the"
+        " answer is validated against the original schema (else a 400), the usage counts both"
+        " generations; false = the cut-off answer is refused at once (docs/structured-output.md)",
+        default=True,
+    ),
+    ConfigKey(
         "threads",
         "threads",
         "integer",

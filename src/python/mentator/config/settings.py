@@ -57,6 +57,8 @@ class Settings:
     compact_json: bool = True
     grammar_repeat_penalty: bool = False
     cancel_on_disconnect: bool = True
+    grammar_dry: bool = True
+    cut_off_retry: bool = True
     # Placed after the fields without defaults; filled from the `apiKeys` row plus the
     # environment (`config.loader.with_env_api_keys`).
     api_keys: tuple[str, ...] = field(default=())
@@ -202,6 +204,8 @@ def settings_from(
         compact_json=read.boolean("compact_json"),
         grammar_repeat_penalty=read.boolean("grammar_repeat_penalty"),
         cancel_on_disconnect=read.boolean("cancel_on_disconnect"),
+        grammar_dry=read.boolean("grammar_dry"),
+        cut_off_retry=read.boolean("cut_off_retry"),
         api_keys=read.strings("api_keys"),
         max_loaded_models=read.integer("max_loaded_models"),
         memory_budget_mb=read.integer("memory_budget_mb"),

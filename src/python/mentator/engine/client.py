@@ -49,6 +49,11 @@ _DIRECT_OPTIONS: dict[str, str] = {
     "mirostatTau": "mirostat_tau",
     "mirostatEta": "mirostat_eta",
     "seed": "seed",
+    # Not request options: set under a grammar by `inference.completion.constrained_options`.
+    "dryMultiplier": "dry_multiplier",
+    "dryBase": "dry_base",
+    "dryAllowedLength": "dry_allowed_length",
+    "dryPenaltyLastN": "dry_penalty_last_n",
 }
 
 # Options the engine has no per-request field for; the API layer documents them.

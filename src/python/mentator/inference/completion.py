@@ -28,11 +28,13 @@ ignored, as in the original.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from mentator.config.options import JSON_DEFAULTS, merge_options, parse_options
@@ -66,6 +68,7 @@ from mentator.inference.slots import (
 from mentator.inference.tools_loop import ToolLoop, resolve_tools
 from mentator.logging_protocol import LoggerProtocol
 from mentator.models.discovery import ModelInfo
+from mentator.schema.budget import bounded_schema
 from mentator.schema.gbnf import SchemaToGrammarError, Whitespace, schema_to_gbnf
 from mentator.schema.validation import SchemaProblemError, parse_json_answer, validate_response
 from mentator.tools.registry import ToolRegistry
@@ -109,16 +112,36 @@ def generation_options(
 # Anti-repetition under a grammar (config ``grammarRepeatPenalty``): a small model at temperature
 # 0 can repeat a token or phrase inside a string until its token limit; a repeat penalty over the
 # last tokens breaks the loop (measured: docs/structured-output.md). It changes answers, so it is
-# a switch, and a repeat penalty the request or ``defaultOptions`` set wins.
+# a switch, and a repeat penalty the request or ``defaultOptions`` set wins. Off by default:
+# llama-server feeds the prompt's tokens into the penalty's window, so it also punishes copying
+# a name or number from the question.
 GRAMMAR_REPEAT_PENALTY = 1.15
 GRAMMAR_REPEAT_LAST_N = 64
+
+# DRY ("don't repeat yourself") under a grammar (config ``grammarDry``, on by default): the
+# penalty falls on a token that would EXTEND a sequence already seen (longer than
+# ``GRAMMAR_DRY`` ``dryAllowedLength`` tokens), growing with the length of the repeat — a loop
+# ("sunny, sunny, sunny, ...") is stopped, while copying a name or a number from the question
+# (one or two tokens after a JSON quote or colon, which are sequence breakers) costs nothing.
+# Internal option names; the engine client maps them to llama-server's ``dry_*`` fields.
+GRAMMAR_DRY: Mapping[str, object] = MappingProxyType(
+    {
+        "dryMultiplier": 0.8,
+        "dryBase": 1.75,
+        "dryAllowedLength": 2,
+        "dryPenaltyLastN": 1024,
+    }
+)
 
 
 def constrained_options(
     options: dict[str, object], given: Mapping[str, Any] | None, settings: Settings
 ) -> dict[str, object]:
-    """``options`` for a generation under a grammar: the anti-repetition penalty added when the
-    switch is on and nothing set a penalty (``repeatPenalty`` 1 is "off")."""
+    """``options`` for a generation under a grammar: the anti-repetition measures added when
+    their switches are on (``grammarDry``; ``grammarRepeatPenalty`` when nothing set a penalty:
+    ``repeatPenalty`` 1 is "off")."""
+    if settings.grammar_dry:
+        options = {**options, **GRAMMAR_DRY}
     if not settings.grammar_repeat_penalty or "repeatPenalty" in (given or {}):
         return options
     if options.get("repeatPenalty") not in (None, 1):
@@ -146,6 +169,105 @@ def cut_off(result: CompletionResult, limit_name: str, options: Mapping[str, obj
             f"{limit_name} or ask for a shorter answer"
         )
     return None
+
+
+@dataclass(frozen=True)
+class Closing:
+    """The closing step of a JSON answer cut off at its token limit (config ``cutOffRetry``):
+    the grammar of the bounded schema (``schema.budget``), and the original schema the retried
+    answer is validated against (an answer is never sent because the bounded grammar let it
+    through)."""
+
+    grammar: str
+    schema: Any
+    always_json: bool  # a schema answer; else (tool calls) only an answer opening { or [
+
+
+def closing_step(schema: Any, settings: Settings, *, always_json: bool) -> Closing | None:
+    """The closing step for ``schema``; None: the switch is off, the bounds change nothing (the
+    same grammar at temperature 0 would write the same answer again), or the bounded schema
+    has no grammar (a cut-off answer is then refused at once, as without the switch)."""
+    if not settings.cut_off_retry:
+        return None
+    bounded = bounded_schema(schema)
+    if bounded is schema:
+        return None
+    try:
+        grammar = schema_to_gbnf(bounded, whitespace_of(settings))
+    except SchemaToGrammarError:
+        return None
+    return Closing(grammar, schema, always_json)
+
+
+def wants_closing(result: CompletionResult, closing: Closing | None) -> bool:
+    """Whether a generation is asked once more under ``closing``: its JSON was cut short by the
+    token limit (an ``auto`` tool answer in free text is a text answer, sent as it is)."""
+    if closing is None or cut_off(result, "", {}) is None:
+        return False
+    return closing.always_json or result.text.lstrip()[:1] in ("{", "[")
+
+
+def both_attempts(first: CompletionResult, second: CompletionResult) -> CompletionResult:
+    """The retried answer with the usage of both generations: each read the prompt and wrote
+    tokens, so the prompt and completion tokens and the engine's timings add up (the metrics'
+    per-token time and the usage the caller sees count everything the answer cost)."""
+    timings: dict[str, float] = {
+        key: first.timings.get(key, 0.0) + second.timings.get(key, 0.0)
+        for key in ("prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "cache_n")
+        if key in first.timings or key in second.timings
+    }
+    return dataclasses.replace(
+        second,
+        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+        completion_tokens=first.completion_tokens + second.completion_tokens,
+        timings=timings,
+    )
+
+
+async def complete_within_budget(
+    handle: EngineHandlePort,
+    request: CompletionRequest,
+    closing: Closing | None,
+    deadline: float | None,
+    note: Callable[[str], None],
+) -> tuple[CompletionResult, bool]:
+    """One generation; when the token limit cut its JSON short and a ``closing`` step is given,
+    the same request once more under its grammar (the prompt is in the engine's cache by then),
+    within the same deadline. Returns the answer and whether it is the retried one, which the
+    caller checks against ``closing.schema`` (`retried_problem`). A caller who leaves cancels
+    this whole task (`Exchange.run`), the first generation included: no retry is started."""
+    result = await with_timeout(handle.complete(request), deadline)
+    if not wants_closing(result, closing):
+        return result, False
+    assert closing is not None  # wants_closing
+    note(
+        f"the answer was cut off at the token limit after {result.completion_tokens} tokens;"
+        " asking once more with bounded strings and arrays (cutOffRetry)"
+    )
+    retried = await with_timeout(
+        handle.complete(dataclasses.replace(request, grammar=closing.grammar)), deadline
+    )
+    return both_attempts(result, retried), True
+
+
+def retried_problem(text: str, closing: Closing, limit: str) -> str | None:
+    """Why a retried answer that is complete JSON cannot be sent (None: it validates against
+    the original schema). An answer cut off again is named by `cut_off`, as the first one."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    try:
+        problem = validate_response(closing.schema, data)
+    except SchemaProblemError as error:
+        problem = str(error)
+    if problem is None:
+        return None
+    return (
+        f"the answer was cut off at the token limit ({limit}); asked once more with bounded"
+        f" strings and arrays (cutOffRetry), the answer did not validate: {problem}; raise"
+        f" {limit.split()[0]} or ask for a shorter answer"
+    )
 
 
 def grammar_for(schema: Any, whitespace: Whitespace = "compact") -> str:
@@ -337,6 +459,13 @@ class Completions:
         timing = exchange.timing
         deadline = timing.started + request.duration_msec / 1000
         messages = prompt_messages(request)
+        closing = None
+        if grammar is not None and request.format is not None:
+            closing = closing_step(request.format.json_schema, settings, always_json=True)
+        retried = False
+
+        def note(text: str) -> None:
+            self._logger.debug(exchange.caller.pipe, exchange.caller.message, text)
 
         async def work(handle: EngineHandlePort, status: LoadStatus) -> CompletionResult:
             exchange.load_status = status
@@ -355,15 +484,25 @@ class Completions:
                     whitespace_of(settings),
                 )
                 answer = loop.run(messages, options, grammar, request.format is not None)
-            else:
-                answer = handle.complete(CompletionRequest(messages, options, grammar))
-            return await with_timeout(answer, generation_deadline)
+                return await with_timeout(answer, generation_deadline)
+            nonlocal retried
+            engine_request = CompletionRequest(messages, options, grammar)
+            result, retried = await complete_within_budget(
+                handle, engine_request, closing, generation_deadline, note
+            )
+            return result
 
         placement = Placement(model, request.gpulayer, request.context_size, request.keep_alive_s)
         result = await self._slots.run(placement, deadline, timing, work)
         exchange.generated(result)
         exchange.answer_raw = answer_text(result.text, options)
         cut = cut_off(result, "maxTokens", options) if grammar is not None else None
+        if retried and closing is not None:
+            problem = retried_problem(
+                exchange.answer_raw, closing, f"maxTokens {options.get('maxTokens')}"
+            )
+            if problem is not None:
+                raise AnswerRejected(problem)
         return answer_data(request, exchange.answer_raw, cut), bool(tools)
 
     def _begin(self, caller: Caller, body: Any, model: str) -> Exchange:
@@ -373,17 +512,25 @@ class Completions:
 
     # --- /v1/chat/completions and /v1/completions ---------------------------------------------
 
-    def _chat_parts(self, request: ChatRequest) -> tuple[ModelInfo, CompletionRequest]:
+    def _chat_parts(
+        self, request: ChatRequest
+    ) -> tuple[ModelInfo, CompletionRequest, Closing | None]:
+        """The model, the engine request and the closing step (None: none)."""
         self._slots.engine()
         model = self._slots.find_model(request.model)
         settings = self._parts.settings
         options = generation_options(settings.default_options, request.options)
         grammar = request.grammar
+        closing = None
         if grammar is None and request.json_schema is not None:
             grammar = grammar_for(request.json_schema, whitespace_of(settings))
+            closing = closing_step(request.json_schema, settings, always_json=True)
+        elif grammar is not None and request.closing_schema is not None:
+            closing = closing_step(request.closing_schema, settings, always_json=False)
         if grammar is not None:
             options = constrained_options(options, request.options, settings)
-        return model, CompletionRequest(request.messages, options, grammar, request.prompt)
+        engine_request = CompletionRequest(request.messages, options, grammar, request.prompt)
+        return model, engine_request, closing
 
     async def chat(self, request: ChatRequest, caller: Caller) -> ChatAnswer:
         exchange = self._begin(caller, request.body, request.model)
@@ -391,13 +538,28 @@ class Completions:
         deadline = exchange.timing.started + request.timeout_ms / 1000
 
         async def complete() -> ChatAnswer:
-            model, engine_request = self._chat_parts(request)
+            model, engine_request, closing = self._chat_parts(request)
+            retried = False
+
+            def note(text: str) -> None:
+                self._logger.debug(exchange.caller.pipe, exchange.caller.message, text)
 
             async def work(handle: EngineHandlePort, _status: LoadStatus) -> CompletionResult:
-                return await with_timeout(handle.complete(engine_request), deadline)
+                nonlocal retried
+                result, retried = await complete_within_budget(
+                    handle, engine_request, closing, deadline, note
+                )
+                return result
 
             placement = Placement(model, keep_alive_s=request.keep_alive_s)
             result = await self._slots.run(placement, deadline, exchange.timing, work)
+            if retried and closing is not None:
+                limit = f"max_tokens {engine_request.options.get('maxTokens')}"
+                problem = retried_problem(result.text, closing, limit)
+                if problem is not None:
+                    exchange.generated(result)
+                    exchange.answer_raw = result.text
+                    raise AnswerRejected(problem)
             json_answer = request.json_schema is not None or result.text.lstrip()[:1] in "{["
             if engine_request.grammar is not None and result.text.strip() and json_answer:
                 # A JSON answer (schema or tool call; an ``auto`` text answer starts otherwise)
@@ -423,7 +585,7 @@ class Completions:
         deadline = exchange.timing.started + request.timeout_ms / 1000
         stack = AsyncExitStack()
         try:
-            model, engine_request = self._chat_parts(request)
+            model, engine_request, _closing = self._chat_parts(request)  # streamed: no retry
             async with self._slots.abortable():
                 lease = await stack.enter_async_context(
                     self._slots.hold(

@@ -62,6 +62,8 @@ class ChatRequest:
     json_schema: Any | None = None
     prompt: str | None = None
     grammar: str | None = None  # a ready GBNF (tool calls); wins over ``json_schema``
+    # The schema behind ``grammar`` (tool calls), for the closing step of a cut-off answer.
+    closing_schema: Any | None = None
     body: Any = None  # the request as sent, for the chat log
     # OpenAI's API has no per-request time limit; the queue wait plus the generation are bounded
     # like /prompt's durationMsec, by this (a stuck request must not hold a slot forever).

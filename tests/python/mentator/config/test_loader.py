@@ -47,8 +47,8 @@ def test_generate_template_creates_folder_and_every_key(tmp_path: Path) -> None:
         "engineDir", "backend", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
         "pinnedModels", "drainGraceMsec", "drainNoticeMsec", "compactJson", "grammarRepeatPenalty",
-        "cancelOnDisconnect", "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue",
-        "shadowApiKey",
+        "cancelOnDisconnect", "grammarDry", "cutOffRetry",
+        "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
         "defaultOptions", "log",
     }  # fmt: skip
     assert list(data["defaultOptions"]) == list(OPTION_KEYS)
@@ -212,8 +212,8 @@ def test_docker_creates_file_from_template(tmp_path: Path) -> None:
         "toolTimeoutMsec", "backend", "parallel", "queueLimit", "maxLoadedModels", "memoryBudgetMb",
         "vramBudgetMb", "keepAliveSec", "swapGrouping", "warmSwapMb",
         "pinnedModels", "drainGraceMsec", "drainNoticeMsec", "compactJson", "grammarRepeatPenalty",
-        "cancelOnDisconnect", "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue",
-        "shadowApiKey",
+        "cancelOnDisconnect", "grammarDry", "cutOffRetry",
+        "threads", "apiKeys", "shadowUrl", "shadowPercent", "shadowQueue", "shadowApiKey",
         "defaultOptions", "log",
     }  # fmt: skip
     assert data["apiKeys"] == []

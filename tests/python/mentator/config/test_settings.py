@@ -36,6 +36,8 @@ VALUES: dict[str, object] = {
     "compact_json": True,
     "grammar_repeat_penalty": False,
     "cancel_on_disconnect": True,
+    "grammar_dry": True,
+    "cut_off_retry": True,
     "threads": None,
     "api_keys": ("k",),
     "shadow_url": None,
