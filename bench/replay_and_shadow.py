@@ -9,13 +9,14 @@ configuration (default maxTokens 4 instead of 48, which the requests without the
 feel) — the report's differences. Prints the replay's own summary lines and counts.
 
 ``shadow``: the primary's throughput (engine tokens/s, ``--clients`` clients times ``--requests``
-requests) with shadowing off and with ``shadowPercent`` 10, in alternating rounds (medians of
-``--rounds``), and whether the primary's answers are byte-identical with and without it (the
-answer text of every request, in order). The shadow's target (``--candidate``): ``stub`` (the
-default) is a tiny HTTP server in this process that answers every copy at once with a fixed
-answer, so the primary does all of its shadow work — sampling, queueing, sending, comparing, the
-JSON diff, the database row — without a second engine competing for this machine's CPU (a
-candidate on another machine costs the primary the same); ``local`` starts a second service here
+requests) with shadowing off and with ``shadowPercent`` 10, two primaries side by side measured
+in turns (see ``run_shadow``; medians of ``--rounds``), and whether the primary's answers are
+byte-identical with and without it (the answer text of every request, in order). The shadow's
+target (``--candidate``): ``stub`` (the default) is a tiny HTTP server in this process that
+answers every copy at once with a fixed answer, so the primary does all of its shadow work —
+sampling, queueing, sending, comparing, the JSON diff, the database row — without a second
+engine competing for this machine's CPU (a candidate on another machine costs the primary the
+same); ``local`` starts a second service here
 (its engine shares the CPU: that cost is the machine's, not the shadow's); a URL names a running
 candidate (put it on another machine). The candidate is warmed before the rounds.
 
@@ -268,10 +269,40 @@ def run_replay(args: argparse.Namespace, model: Path, tmp: Path) -> None:
                                ensure_ascii=False)[:300])  # fmt: skip
 
 
+def shadow_settled(base: str, deadline_s: float = 60.0) -> None:
+    """Wait until the primary's shadow has sent and compared every copy it took.
+
+    Done when no copy waits (``mentator_shadow_queued`` 0) and the compared and dropped copies
+    stop changing; a primary with shadowing off answers the same poll at once (one GET of
+    /metrics each turn on both sides, so the poll costs the two sides alike).
+    """
+    last: float | None = None
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{base}/metrics", timeout=30).text
+        queued = done = 0.0
+        for line in text.splitlines():
+            if line.startswith("mentator_shadow_queued"):
+                queued += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("mentator_shadow_") and "_total" in line.split(" ", 1)[0]:
+                done += float(line.rsplit(" ", 1)[1])
+        if queued == 0 and done == last:
+            return
+        last = done
+        time.sleep(0.05 if queued or last is None else 0.02)
+
+
 def run_shadow(args: argparse.Namespace, model: Path, tmp: Path) -> None:
+    """Both primaries (shadowing off, and at 10 %) run at once and are measured in turns.
+
+    This machine's speed drifts by up to 20 % from one minute to the next, more than the effect
+    sought, so the two are not measured one after the other: each turn sends ``--clients``
+    requests to one primary, then the same requests to the other (which goes first alternates),
+    and a turn's time runs until its answers are in and the 10 % side has sent and compared its
+    copies (its whole shadow work is charged to it, none of it overlaps the other side's turn).
+    """
     bodies = requests_for(model.name, args.clients * args.requests)
-    rates: dict[str, list[float]] = {"off": [], "10 %": []}
-    answers: dict[str, list[list[str]]] = {"off": [], "10 %": []}
+    modes = ("off", "10 %")
 
     @contextmanager
     def candidate() -> Iterator[str]:
@@ -284,37 +315,58 @@ def run_shadow(args: argparse.Namespace, model: Path, tmp: Path) -> None:
         else:
             yield args.candidate
 
+    ratios: list[float] = []
+    rates: dict[str, list[float]] = {mode: [] for mode in modes}
+    answers: list[list[str]] = []
     with candidate() as target:
         send_all(target, bodies[:2], 1)  # a cold candidate loads its model now, not in a round
         notes = {"stub": " (stub: answers at once)", "local": " (a service here: shares the CPU)"}
         print(f"shadow target {target}{notes.get(args.candidate, '')}")
         for round_ in range(args.rounds):
-            for mode in ("off", "10 %") if round_ % 2 == 0 else ("10 %", "off"):
-                extra: dict[str, Any] = {"defaultOptions": {"maxTokens": 48}}
-                if mode != "off":
-                    extra |= {"shadowUrl": target, "shadowPercent": 10}
-                with service(
-                    tmp / f"primary-{round_}-{mode[:2].strip()}", model, **extra
-                ) as primary:
+            base_options: dict[str, Any] = {"defaultOptions": {"maxTokens": 48}}
+            shadowing = {"shadowUrl": target, "shadowPercent": 10}
+            with (
+                service(tmp / f"off-{round_}", model, **base_options) as off,
+                service(tmp / f"on-{round_}", model, **base_options, **shadowing) as on,
+            ):
+                primaries = {"off": off, "10 %": on}
+                seconds = dict.fromkeys(modes, 0.0)
+                texts: dict[str, list[str]] = {mode: [] for mode in modes}
+                before = {}
+                for mode, primary in primaries.items():
                     send_all(primary.base, bodies[:2], 1)  # load the model, warm up
-                    before = generated(primary.base)
-                    started = time.perf_counter()
-                    texts = send_all(primary.base, bodies, args.clients)
-                    seconds = time.perf_counter() - started
-                    tokens = generated(primary.base) - before
-                    shadow = httpx.get(f"{primary.base}/state/activity").json()["shadow"]
-                rates[mode].append(tokens / seconds)
-                answers[mode].append(texts)
-                print(
-                    f"  round {round_ + 1} shadow {mode:4s}: {tokens:.0f} tokens in"
-                    f" {seconds:.1f} s = {tokens / seconds:.2f} tokens/s"
-                    + (f"; shadow {shadow}" if shadow else "")
-                )
-    off, on = statistics.median(rates["off"]), statistics.median(rates["10 %"])
-    print(f"\nmedian tokens/s: off {off:.2f}, 10 % shadow {on:.2f} ({(on / off - 1) * 100:+.1f} %)")
-    reference = answers["off"][0]
-    same = all(texts == reference for runs in answers.values() for texts in runs)
-    print(f"primary's answers byte-identical across all {args.rounds * 2} runs: {same}")
+                    shadow_settled(primary.base)
+                    before[mode] = generated(primary.base)
+                for turn, first in enumerate(range(0, len(bodies), args.clients)):
+                    chunk = bodies[first : first + args.clients]
+                    order = modes if turn % 2 == 0 else modes[::-1]
+                    for mode in order:
+                        base = primaries[mode].base
+                        started = time.perf_counter()
+                        texts[mode] += send_all(base, chunk, args.clients)
+                        shadow_settled(base)
+                        seconds[mode] += time.perf_counter() - started
+                rate = {
+                    mode: (generated(p.base) - before[mode]) / seconds[mode]
+                    for mode, p in primaries.items()
+                }
+                shadow = httpx.get(f"{on.base}/state/activity").json()["shadow"]
+            for mode in modes:
+                rates[mode].append(rate[mode])
+            ratios.append(rate["10 %"] / rate["off"])
+            answers.extend(texts.values())
+            print(
+                f"  round {round_ + 1}: off {rate['off']:.2f} tokens/s, 10 % shadow"
+                f" {rate['10 %']:.2f} tokens/s, ratio {ratios[-1]:.3f}; shadow {shadow}"
+            )
+    off_rate, on_rate = statistics.median(rates["off"]), statistics.median(rates["10 %"])
+    ratio = statistics.median(ratios)
+    print(
+        f"\nmedian tokens/s: off {off_rate:.2f}, 10 % shadow {on_rate:.2f};"
+        f" median ratio 10 %/off {ratio:.3f} ({(ratio - 1) * 100:+.1f} %)"
+    )
+    same = all(run == answers[0] for run in answers)
+    print(f"primary's answers byte-identical across all {len(answers)} runs: {same}")
 
 
 def main() -> None:
