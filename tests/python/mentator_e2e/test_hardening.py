@@ -21,7 +21,6 @@ from typing import Any, cast
 
 import docker
 import httpx
-import jsonschema
 import openai
 import pytest
 from mentator_e2e.harness import (
@@ -34,6 +33,8 @@ from mentator_e2e.harness import (
     chown_tree,
     run_service,
 )
+
+from mentator_testing.openai_canonical import ask_canonical_get_weather
 
 pytestmark = pytest.mark.e2e
 
@@ -157,41 +158,11 @@ def test_readme_quick_start_example_gives_a_useful_answer(service: Service, mode
 
 # OpenAI's canonical function-calling example as its documentation writes it (issue 20): an
 # unbounded string, `tool_choice="required"`, `max_tokens=128`, through the official client.
-CANONICAL_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a given city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-        "strict": True,
-    },
-}
-
-
 def test_openai_client_canonical_get_weather_call_completes(service: Service, model: str) -> None:
     """The image's default config answers it with a complete call (it used to be a 400: the
     model's call was cut off at the token limit)."""
     with openai.OpenAI(base_url=f"{SERVICE_URL}/v1", api_key=KEY, timeout=600) as client:
-        answer = client.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": "What is the weather in Paris? Use the tool."}],
-            tools=[CANONICAL_TOOL],
-            tool_choice="required",
-            max_tokens=128,
-            temperature=0,
-        )
-    choice = answer.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    calls = choice.message.tool_calls
-    assert calls is not None and len(calls) == 1
-    assert calls[0].type == "function" and calls[0].function.name == "get_weather"
-    arguments = json.loads(calls[0].function.arguments)
-    jsonschema.validate(arguments, CANONICAL_TOOL["function"]["parameters"])
+        ask_canonical_get_weather(client, model)
 
 
 # --- bad bodies ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import jsonschema
 import openai
 import pytest
 
+from mentator_testing.openai_canonical import ask_canonical_get_weather
 from mentator_testing.service_process import RunningService
 
 
@@ -121,42 +122,12 @@ def test_tool_choice_required(oai: openai.OpenAI, model_name: str) -> None:
 # OpenAI's canonical function-calling example, unbounded string and all (issue 20): it used to
 # end at max_tokens inside a newline-per-token answer (400 "function call is incomplete"), then,
 # with compact JSON, inside a string that never closed.
-CANONICAL_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a given city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-        "strict": True,
-    },
-}
-
-
 def test_canonical_get_weather_call_completes_within_128_tokens(
     oai: openai.OpenAI, model_name: str
 ) -> None:
     """On the DEFAULT config (compact JSON, DRY under the grammar, the closing step of a cut-off
     answer): SmolLM2 at temperature 0 used to loop inside the city's string until the limit."""
-    answer = oai.chat.completions.create(
-        model=model_name,
-        messages=[{"role": "user", "content": "What is the weather in Paris? Use the tool."}],
-        tools=[CANONICAL_TOOL],
-        tool_choice="required",
-        max_tokens=128,
-        temperature=0,
-    )
-    choice = answer.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    calls = choice.message.tool_calls
-    assert calls is not None and len(calls) == 1
-    assert calls[0].type == "function" and calls[0].function.name == "get_weather"
-    arguments = json.loads(calls[0].function.arguments)
-    jsonschema.validate(arguments, CANONICAL_TOOL["function"]["parameters"])
+    ask_canonical_get_weather(oai, model_name)
 
 
 def test_structured_output_json_schema_strict(oai: openai.OpenAI, model_name: str) -> None:

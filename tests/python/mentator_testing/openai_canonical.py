@@ -1,0 +1,49 @@
+"""The official `openai` client's canonical tool call, asked the way its documentation shows.
+
+`get_weather(city)` with `tool_choice="required"` and `max_tokens=128` (issue 20): one question and
+one set of checks for the real-engine integration test and the CPU image's e2e test.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import openai
+
+CANONICAL_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a given city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    },
+}
+
+
+def ask_canonical_get_weather(client: openai.OpenAI, model: str) -> dict[str, Any]:
+    """Ask it; assert one complete, schema-valid `get_weather` call; return its arguments."""
+    answer = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "What is the weather in Paris? Use the tool."}],
+        tools=[CANONICAL_TOOL],
+        tool_choice="required",
+        max_tokens=128,
+        temperature=0,
+    )
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls", answer
+    calls = choice.message.tool_calls
+    assert calls is not None and len(calls) == 1, answer
+    call = calls[0]
+    assert call.type == "function" and call.function.name == "get_weather", answer
+    arguments: dict[str, Any] = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, CANONICAL_TOOL["function"]["parameters"])
+    return arguments
