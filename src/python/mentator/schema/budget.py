@@ -105,30 +105,21 @@ def bounded_schema(schema: Any) -> Any:
         return schema
     if _has_keys(schema, _NOT_MONOTONE) and _has_keys(schema, _REFS):
         return schema
-    bounded = _bounded_copy(schema)
-    # Bounds are only ever added: more of them is the one sign that something was bounded.
-    return bounded if _bound_count(bounded) > _bound_count(schema) else schema
+    bounded, added = _bounded_copy(schema)
+    return bounded if added else schema
 
 
-_ADDED = frozenset({"maxLength", "maxItems"})
+def _bounded_copy(schema: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The bounded copy and how many bounds it added (0: nothing was bounded)."""
+    added = 0
 
+    def bound(node: dict[str, Any]) -> dict[str, Any]:
+        nonlocal added
+        copied = _bound(node)
+        added += len(copied) - len(node)  # `_bound` only ever adds keys
+        return copied
 
-def _bound_count(schema: Any) -> int:
-    """How many ``maxLength`` / ``maxItems`` keys the document holds (iterative)."""
-    count = 0
-    stack: list[Any] = [schema]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            count += len(_ADDED.intersection(value))
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return count
-
-
-def _bounded_copy(schema: dict[str, Any]) -> dict[str, Any]:
-    root: dict[str, Any] = _bound(schema)
+    root = bound(schema)
     # (a copied schema, or a copied map of them; its depth; whether it is a schema)
     stack: list[tuple[dict[str, Any], int, bool]] = [(root, 0, True)]
     while stack:
@@ -138,7 +129,7 @@ def _bounded_copy(schema: dict[str, Any]) -> dict[str, Any]:
         for key, value in list(container.items()):
             if not is_schema or key in _SUBSCHEMA:  # a map's values are schemas
                 if isinstance(value, dict):
-                    container[key] = copied = _bound(value)
+                    container[key] = copied = bound(value)
                     stack.append((copied, depth + 1, True))
             elif key in _SCHEMA_MAPS and isinstance(value, dict):
                 container[key] = copied = dict(value)
@@ -147,6 +138,6 @@ def _bounded_copy(schema: dict[str, Any]) -> dict[str, Any]:
                 container[key] = items = list(value)
                 for index, item in enumerate(items):
                     if isinstance(item, dict):
-                        items[index] = copied = _bound(item)
+                        items[index] = copied = bound(item)
                         stack.append((copied, depth + 1, True))
-    return root
+    return root, added
