@@ -15,7 +15,7 @@ valid / declared (the paper's definitions: its README).
 
     ./pants run bench/schemabench_model.py -- --url http://127.0.0.1:19777 --model NAME.gguf \\
         [--per-subset 35 --small-subsets 10] [--seed 20] [--max-tokens 512] [--timeout 60] \\
-        [--limit N]
+        [--limit N] [--only NAME.json,...] [--show CHARS]
 
 or, with a service started here (MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL, which ./pants
 sets; one slot) on the default config plus the keys of ``--config`` (to compare switches):
@@ -85,7 +85,10 @@ def interleaved(files: list[Path]) -> list[Path]:
     return order
 
 
-def ask(client: httpx.Client, model: str, schema: Any, max_tokens: int, timeout_s: float) -> str:
+def ask(
+    client: httpx.Client, model: str, schema: Any, max_tokens: int, timeout_s: float
+) -> tuple[str, str]:
+    """The answer's kind (``KINDS``) and what the service said (the error's text; a 200's data)."""
     body = {
         "model": model,
         "durationMsec": int(timeout_s * 1000),
@@ -100,26 +103,27 @@ def ask(client: httpx.Client, model: str, schema: Any, max_tokens: int, timeout_
     try:
         reply = client.post("/prompt", json=body, timeout=timeout_s + 30)
     except httpx.TimeoutException:
-        return "timeout"
-    if reply.status_code >= 500:
-        return "server-error"
+        return "timeout", ""
     text = reply.text
+    if reply.status_code >= 500:
+        return "server-error", text
     if reply.status_code == 200:
         data = reply.json()["result"]["data"]
+        shown = json.dumps(data, ensure_ascii=False)
         try:
             jsonschema.validate(data, schema)
         except jsonschema.ValidationError:
-            return "invalid"
+            return "invalid", shown
         except jsonschema.SchemaError:
-            return "valid"  # the service's validator accepted it; this one cannot judge
-        return "valid"
+            return "valid", shown  # the service's validator accepted it; this one cannot judge
+        return "valid", shown
     if "on create llama grammar" in text or "on validate response" in text:
-        return "unsupported"
+        return "unsupported", text
     if "cut off at the token limit" in text:
-        return "cut-off"
+        return "cut-off", text
     if "timeout" in text.lower() or reply.status_code == 408:
-        return "timeout"
-    return "rejected"
+        return "timeout", text
+    return "rejected", text
 
 
 @contextmanager
@@ -162,11 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--limit", type=int, default=0, help="the first N of the interleaved sample (0 = all)"
     )
+    parser.add_argument(
+        "--only", default="", help="comma-separated file names: only these of the sample"
+    )
+    parser.add_argument(
+        "--show", type=int, default=0, help="print the first N characters of what was answered"
+    )
     args = parser.parse_args(argv)
     model = args.model or Path(os.environ.get("MENTATOR_TEST_MODEL", "")).name
     if not model:
         parser.error("--model is required")
     files = interleaved(sample(args.folder, args.per_subset, args.small_subsets, args.seed))
+    if args.only:
+        wanted = set(args.only.split(","))
+        files = [path for path in files if path.name in wanted]
     if args.limit:
         files = files[: args.limit]
     if not files:
@@ -180,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
             subset = path.name.split("__", 1)[0]
             schema = json.loads(path.read_text(encoding="utf-8"))
             started = time.perf_counter()
-            kind = ask(client, model, schema, args.max_tokens, args.timeout)
+            kind, said = ask(client, model, schema, args.max_tokens, args.timeout)
             seconds.append(time.perf_counter() - started)
             results.setdefault(subset, Counter())[kind] += 1
             print(f"[{index}/{len(files)}] {path.name}: {kind} ({seconds[-1]:.1f} s)", flush=True)
+            if args.show:
+                print("    " + said[: args.show].replace("\n", " "), flush=True)
     print(
         f"\n{'subset':<16}{'n':>4}"
         + "".join(f"{kind:>13}" for kind in KINDS)

@@ -353,10 +353,12 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         "cut_off_retry",
         "boolean",
         "a JSON answer (a schema, tool calls; not streamed) cut off at the token limit is asked"
-        " once more, within the same time limit, under the schema with every string without"
-        " maxLength held to 48 characters and every array without maxItems to 8 items; the"
-        " answer is validated against the original schema (else a 400), the usage counts both"
-        " generations; false = the cut-off answer is refused at once (docs/structured-output.md)",
+        " once more, within the same time limit, under the schema with strings, arrays and"
+        " objects without their own bound held to the loosest bounds whose longest answer fits"
+        " the budget (48 characters, 8 items, 4 other keys, down to 8, 1, 0) and values of any"
+        " type to short scalars; the answer is validated against the original schema (else a"
+        " 400), the usage counts both generations; false = the cut-off answer is refused at once"
+        " (docs/structured-output.md)",
         default=True,
     ),
     ConfigKey(

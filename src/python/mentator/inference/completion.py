@@ -68,7 +68,7 @@ from mentator.inference.slots import (
 from mentator.inference.tools_loop import ToolLoop, resolve_tools
 from mentator.logging_protocol import LoggerProtocol
 from mentator.models.discovery import ModelInfo
-from mentator.schema.budget import bounded_schema
+from mentator.schema.budget import Caps, fitting_levels
 from mentator.schema.gbnf import SchemaToGrammarError, Whitespace, schema_to_gbnf
 from mentator.schema.validation import SchemaProblemError, parse_json_answer, validate_response
 from mentator.tools.registry import ToolRegistry
@@ -174,29 +174,38 @@ def cut_off(result: CompletionResult, limit_name: str, options: Mapping[str, obj
 @dataclass(frozen=True)
 class Closing:
     """The closing step of a JSON answer cut off at its token limit (config ``cutOffRetry``):
-    the grammar of the bounded schema (``schema.budget``), and the original schema the retried
-    answer is validated against (an answer is never sent because the bounded grammar let it
-    through)."""
+    the schema, whose bounded grammar (``schema.budget``) is built only when an answer was cut
+    off, and which the retried answer is validated against (an answer is never sent because the
+    bounded grammar let it through)."""
 
-    grammar: str
     schema: Any
+    whitespace: Whitespace
     always_json: bool  # a schema answer; else (tool calls) only an answer opening { or [
+
+    def grammar(self, tokens: int) -> tuple[str, Caps] | None:
+        """The grammar of the bounded schema for an answer of at most ``tokens`` tokens
+        (``schema.budget.fitting_levels``: the loosest bounds whose longest answer fits, else
+        the tightest), values of any type bounded too; None: the bounds change nothing (the
+        same grammar at temperature 0 would write the same answer again), or no bounded schema
+        has a grammar (the cut-off answer is then refused at once, as without the switch)."""
+        try:
+            unbounded = schema_to_gbnf(self.schema, self.whitespace)
+        except SchemaToGrammarError:
+            return None
+        for bounded, caps in fitting_levels(self.schema, tokens):
+            try:
+                grammar = schema_to_gbnf(bounded, self.whitespace, bounded_values=caps)
+            except SchemaToGrammarError:
+                continue  # e.g. a bound under a schema's own floor elsewhere: a looser level
+            return None if grammar == unbounded else (grammar, caps)
+        return None
 
 
 def closing_step(schema: Any, settings: Settings, *, always_json: bool) -> Closing | None:
-    """The closing step for ``schema``; None: the switch is off, the bounds change nothing (the
-    same grammar at temperature 0 would write the same answer again), or the bounded schema
-    has no grammar (a cut-off answer is then refused at once, as without the switch)."""
+    """The closing step for ``schema``; None: the switch is off."""
     if not settings.cut_off_retry:
         return None
-    bounded = bounded_schema(schema)
-    if bounded is schema:
-        return None
-    try:
-        grammar = schema_to_gbnf(bounded, whitespace_of(settings))
-    except SchemaToGrammarError:
-        return None
-    return Closing(grammar, schema, always_json)
+    return Closing(schema, whitespace_of(settings), always_json)
 
 
 def wants_closing(result: CompletionResult, closing: Closing | None) -> bool:
@@ -240,12 +249,20 @@ async def complete_within_budget(
     if not wants_closing(result, closing):
         return result, False
     assert closing is not None  # wants_closing
+    # The converter runs up to five times on a large schema: not on the event loop.
+    bounded = await asyncio.to_thread(closing.grammar, result.completion_tokens)
+    if bounded is None:
+        return result, False
+    grammar, caps = bounded
     note(
         f"the answer was cut off at the token limit after {result.completion_tokens} tokens;"
-        " asking once more with bounded strings and arrays (cutOffRetry)"
+        " asking once more with bounded strings, arrays and objects (cutOffRetry: at most"
+        f" {caps.string} characters, {caps.items} items, {caps.extra_keys} other keys"
+        + ("" if caps.optional else ", required properties only")
+        + ")"
     )
     retried = await with_timeout(
-        handle.complete(dataclasses.replace(request, grammar=closing.grammar)), deadline
+        handle.complete(dataclasses.replace(request, grammar=grammar)), deadline
     )
     return both_attempts(result, retried), True
 
@@ -265,7 +282,7 @@ def retried_problem(text: str, closing: Closing, limit: str) -> str | None:
         return None
     return (
         f"the answer was cut off at the token limit ({limit}); asked once more with bounded"
-        f" strings and arrays (cutOffRetry), the answer did not validate: {problem}; raise"
+        f" strings, arrays and objects (cutOffRetry), the answer did not validate: {problem}; raise"
         f" {limit.split()[0]} or ask for a shorter answer"
     )
 

@@ -15,7 +15,8 @@ schema cannot be followed at all.
 * objects: ``properties`` in the order given, ``required`` (optional properties may be absent),
   ``additionalProperties`` false / true / schema, ``patternProperties`` (a key of a pattern's
   language gets that pattern's value schema; a pattern beyond the regex subset lets any key
-  through with that schema). Other keys follow the declared ones, in any order. As in
+  through with that schema). Other keys follow the declared ones, in any order, at most
+  ``maxProperties`` minus the number of required keys of them (validation checks the rest). As in
   llama.cpp, an object that lists ``properties`` but says nothing about ``additionalProperties``
   gets no other keys except pattern keys (a small model adds keys until its token limit
   otherwise); this rejects valid answers with undeclared keys, which
@@ -40,7 +41,8 @@ schema cannot be followed at all.
   local pointer; recursion allowed unless it is left recursion), empty schema / ``true`` = any
   JSON value.
 * ignored (validation checks them): ``minimum``/``maximum``/``exclusive*`` (except the sign rule),
-  ``multipleOf``, ``uniqueItems``, ``contains``, ``min/maxProperties``, ``propertyNames``,
+  ``multipleOf``, ``uniqueItems``, ``contains``, ``minProperties`` (and ``maxProperties``
+  beyond the bound on other keys), ``propertyNames``,
   ``dependentRequired``, ``dependentSchemas``, ``not``, ``if``/``then``/``else``, unknown formats,
   annotations and unknown keywords.
 * ``unevaluatedProperties`` acts like ``additionalProperties`` of the merged (``allOf``) object,
@@ -85,6 +87,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
+from mentator.schema.budget import Caps
 from mentator.schema.ir import (
     EMPTY,
     MAX_COUNT,
@@ -259,11 +262,17 @@ _NAME_JUNK = re.compile(r"[^A-Za-z0-9-]+")
 
 class _Converter:
     def __init__(
-        self, root: object, whitespace: Whitespace = "compact", *, open_objects: bool = False
+        self,
+        root: object,
+        whitespace: Whitespace = "compact",
+        *,
+        open_objects: bool = False,
+        bounded_values: Caps | None = None,
     ) -> None:
         self.root = root
         self.whitespace = whitespace
         self.open_objects = open_objects
+        self.bounded_values = bounded_values
         declared = root.get("$schema") if isinstance(root, dict) else None
         self.ref_overrides = isinstance(declared, str) and bool(
             _REF_OVERRIDES_SIBLINGS.search(declared)
@@ -383,34 +392,47 @@ class _Converter:
         )
         return seq(octet, lit("."), octet, lit("."), octet, lit("."), octet)
 
+    def _members_of_generic(self, member: Expr, kind: str) -> Expr:
+        """Members of a generic object or array, comma-separated: any number, or (bounded
+        values) at most the caps' extra keys or items."""
+        caps = self.bounded_values
+        most = None if caps is None else caps.extra_keys if kind == "object" else caps.items
+        if most == 0:
+            return EMPTY
+        more = None if most is None else most - 1
+        return optional(seq(member, repeat(seq(lit(","), self.ws(), member), 0, more)))
+
     def _generic_object(self) -> Expr:
         ws = self.ws()
         member = seq(self.use("string"), ws, lit(":"), ws, self.use("value"), ws)
-        return seq(
-            lit("{"),
-            ws,
-            optional(seq(member, repeat(seq(lit(","), ws, member), 0, None))),
-            lit("}"),
-        )
+        return seq(lit("{"), ws, self._members_of_generic(member, "object"), lit("}"))
 
     def _generic_array(self) -> Expr:
         ws = self.ws()
         element = seq(self.use("value"), ws)
-        return seq(
-            lit("["),
-            ws,
-            optional(seq(element, repeat(seq(lit(","), ws, element), 0, None))),
-            lit("]"),
-        )
+        return seq(lit("["), ws, self._members_of_generic(element, "array"), lit("]"))
+
+    def _longest(self) -> int | None:
+        """The most characters of a string (or key) the schema leaves unbounded (None: any)."""
+        return None if self.bounded_values is None else self.bounded_values.string
+
+    def _any_string(self) -> Expr:
+        return seq(lit('"'), repeat(self.use("char"), 0, self._longest()), lit('"'))
+
+    def _any_value(self) -> Expr:
+        scalars = (self.use("string"), self.use("number"), self.use("boolean"), self.use("null"))
+        if self.bounded_values is not None:  # a short scalar: nothing that nests or runs on
+            return choice(*scalars)
+        return choice(self.use("object"), self.use("array"), *scalars)
 
     _PRIMITIVES: dict[str, Callable[[_Converter], Expr]] = {
         "ws": _ws,
         "char": _char,
         "escape": _escape,
-        "string": lambda self: seq(lit('"'), repeat(self.use("char"), 0, None), lit('"')),
+        "string": _any_string,
         # The rest of a key once it differs from every declared key (see _trie): one rule, not a
         # repetition per trie node (llama.cpp makes a rule of each repetition).
-        "chars": lambda self: repeat(self.use("char"), 0, None),
+        "chars": lambda self: repeat(self.use("char"), 0, self._longest()),
         "escaped-chars": lambda self: seq(lit("\\"), self.use("escape"), self.use("chars")),
         "integer": lambda self: seq(optional(lit("-")), self._digits()),
         "integer-nonneg": lambda self: self._digits(),
@@ -420,14 +442,7 @@ class _Converter:
         "number-nonneg": lambda self: seq(self._digits(), self._fraction_and_exponent()),
         "boolean": lambda self: choice(lit("true"), lit("false")),
         "null": lambda self: lit("null"),
-        "value": lambda self: choice(
-            self.use("object"),
-            self.use("array"),
-            self.use("string"),
-            self.use("number"),
-            self.use("boolean"),
-            self.use("null"),
-        ),
+        "value": _any_value,
         "object": _generic_object,
         "array": _generic_array,
         "date": _date,
@@ -635,7 +650,7 @@ class _Converter:
                     pointer + "/pattern", "pattern must be a string", keyword="pattern"
                 )
             try:
-                content = pattern_to_expr(pattern)
+                content = pattern_to_expr(pattern, self._longest())
             except PatternError as error:
                 raise SchemaToGrammarError(
                     pointer + "/pattern",
@@ -776,36 +791,52 @@ class _Converter:
             key_text = self._key_not_in([key for key, _, _ in entries])
             branches.append(seq(lit('"'), key_text, lit('"'), ws, lit(":"), ws, value, ws))
         extra: Expr | None = None
-        if branches:
+        # maxProperties bounds the other keys: a valid object has its required keys, so at
+        # most maxProperties minus their number others (optional declared keys are not
+        # counted, which only widens). Large bounds stay unbounded (llama.cpp's repetition
+        # limit; validation checks them).
+        most = self._count(schema, "maxProperties", pointer, None)
+        extra_most = None if most is None else max(0, most - sum(1 for *_, n in entries if n))
+        if branches and extra_most != 0:
             extra_name = self.new_rule(f"{name}-additional-kv")
             self.rules[extra_name] = choice(*branches)
             extra = RuleRef(extra_name)
-        return seq(lit("{"), ws, self._members(name, entries, extra), lit("}"))
+        return seq(lit("{"), ws, self._members(name, entries, extra, extra_most), lit("}"))
 
     def _key_matching(self, pattern: object) -> Expr:
         """JSON string content of keys matching a patternProperties pattern; any key when the
         pattern is beyond the regex subset (wider: validation checks the value's schema)."""
         if isinstance(pattern, str):
             try:
-                content = pattern_to_expr(pattern)
+                content = pattern_to_expr(pattern, self._longest())
             except PatternError:
                 pass
             else:
                 self.use("char")
                 return content
-        return repeat(self.use("char"), 0, None)
+        return repeat(self.use("char"), 0, self._longest())
 
     def _members(
-        self, name: str, entries: list[tuple[str, Expr, bool]], extra: Expr | None
+        self,
+        name: str,
+        entries: list[tuple[str, Expr, bool]],
+        extra: Expr | None,
+        extra_most: int | None = None,
     ) -> Expr:
-        """Members in the given order; optional ones may be missing, commas only between members.
+        """Members in the given order; optional ones may be missing, commas only between members;
+        then up to ``extra_most`` (None: any number of) ``extra`` members.
 
         Every way of leaving out leading optional members needs its own copy of "the rest", so
         for larger objects "the rest from member i on" becomes a rule and the size stays linear.
         """
         comma = seq(lit(","), self.ws())
         count = len(entries)
-        extra_tail = repeat(seq(comma, extra), 0, None) if extra is not None else EMPTY
+        extra_tail: Expr = EMPTY
+        extra_first: Expr = EMPTY  # an object whose first member is an extra one
+        if extra is not None:
+            extra_tail = repeat(seq(comma, extra), 0, extra_most)
+            rest = None if extra_most is None else extra_most - 1
+            extra_first = optional(seq(extra, repeat(seq(comma, extra), 0, rest)))
 
         def head(index: int) -> Expr:
             _, kv, needed = entries[index]
@@ -830,7 +861,7 @@ class _Converter:
             if needed:
                 break
         else:
-            options.append(optional(seq(extra, extra_tail)) if extra is not None else EMPTY)
+            options.append(extra_first)
         return choice(*options)
 
     def _key_not_in(self, keys: list[str]) -> Expr:
@@ -1328,15 +1359,24 @@ def _conjunction(first: object, second: object) -> object:
 
 
 def schema_to_gbnf(
-    schema: object, whitespace: Whitespace = "compact", *, open_objects: bool = False
+    schema: object,
+    whitespace: Whitespace = "compact",
+    *,
+    open_objects: bool = False,
+    bounded_values: Caps | None = None,
 ) -> str:
     """GBNF text for llama-server's ``grammar`` field; raises ``SchemaToGrammarError``.
 
     ``schema`` is the parsed JSON Schema (a dict or a boolean); ``whitespace`` what may stand
     between JSON tokens (see the module's text); ``open_objects``: objects without
-    ``additionalProperties`` accept other keys, as JSON Schema says (see ``_object_body``).
+    ``additionalProperties`` accept other keys, as JSON Schema says (see ``_object_body``);
+    ``bounded_values``: a value of any type is a short scalar and a generic object or array
+    has few members, by these caps (the closing step's grammar, ``schema.budget``: it only
+    narrows).
     """
-    converter = _Converter(schema, whitespace, open_objects=open_objects)
+    converter = _Converter(
+        schema, whitespace, open_objects=open_objects, bounded_values=bounded_values
+    )
     rules = collapse_aliases(hoist_deep(converter.convert_root()))
     try:
         rules = prune_unfinishable(rules)

@@ -149,6 +149,7 @@ def set_of_code_points(ranges: list[tuple[int, int]], negated: bool) -> Expr:
 @dataclass
 class _Parser:
     pattern: str
+    longest: int | None = None  # the most repetitions of an unbounded quantifier (None: any)
     position: int = 0
     depth: int = 0  # groups open at ``position``
 
@@ -207,9 +208,9 @@ class _Parser:
         char = self.peek()
         bounds: tuple[int, int | None] | None = None
         if char == "*":
-            bounds = (0, None)
+            bounds = (0, self.longest)
         elif char == "+":
-            bounds = (1, None)
+            bounds = (1, self.longest)
         elif char == "?":
             bounds = (0, 1)
         elif char == "{" and self._looks_like_braces():
@@ -245,6 +246,8 @@ class _Parser:
             raise self.error(
                 f"quantifier {{{body}}}: more than {MAX_COUNT} repetitions are not supported"
             )
+        if high is None and self.longest is not None:
+            high = max(low, self.longest)
         return repeat(atom, low, high)
 
     def _skip_lazy(self) -> None:
@@ -391,13 +394,16 @@ def _anchored(branch: Branch, any_text: Expr) -> Expr | None:
     return seq(EMPTY if carets else any_text, *kept, EMPTY if dollars else any_text)
 
 
-def pattern_to_expr(pattern: str) -> Expr:
-    """Grammar for the JSON string *content* (without quotes) of strings matching ``pattern``."""
-    parser = _Parser(pattern)
+def pattern_to_expr(pattern: str, longest: int | None = None) -> Expr:
+    """Grammar for the JSON string *content* (without quotes) of strings matching ``pattern``;
+    ``longest``: unbounded quantifiers (``*``, ``+``, ``{n,}``) and the free text around an
+    unanchored pattern repeat at most that often (a narrower language: the closing step's
+    bounded grammar, ``schema.budget``)."""
+    parser = _Parser(pattern, longest)
     branches = parser.alternation()
     if parser.peek() is not None:
         raise parser.error("unbalanced ')'")
-    any_text = repeat(RuleRef("char"), 0, None)
+    any_text = repeat(RuleRef("char"), 0, longest)
     options = [expr for branch in branches if (expr := _anchored(branch, any_text)) is not None]
     if not options:
         raise PatternError(

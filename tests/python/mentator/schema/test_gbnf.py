@@ -319,6 +319,24 @@ CASES: list[tuple[str, object, list[object], list[str]]] = [
         ],
     ),
     (
+        "max-properties-bounds-other-keys",  # at most 3 - 1 required: 2 others
+        {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}},
+            "required": ["a"],
+            "additionalProperties": {"type": "integer"},
+            "maxProperties": 3,
+        },
+        [{"a": 1}, {"a": 1, "x": 2}, {"a": 1, "x": 2, "y": 3}],
+        ['{"a": 1, "x": 2, "y": 3, "z": 4}', '{"x": 2}'],
+    ),
+    (
+        "max-properties-of-a-map",
+        {"type": "object", "maxProperties": 2},
+        [{}, {"p": 1}, {"p": 1, "q": "r"}],
+        ['{"p": 1, "q": 2, "r": 3}'],
+    ),
+    (
         "string-lengths",
         {"type": "string", "minLength": 2, "maxLength": 4},
         ["ab", "abcd", "a\nb"],
