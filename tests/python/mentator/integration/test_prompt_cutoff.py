@@ -4,7 +4,8 @@ A question whose answer used to be cut at the token limit — the old grammar le
 tokens on newlines and indentation, and at temperature 0 it rambles inside a string until
 ``maxTokens`` — finishes on the default config: compact JSON (``compactJson``), the DRY sampler
 under a grammar (``grammarDry``) and, when the answer is cut all the same, one more try under the
-schema with bounded strings, arrays and objects (``cutOffRetry``), validated against the original schema.
+schema with bounded strings, arrays and objects (``cutOffRetry``), validated against the original
+schema.
 With every measure switched off the same request is cut off, and the caller gets a 400 that
 names the token limit, not a JSON parse error.
 """
