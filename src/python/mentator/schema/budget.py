@@ -250,16 +250,19 @@ def longest_answer(schema: Any, caps: Caps) -> float:
             return len(json.dumps(node["const"], ensure_ascii=False))
         if isinstance(node.get("enum"), list) and node["enum"]:
             return max(len(json.dumps(value, ensure_ascii=False)) for value in node["enum"])
-        # An instance satisfies each of these, so the shortest bound holds for it.
-        bounds = [size(resolve(node["$ref"]), depth + 1)] if "$ref" in node else []
-        bounds += [size(part, depth + 1) for part in node.get("allOf", []) or []]
+        # The grammar merges a $ref, allOf parts and the chosen anyOf/oneOf branch with the
+        # schema's own keywords, and it does not enforce every bound of every part (declared
+        # properties, for one, are not counted against maxProperties): their sum bounds what
+        # it lets through, where the shortest of them would not.
+        parts = [size(resolve(node["$ref"]), depth + 1)] if "$ref" in node else []
+        parts += [size(part, depth + 1) for part in node.get("allOf", []) or []]
         branches = (node.get("anyOf") or []) + (node.get("oneOf") or [])
         if branches:
-            bounds.append(max(size(branch, depth + 1) for branch in branches))
-        types = _types(node) or (set() if bounds else set(_ALL_TYPES))
+            parts.append(max(size(branch, depth + 1) for branch in branches))
+        types = _types(node) or (set() if parts else set(_ALL_TYPES))
         if types:
-            bounds.append(max(typed(kind, node, depth) for kind in types))
-        return min(bounds) if bounds else math.inf
+            parts.append(max(typed(kind, node, depth) for kind in types))
+        return sum(parts) if parts else math.inf
 
     def typed(kind: str, node: dict[str, Any], depth: int) -> float:
         if kind == "string":

@@ -311,3 +311,14 @@ def test_a_recursive_or_unbounded_schema_has_no_longest_answer() -> None:
     assert longest_answer(bounded_schema(tree), LEVELS[0]) == math.inf
     assert longest_answer({"type": "string"}, LEVELS[0]) == math.inf  # not bounded yet
     assert longest_answer(bounded_schema({"type": "string"}), LEVELS[0]) == STRING_CAP + 2
+
+
+def test_the_longest_answer_counts_what_the_grammar_does_not_enforce() -> None:
+    # anyOf branches that only require a key: the grammar still lets every optional property
+    # through (maxProperties does not count declared ones), so the estimate must hold them all
+    schema = {
+        "type": "object",
+        "properties": {f"p{n}": {"type": "string"} for n in range(20)},
+        "anyOf": [{"required": ["p0"]}, {"required": ["p1"]}],
+    }
+    assert longest_answer(bounded_schema(schema), LEVELS[0]) >= 20 * (STRING_CAP + 2)
