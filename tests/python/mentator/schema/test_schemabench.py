@@ -12,6 +12,7 @@ passes the shared folder as ``MENTATOR_SHARED_DIR``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,9 @@ from typing import Any
 
 import pytest
 from schemabench_declared import Outcome, declared_pass, report
+
+from mentator.schema.budget import LEVELS, bounded_schema
+from mentator.schema.gbnf import SchemaToGrammarError, schema_to_gbnf
 
 GrammarFactory = Callable[[str], Any]  # conftest.gbnf
 LlamaGrammar = Callable[..., Any]  # conftest.llama_grammar
@@ -69,3 +73,37 @@ def test_llama_cpp_loads_a_sample_of_the_corpus_grammars(
         if generated.status != 200:
             refused.append(f"{outcome.name}: {generated.status} {generated.error[:200]}")
     assert not refused, "\n".join(refused)
+
+
+CLOSING_SAMPLE = 10  # every 10th accepted schema: its grammars at every closing-step level
+
+
+def test_the_closing_steps_grammars_read_as_llama_cpp_reads_them(
+    outcomes: list[Outcome], gbnf: GrammarFactory, llama_grammar: LlamaGrammar
+) -> None:
+    """The retry's grammars (`schema.budget`: bounded schema, bounded values) are grammars the
+    converter emits too: at every level, each reads as llama.cpp reads it (a sample of them
+    through the real engine); a level may refuse a schema (it falls back to a looser one), the
+    loosest never."""
+    folder = Path(os.environ["MENTATOR_SHARED_DIR"]) / "schemabench" / "all"
+    accepted = [outcome for outcome in outcomes if outcome.kind == "accepted"]
+    problems = []
+    for index, outcome in enumerate(accepted[::CLOSING_SAMPLE]):
+        schema = json.loads((folder / outcome.name).read_text(encoding="utf-8"))
+        for level, caps in enumerate(LEVELS):
+            try:
+                grammar = schema_to_gbnf(bounded_schema(schema, caps), bounded_values=caps)
+            except SchemaToGrammarError as error:
+                if level == 0:
+                    problems.append(f"{outcome.name} {caps}: refused: {error}")
+                continue
+            try:
+                gbnf(grammar)
+            except ValueError as error:
+                problems.append(f"{outcome.name} {caps}: {error}")
+                continue
+            if index % 4 == 0 and level in (0, len(LEVELS) - 1):
+                generated = llama_grammar(grammar, "{", n_predict=0)
+                if generated.status != 200:
+                    problems.append(f"{outcome.name} {caps}: {generated.error[:200]}")
+    assert not problems, "\n".join(problems)
