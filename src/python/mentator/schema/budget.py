@@ -38,6 +38,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mentator.schema.pointer import PointerError, follow
+
 
 @dataclass(frozen=True)
 class Caps:
@@ -217,18 +219,10 @@ def longest_answer(schema: Any, caps: Caps) -> float:
     any_value = max(caps.string + 2, _NUMBER)
 
     def resolve(ref: object) -> object:
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            return None
-        node: object = schema
-        for token in [part for part in ref[1:].split("/") if part]:
-            token = token.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and token in node:
-                node = node[token]
-            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-                node = node[int(token)]
-            else:
-                return None
-        return node
+        try:
+            return follow(schema, ref)
+        except PointerError:
+            return None  # (the converter refuses such a schema, naming the reference)
 
     def size(node: object, depth: int) -> float:
         if node is True or node == {}:

@@ -82,7 +82,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
@@ -110,6 +109,7 @@ from mentator.schema.ir import (
     seq,
 )
 from mentator.schema.pattern import PatternError, pattern_to_expr
+from mentator.schema.pointer import PointerError, follow, local_fragment
 
 # What may stand between two JSON tokens (the module's text, "Whitespace").
 Whitespace = Literal["compact", "bounded"]
@@ -1061,35 +1061,16 @@ class _Converter:
     # ------------------------------------------------------------ $ref, allOf, anyOf
 
     def _resolve(self, ref: object, pointer: str) -> tuple[object, str]:
-        if not isinstance(ref, str):
-            raise SchemaToGrammarError(pointer + "/$ref", "$ref must be a string", keyword="$ref")
-        if not ref.startswith("#"):
-            raise SchemaToGrammarError(
-                pointer + "/$ref",
-                f"only local references ('#/...') are supported, got {ref!r}",
-                keyword="$ref",
-            )
-        fragment = urllib.parse.unquote(ref[1:])
-        if fragment and not fragment.startswith("/"):
-            raise SchemaToGrammarError(
-                pointer + "/$ref",
-                f"anchor references like {ref!r} are not supported",
-                keyword="$ref",
-            )
-        node: object = self.root
-        for token in fragment.split("/")[1:]:
-            key = token.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                node = node[int(key)]
-            else:
-                raise SchemaToGrammarError(
-                    pointer + "/$ref",
-                    f"$ref {ref!r} points to nothing in this schema",
-                    keyword="$ref",
-                )
-        return node, "#" + fragment
+        try:
+            return follow(self.root, ref), "#" + local_fragment(ref)
+        except PointerError as error:
+            message = {
+                "not a string": "$ref must be a string",
+                "remote": f"only local references ('#/...') are supported, got {ref!r}",
+                "anchor": f"anchor references like {ref!r} are not supported",
+                "missing": f"$ref {ref!r} points to nothing in this schema",
+            }[error.problem]
+            raise SchemaToGrammarError(pointer + "/$ref", message, keyword="$ref") from None
 
     def _ref(self, schema: dict[str, Any], pointer: str) -> Expr:
         ref = schema["$ref"]
