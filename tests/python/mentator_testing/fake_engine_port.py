@@ -138,6 +138,7 @@ class FakeEngine:
     events: list[ResidencyEvent] = field(default_factory=list)
     unloaded: list[str] = field(default_factory=list)
     pinned: list[str] = field(default_factory=list)
+    computing_at_once: int | None = None  # what models_computing_at_once answers
 
     @property
     def backend(self) -> BackendChoice:
@@ -177,6 +178,9 @@ class FakeEngine:
 
     def engine_alive(self) -> bool | None:
         return self.alive
+
+    def models_computing_at_once(self) -> int | None:
+        return self.computing_at_once
 
     def restarts(self) -> dict[str, int]:
         return dict(self.restart_counts)

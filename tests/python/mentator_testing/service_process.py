@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +101,14 @@ def write_config(
     port: int,
     parallel: int = 4,
     extra: dict[str, object] | None = None,
+    aliases: Sequence[str] = (),
 ) -> tuple[Path, Path, Path]:
     model_dir = tmp / "models"
     model_dir.mkdir()
     # A symlink, as users keep models elsewhere: the port follows links (the original did not).
     (model_dir / model.name).symlink_to(model)
+    for alias in aliases:  # the same file under another name: another model to the service
+        (model_dir / alias).symlink_to(model)
     db_file = tmp / "db" / "mentator.db"
     config = {
         "port": port,
@@ -132,10 +135,17 @@ def running_service(
     model: Path,
     parallel: int = 4,
     extra: dict[str, object] | None = None,
+    aliases: Sequence[str] = (),
 ) -> Iterator[RunningService]:
     port = free_port()
     config, model_dir, db_file = write_config(
-        tmp, engine_dir=engine_dir, model=model, port=port, parallel=parallel, extra=extra
+        tmp,
+        engine_dir=engine_dir,
+        model=model,
+        port=port,
+        parallel=parallel,
+        extra=extra,
+        aliases=aliases,
     )
     log_path = tmp / "service.log"
     # Absolute: under Pants sys.path holds sandbox-relative entries and the child runs elsewhere.

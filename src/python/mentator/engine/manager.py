@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -266,6 +267,14 @@ class EngineHandle:
             return await self.client.embed(text)
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's --cpuset-cpus)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -394,6 +403,14 @@ class EngineManager:
                 self._cancel_expiry(resident)
 
     # --- what /metrics reads ------------------------------------------------------------------
+
+    def models_computing_at_once(self) -> int | None:
+        """On the CPU: the cores over each child's threads (llama-server's default: every core),
+        at least 1; None on a GPU backend (its children's CPU threads only feed the GPU)."""
+        if self._backend.is_gpu:
+            return None
+        cores = usable_cores()
+        return max(1, cores // (self._settings.threads or cores))
 
     def restarts(self) -> Mapping[str, int]:
         """By model name: children found dead (exited on their own) and replaced."""

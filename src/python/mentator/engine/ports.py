@@ -211,6 +211,11 @@ class EngineManagerPort(Protocol):
 
     def engine_alive(self) -> bool | None: ...
 
+    def models_computing_at_once(self) -> int | None:
+        """How many resident models may compute at the same time without their threads fighting
+        for the cores (`scheduling.ComputeTurns`); None: no limit (a GPU computes)."""
+        ...
+
     def restarts(self) -> Mapping[str, int]:
         """By model name: children found dead and replaced since the service started."""
         ...

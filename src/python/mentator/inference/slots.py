@@ -38,7 +38,7 @@ from mentator.inference.errors import (
 from mentator.inference.timing import Timing
 from mentator.memory import available_memory_mb
 from mentator.models.discovery import ModelInfo
-from mentator.scheduling import QueueFull, QueueTimeout, RequestQueue
+from mentator.scheduling import ComputeTurns, QueueFull, QueueTimeout, RequestQueue
 
 T = TypeVar("T")
 
@@ -120,16 +120,27 @@ class Placement:
 
 
 class Lease:
-    """A held queue slot and the engine handle taken inside it (taken again after the engine
-    died under it: `Slots.run`)."""
+    """A held queue slot and the engine handle taken inside it, with the model's turn to compute
+    (`ComputeTurns`; taken again after the engine died under it: `Slots.run`)."""
 
-    def __init__(self, manager: EngineManagerPort, placement: Placement) -> None:
+    def __init__(
+        self,
+        manager: EngineManagerPort,
+        placement: Placement,
+        turns: ComputeTurns,
+        deadline: float | None,
+        timing: Timing,
+    ) -> None:
         self._manager = manager
         self._placement = placement
+        self._turns = turns
+        self._deadline = deadline
+        self._timing = timing
         self._handle: EngineHandlePort | None = None
 
     async def acquire(self) -> tuple[EngineHandlePort, LoadStatus]:
-        """The handle (loading the model when it is not the running one)."""
+        """The handle (loading the model when it is not resident), once the model has its turn;
+        the wait for the turn counts as queue time and is bounded by the deadline."""
         where = self._placement
         try:
             handle, status = await self._manager.acquire(
@@ -137,6 +148,15 @@ class Lease:
             )
         except EngineError as error:
             raise load_failure(where.model, where.context_size, error) from error
+        started = time.monotonic()
+        try:
+            await self._turns.enter(
+                where.model.name, self._manager.models_computing_at_once(), self._deadline
+            )
+        except BaseException:
+            handle.release()
+            raise
+        self._timing.queue_ms += round((time.monotonic() - started) * 1000)
         self._handle = handle
         return handle, status
 
@@ -144,6 +164,7 @@ class Lease:
         if self._handle is not None:
             self._handle.release()
             self._handle = None
+            self._turns.leave(self._placement.model.name)
 
 
 def engine_failed(error: EngineError) -> InferenceError:
@@ -159,6 +180,7 @@ class Slots:
         self._engines = engines
         self._models = models
         self._queue = queue
+        self._turns = ComputeTurns()
 
     def engine(self) -> EngineManagerPort:
         """The admission of a request, the first step of every use-case: the engine manager, or
@@ -194,7 +216,7 @@ class Slots:
         try:
             async with self._queue.slot(deadline, placement.model.name) as waited_ms:
                 timing.queue_ms = waited_ms
-                lease = Lease(manager, placement)
+                lease = Lease(manager, placement, self._turns, deadline, timing)
                 try:
                     yield lease
                 finally:
