@@ -189,7 +189,7 @@ class EngineClient:
         last: dict[str, Any] = {}
         whole = not self._stream_whole
         body = self.request_body(request, stream=not whole)
-        async for delta in self._events(self.path_of(request), body, whole=whole):
+        async for delta in self._events(self.path_of(request), body, whole=whole, gathered=True):
             text.append(delta.text)
             reasoning.append(delta.reasoning)
             finish = delta.finish_reason or finish
@@ -215,7 +215,7 @@ class EngineClient:
             yield delta
 
     async def _events(
-        self, path: str, body: dict[str, Any], *, whole: bool = False
+        self, path: str, body: dict[str, Any], *, whole: bool = False, gathered: bool = False
     ) -> AsyncIterator[CompletionDelta]:
         # Per generated token: read by `event_reader` (why: its docstring), not through httpx.
         # ``whole``: one answer in one piece, parsed like a last event.
@@ -226,6 +226,7 @@ class EngineClient:
             body,
             connect_timeout_s=self._connect_timeout_s,
             whole=whole,
+            gathered=gathered,
         ):
             delta = _parse_event(payload)
             if delta is _DONE:

@@ -14,7 +14,9 @@ proves the child never saw the request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -29,8 +31,9 @@ _EVENT_END = b"\n\n"
 class _EventProtocol(asyncio.Protocol):
     """Collects a response's status, its body (when it is an error) and its SSE `data:` lines."""
 
-    def __init__(self, request: bytes, *, whole: bool = False) -> None:
+    def __init__(self, request: bytes, *, whole: bool = False, gathered: bool = False) -> None:
         self._request = request
+        self._gathered = gathered
         # whole: the answer is one JSON document (a request with "stream": false), handed on
         # as a single payload when it is complete.
         self._whole = whole
@@ -49,6 +52,8 @@ class _EventProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
+        if self._gathered:
+            _hold_reads(transport)
         self.transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
@@ -110,6 +115,21 @@ class _EventProtocol(asyncio.Protocol):
             self._waiter = None
 
 
+# A gathered answer's bytes wait in the kernel until this many are there (or the answer ended).
+GATHER_BYTES = 64 * 1024
+
+
+def _hold_reads(transport: asyncio.BaseTransport) -> None:
+    """Wake the reader only once `GATHER_BYTES` arrived or the connection ended (SO_RCVLOWAT:
+    epoll reports the socket readable then, and at the end of the stream), instead of at every
+    token llama-server writes. Per token that was a wake-up of the event loop and a read in the
+    service on a machine whose cores the engine's threads need. Where the option is missing,
+    the reads simply come per token."""
+    sock = transport.get_extra_info("socket")
+    with contextlib.suppress(AttributeError, OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, GATHER_BYTES)
+
+
 def _request_bytes(host: str, port: int, path: str, body: dict[str, Any]) -> bytes:
     content = json.dumps(body, separators=(",", ":")).encode()
     head = (
@@ -142,15 +162,20 @@ async def post_events(
     *,
     connect_timeout_s: float,
     whole: bool = False,
+    gathered: bool = False,
 ) -> AsyncIterator[bytes]:
     """POST ``body`` as JSON and yield each event's `data:` payload (bytes, stripped); with
-    ``whole`` (a one-piece answer, ``"stream": false``) the one JSON body instead.
+    ``whole`` (a one-piece answer, ``"stream": false``) the one JSON body instead. ``gathered``:
+    the caller wants the answer whole, not token by token, so the events may come in batches
+    (`_hold_reads`).
 
     Raises `EngineConnectionError` (``unsent`` when the connection was refused or timed out
     before it was made), or `EngineRequestError` for an answer of status 400 or more. Leaving
     the iteration early closes the connection, which stops the generation."""
     loop = asyncio.get_running_loop()
-    protocol = _EventProtocol(_request_bytes(host, port, path, body), whole=whole)
+    protocol = _EventProtocol(
+        _request_bytes(host, port, path, body), whole=whole, gathered=gathered
+    )
     try:
         await asyncio.wait_for(
             loop.create_connection(lambda: protocol, host, port), connect_timeout_s

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from mentator.engine import event_reader
 from mentator.engine.client import EngineClient, logit_bias, sampling_params
 from mentator.engine.errors import EngineConnectionError, EngineError, EngineRequestError
 from mentator.engine.ports import CompletionRequest
@@ -337,3 +340,61 @@ def test_kv_cache_is_none_when_the_engine_does_not_answer() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     assert asyncio.run(client_with(handler).kv_cache("m.gguf")) is None
+
+
+def _slow_stream_engine(events: int, pause_s: float) -> str:
+    """A raw engine that answers each request with ``events`` stream events, one per write with
+    a pause between them (as llama-server writes tokens), then closes: its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            connection, _ = listener.accept()
+            with connection:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += connection.recv(65536)
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+                for _ in range(events):
+                    chunk = {"choices": [{"delta": {"content": "ab"}, "finish_reason": None}]}
+                    connection.sendall(f"data: {json.dumps(chunk)}\n\n".encode())
+                    time.sleep(pause_s)
+                connection.sendall(b"data: [DONE]\n\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_whole_answer_is_read_in_a_few_wakes_a_stream_per_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Per token the service would wake and read, on cores the engine computes on; a whole
+    answer's bytes wait in the kernel until its end (SO_RCVLOWAT), a stream's come per event."""
+    reads = 0
+    original = event_reader._EventProtocol.data_received
+
+    def counted(self: Any, data: bytes) -> None:
+        nonlocal reads
+        reads += 1
+        original(self, data)
+
+    monkeypatch.setattr(event_reader._EventProtocol, "data_received", counted)
+    client = EngineClient(_slow_stream_engine(events=30, pause_s=0.01))
+    request = CompletionRequest([{"role": "user", "content": "x"}])
+
+    whole = asyncio.run(client.complete(request))
+    whole_reads, reads = reads, 0
+
+    async def streamed() -> str:
+        return "".join([delta.text async for delta in client.stream(request)])
+
+    assert whole.text == asyncio.run(streamed()) == "ab" * 30
+    assert whole_reads <= 3
+    assert reads >= 20
