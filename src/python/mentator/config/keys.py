@@ -332,7 +332,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         "cancel_on_disconnect",
         "boolean",
         "whole answers are read from llama-server as a stream, so a caller who leaves (or a"
-        " durationMsec timeout) stops the generation at once; false = asked in one piece: 2-3 %"
+        " durationMsec timeout) stops the generation at once; false = asked in one piece: 1-2.5 %"
         " more tokens/s on a CPU-bound machine, but a generation whose caller left runs on to"
         " its token limit (llama.cpp cannot stop a one-piece answer; README Performance)",
         default=True,
