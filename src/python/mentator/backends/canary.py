@@ -55,8 +55,8 @@ CANARY_VERSION = 3
 # Short on purpose: ggml's Vulkan backend multiplies a batch of up to 8 tokens with its
 # matrix-vector shaders, which generation needs anyway, and a longer prompt with the large
 # matrix-matrix ones, whose first compile took a software GPU (lavapipe, 2 cores) about 4 s of
-# the canary (12-token prompt: 18.2-19.6 s in all; this one: 14.1-15.2 s). Counting, so that the
-# reference continuation is one the backends agree on (8/8 under teacher forcing, lavapipe).
+# the canary (12-token prompt: 18.2-19.6 s in all; this one: 14.1-15.4 s, once 17.9). Counting,
+# so that the reference continuation is one the backends agree on (8/8 under teacher forcing).
 PROMPT = "One, two, three,"
 REFERENCE_TOKENS = 8  # positions compared under teacher forcing
 TOP_K = 10

@@ -36,6 +36,7 @@ from mentator.engine.process import LaunchSpec, LlamaServerProcess
 CANARY_CONTEXT = 512
 START_TIMEOUT_S = 60.0  # the caller's per-tier limit is the real bound
 REQUEST_TIMEOUT_S = 60.0
+CANARY_STOP_GRACE_S = 0.5  # SIGTERM, then SIGKILL (an idle llama-server exits in ~0.05 s)
 
 
 class LlamaServerSession:
@@ -149,7 +150,9 @@ def session_opener(
             async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
                 yield LlamaServerSession(http, process)
         finally:
-            await process.stop(grace_s=2.0)
+            # A canary's engine holds nothing worth an orderly exit, and llama-server sometimes
+            # ignores SIGTERM for seconds (once 2.0 s of a 17.9 s canary, waiting for SIGKILL).
+            await process.stop(grace_s=CANARY_STOP_GRACE_S)
 
     return open_session
 
