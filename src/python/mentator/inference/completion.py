@@ -616,6 +616,9 @@ class Completions:
             await stack.aclose()
             exchange.failed(failure)
             raise
+        except BaseException:
+            await stack.aclose()  # the caller left while waiting: give the queue slot back
+            raise
         return ChatStream(
             model.name, engine_request, handle, stack, exchange, deadline, self._slots.abortable
         )

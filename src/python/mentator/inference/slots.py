@@ -153,8 +153,11 @@ class Lease:
             await self._turns.enter(
                 where.model.name, self._manager.models_computing_at_once(), self._deadline
             )
-        except BaseException:
+        except BaseException as error:
             handle.release()
+            if isinstance(error, QueueTimeout):
+                # TimedOut here, not in `hold`: a stream takes its handle outside hold's body.
+                raise TimedOut() from error
             raise
         self._timing.queue_ms += round((time.monotonic() - started) * 1000)
         self._handle = handle

@@ -5,6 +5,7 @@ engine handle are given back whatever happened."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from mentator.inference.errors import (
 )
 from mentator.inference.requests import ChatRequest, EmbeddingRequest
 from mentator.tools.registry import ToolRegistry
-from mentator_testing.use_case_rig import MODEL, Rig, caller, prompt_request
+from mentator_testing.use_case_rig import MODEL, OTHER_MODEL, Rig, caller, prompt_request
 
 SCHEMA = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
 
@@ -184,4 +185,63 @@ def test_embeddings_are_logged_and_counted_but_never_stored(rig: Rig) -> None:
         ("embedding", 500),
     ]
     assert json.loads(rig.logger.extras[0] or "")["inputs"] == 2
+    _assert_all_given_back(rig)
+
+
+def test_on_the_cpu_another_model_waits_for_its_turn_and_counts_it_as_queue_time(rig: Rig) -> None:
+    rig.engine.computing_at_once = 1  # the CPU backend: one model computes at a time
+    rig.engine.delay_s = 0.4
+    other = prompt_request()
+    other = dataclasses.replace(other, model=OTHER_MODEL, body={**other.body, "model": OTHER_MODEL})
+
+    async def scenario() -> tuple[dict[str, object], dict[str, object]]:
+        first = asyncio.ensure_future(rig.completions.prompt(prompt_request(), caller()))
+        await asyncio.sleep(0.05)  # computing on alpha
+        second = await rig.completions.prompt(other, caller())
+        return await first, second
+
+    _first, second = rig.run(scenario())
+    assert second["duration"]["queueMsec"] >= 250  # type: ignore[index]
+    _assert_all_given_back(rig)
+
+
+def test_a_stream_whose_deadline_passes_while_waiting_for_its_turn_is_timed_out(rig: Rig) -> None:
+    rig.engine.computing_at_once = 1
+    rig.engine.delay_s = 1.0
+    body = {"model": OTHER_MODEL}
+    request = ChatRequest(OTHER_MODEL, [{"role": "user", "content": "hi"}], {}, body=body)
+    request = dataclasses.replace(request, timeout_ms=200)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(rig.completions.prompt(prompt_request(), caller()))
+        await asyncio.sleep(0.05)  # computing on alpha
+        with pytest.raises(TimedOut, match="cancelled by timeout"):
+            await rig.completions.open_stream(request, caller("/v1/chat/completions"))
+        await first
+
+    rig.run(scenario())
+    assert sorted(row["code"] for row in rig.rows()) == [200, 400]
+    _assert_all_given_back(rig)
+
+
+def test_a_stream_whose_caller_leaves_while_waiting_for_its_turn_gives_everything_back(
+    rig: Rig,
+) -> None:
+    rig.engine.computing_at_once = 1
+    rig.engine.delay_s = 0.5
+    request = ChatRequest(OTHER_MODEL, [{"role": "user", "content": "hi"}], {}, body={})
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(rig.completions.prompt(prompt_request(), caller()))
+        await asyncio.sleep(0.05)  # computing on alpha
+        opening = asyncio.ensure_future(
+            rig.completions.open_stream(request, caller("/v1/chat/completions"))
+        )
+        await asyncio.sleep(0.1)  # waiting for its turn
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        await first
+
+    rig.run(scenario())
     _assert_all_given_back(rig)
