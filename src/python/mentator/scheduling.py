@@ -32,6 +32,39 @@ class QueueTimeout(Exception):  # noqa: N818 - the name is the API contract
     """The request's deadline passed while it waited for a slot."""
 
 
+def _time_left(deadline: float | None, now: float) -> float | None:
+    """Seconds until ``deadline`` (None: no limit); `QueueTimeout` when it has passed."""
+    if deadline is None:
+        return None
+    if deadline - now <= 0:
+        raise QueueTimeout("cancelled by timeout")
+    return deadline - now
+
+
+async def _granted(
+    waiter: asyncio.Future[None],
+    remaining: float | None,
+    *,
+    give_back: Callable[[], None],
+    drop: Callable[[], None],
+) -> None:
+    """Wait up to ``remaining`` seconds for ``waiter`` to be granted (its result set by the one
+    who hands the slot or turn on). On a timeout (`QueueTimeout`) or a cancellation: a grant
+    that came at that very moment is given back (``give_back``), else the waiter leaves the
+    line (``drop``), so nothing is taken or leaked."""
+    try:
+        await asyncio.wait_for(asyncio.shield(waiter), remaining)
+    except BaseException as error:
+        if waiter.done() and not waiter.cancelled():
+            give_back()
+        else:
+            waiter.cancel()
+            drop()
+        if isinstance(error, TimeoutError):
+            raise QueueTimeout("cancelled by timeout") from None
+        raise
+
+
 class RequestQueue:
     """FIFO admission to `slots` concurrent runs with at most `limit` waiters.
 
@@ -91,25 +124,16 @@ class RequestQueue:
                 f"server busy: {self._running} requests running and {self.waiting()} waiting "
                 f"(queueLimit {self.limit}); retry later"
             )
-        remaining = None if deadline is None else deadline - self._clock()
-        if remaining is not None and remaining <= 0:
-            raise QueueTimeout("cancelled by timeout")
+        remaining = _time_left(deadline, self._clock())
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((waiter, key))
         self._waiting += 1
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), remaining)
-        except BaseException as error:
-            granted = waiter.done() and not waiter.cancelled()
-            if not waiter.done():
-                waiter.cancel()
-            self._discard(waiter)
-            if granted:
-                # The slot arrived together with the timeout/cancellation: pass it on.
-                self._leave(key)
-            if isinstance(error, TimeoutError):
-                raise QueueTimeout("cancelled by timeout") from None
-            raise
+        await _granted(
+            waiter,
+            remaining,
+            give_back=lambda: self._leave(key),  # pass the slot on
+            drop=lambda: self._discard(waiter),
+        )
         # The slot was handed over by `_leave` (the running count already includes it).
 
     def _discard(self, waiter: asyncio.Future[None]) -> None:
@@ -145,10 +169,11 @@ class ComputeTurns:
     Each llama-server child computes with as many threads as the machine has cores (or the
     config's ``threads``), and ggml's threads meet at a barrier after every operation: when two
     children compute at the same time, each barrier waits for a thread the other child's threads
-    pushed off a core. Measured on 2 cores (SmolLM2, 60 short requests, 4 clients): three
-    children computing at once took 17 s, one at a time 3.4 s. So on the CPU, models take turns:
-    at most ``limit`` models (cores // threads per child, at least 1) have requests on their
-    engine at a time, any number of requests each (a child batches its own requests).
+    pushed off a core. Measured on 2 cores (`bench/residency_trace.py`: 60 short requests over
+    three resident models, 4 clients): 16.7 s computing at once, 11.0 s taking turns. So on the
+    CPU, models take turns: at most ``limit`` models (cores // threads per child, at least 1)
+    have requests on their engine at a time, any number of requests each (a child batches its
+    own requests).
 
     A request for a model that has the turn enters at once, unless a request for another model
     waits: then it lines up behind it (no model keeps the turn forever). When the last request of
@@ -181,23 +206,15 @@ class ComputeTurns:
         if not self._line and self._room(key):
             self._take(key)
             return
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise QueueTimeout("cancelled by timeout")
+        remaining = _time_left(deadline, time.monotonic())
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._line.append((waiter, key))
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), remaining)
-        except BaseException as error:
-            if waiter.done() and not waiter.cancelled():
-                self.leave(key)  # the turn came together with the cancellation: give it back
-            else:
-                waiter.cancel()
-                self._line = deque(entry for entry in self._line if entry[0] is not waiter)
-                self._admit()  # it may have been the line's head
-            if isinstance(error, TimeoutError):
-                raise QueueTimeout("cancelled by timeout") from None
-            raise
+
+        def drop() -> None:
+            self._line = deque(entry for entry in self._line if entry[0] is not waiter)
+            self._admit()  # it may have been the line's head
+
+        await _granted(waiter, remaining, give_back=lambda: self.leave(key), drop=drop)
 
     def leave(self, key: str) -> None:
         left = self._active.get(key, 1) - 1

@@ -329,6 +329,16 @@ class EngineManager:
         self.loads: Counter[tuple[str, str]] = Counter()
         self.evictions: Counter[tuple[str, str]] = Counter()
 
+    # --- what the use-cases' scheduling reads (`scheduling.ComputeTurns`) ----------------------
+
+    def models_computing_at_once(self) -> int | None:
+        """On the CPU: the cores over each child's threads (llama-server's default: every core),
+        at least 1; None on a GPU backend (its children's CPU threads only feed the GPU)."""
+        if self._backend.is_gpu:
+            return None
+        cores = usable_cores()
+        return max(1, cores // (self._settings.threads or cores))
+
     # --- what /state and /health read ---------------------------------------------------------
 
     @property
@@ -403,14 +413,6 @@ class EngineManager:
                 self._cancel_expiry(resident)
 
     # --- what /metrics reads ------------------------------------------------------------------
-
-    def models_computing_at_once(self) -> int | None:
-        """On the CPU: the cores over each child's threads (llama-server's default: every core),
-        at least 1; None on a GPU backend (its children's CPU threads only feed the GPU)."""
-        if self._backend.is_gpu:
-            return None
-        cores = usable_cores()
-        return max(1, cores // (self._settings.threads or cores))
 
     def restarts(self) -> Mapping[str, int]:
         """By model name: children found dead (exited on their own) and replaced."""
