@@ -159,7 +159,8 @@ class Lease:
                 # TimedOut here, not in `hold`: a stream takes its handle outside hold's body.
                 raise TimedOut() from error
             raise
-        self._timing.queue_ms += round((time.monotonic() - started) * 1000)
+        finally:  # a wait that timed out is queue time too
+            self._timing.queue_ms += round((time.monotonic() - started) * 1000)
         self._handle = handle
         return handle, status
 

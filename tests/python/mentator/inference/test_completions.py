@@ -245,3 +245,24 @@ def test_a_stream_whose_caller_leaves_while_waiting_for_its_turn_gives_everythin
 
     rig.run(scenario())
     _assert_all_given_back(rig)
+
+
+def test_a_prompt_whose_deadline_passes_while_waiting_for_its_turn_reports_it_as_queue_time(
+    rig: Rig,
+) -> None:
+    rig.engine.computing_at_once = 1
+    rig.engine.delay_s = 1.0
+    other = prompt_request(duration_msec=300)
+    other = dataclasses.replace(other, model=OTHER_MODEL, body={**other.body, "model": OTHER_MODEL})
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(rig.completions.prompt(prompt_request(), caller()))
+        await asyncio.sleep(0.05)  # computing on alpha
+        with pytest.raises(TimedOut, match="cancelled by timeout"):
+            await rig.completions.prompt(other, caller())
+        await first
+
+    rig.run(scenario())
+    timed_out = next(row for row in rig.rows() if row["code"] == 400)
+    assert int(timed_out["durationQueueMsec"]) >= 150
+    _assert_all_given_back(rig)
