@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -19,9 +21,11 @@ from mentator.inference.errors import (
     StartupFailed,
     TimedOut,
 )
-from mentator.inference.requests import ChatRequest, EmbeddingRequest
+from mentator.inference.requests import ChatRequest, EmbeddingRequest, PromptRequest
 from mentator.tools.registry import ToolRegistry
 from mentator_testing.use_case_rig import MODEL, OTHER_MODEL, Rig, caller, prompt_request
+
+T = TypeVar("T")
 
 SCHEMA = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
 
@@ -188,38 +192,45 @@ def test_embeddings_are_logged_and_counted_but_never_stored(rig: Rig) -> None:
     _assert_all_given_back(rig)
 
 
-def test_on_the_cpu_another_model_waits_for_its_turn_and_counts_it_as_queue_time(rig: Rig) -> None:
-    rig.engine.computing_at_once = 1  # the CPU backend: one model computes at a time
-    rig.engine.delay_s = 0.4
-    other = prompt_request()
-    other = dataclasses.replace(other, model=OTHER_MODEL, body={**other.body, "model": OTHER_MODEL})
+def _beta_prompt(duration_msec: float = 20000) -> PromptRequest:
+    request = prompt_request(duration_msec=duration_msec)
+    return dataclasses.replace(
+        request, model=OTHER_MODEL, body={**request.body, "model": OTHER_MODEL}
+    )
 
-    async def scenario() -> tuple[dict[str, object], dict[str, object]]:
+
+def _behind_alpha(rig: Rig, delay_s: float, work: Callable[[], Awaitable[T]]) -> T:
+    """``work`` (for beta) while a /prompt computes on alpha, on a CPU engine: one model
+    computes at a time, each answer takes ``delay_s``. Alpha's answer is awaited too."""
+    rig.engine.computing_at_once = 1
+    rig.engine.delay_s = delay_s
+
+    async def scenario() -> T:
         first = asyncio.ensure_future(rig.completions.prompt(prompt_request(), caller()))
         await asyncio.sleep(0.05)  # computing on alpha
-        second = await rig.completions.prompt(other, caller())
-        return await first, second
+        result = await work()
+        await first
+        return result
 
-    _first, second = rig.run(scenario())
-    assert second["duration"]["queueMsec"] >= 250  # type: ignore[index]
+    return rig.run(scenario())
+
+
+def test_on_the_cpu_another_model_waits_for_its_turn_and_counts_it_as_queue_time(rig: Rig) -> None:
+    second = _behind_alpha(rig, 0.4, lambda: rig.completions.prompt(_beta_prompt(), caller()))
+    assert second["duration"]["queueMsec"] >= 250
     _assert_all_given_back(rig)
 
 
 def test_a_stream_whose_deadline_passes_while_waiting_for_its_turn_is_timed_out(rig: Rig) -> None:
-    rig.engine.computing_at_once = 1
-    rig.engine.delay_s = 1.0
     body = {"model": OTHER_MODEL}
     request = ChatRequest(OTHER_MODEL, [{"role": "user", "content": "hi"}], {}, body=body)
     request = dataclasses.replace(request, timeout_ms=200)
 
-    async def scenario() -> None:
-        first = asyncio.ensure_future(rig.completions.prompt(prompt_request(), caller()))
-        await asyncio.sleep(0.05)  # computing on alpha
+    async def timed_out() -> None:
         with pytest.raises(TimedOut, match="cancelled by timeout"):
             await rig.completions.open_stream(request, caller("/v1/chat/completions"))
-        await first
 
-    rig.run(scenario())
+    _behind_alpha(rig, 1.0, timed_out)
     assert sorted(row["code"] for row in rig.rows()) == [200, 400]
     _assert_all_given_back(rig)
 
@@ -227,13 +238,9 @@ def test_a_stream_whose_deadline_passes_while_waiting_for_its_turn_is_timed_out(
 def test_a_stream_whose_caller_leaves_while_waiting_for_its_turn_gives_everything_back(
     rig: Rig,
 ) -> None:
-    rig.engine.computing_at_once = 1
-    rig.engine.delay_s = 0.5
     request = ChatRequest(OTHER_MODEL, [{"role": "user", "content": "hi"}], {}, body={})
 
-    async def scenario() -> None:
-        first = asyncio.ensure_future(rig.completions.prompt(prompt_request(), caller()))
-        await asyncio.sleep(0.05)  # computing on alpha
+    async def left() -> None:
         opening = asyncio.ensure_future(
             rig.completions.open_stream(request, caller("/v1/chat/completions"))
         )
@@ -241,28 +248,19 @@ def test_a_stream_whose_caller_leaves_while_waiting_for_its_turn_gives_everythin
         opening.cancel()
         with pytest.raises(asyncio.CancelledError):
             await opening
-        await first
 
-    rig.run(scenario())
+    _behind_alpha(rig, 0.5, left)
     _assert_all_given_back(rig)
 
 
 def test_a_prompt_whose_deadline_passes_while_waiting_for_its_turn_reports_it_as_queue_time(
     rig: Rig,
 ) -> None:
-    rig.engine.computing_at_once = 1
-    rig.engine.delay_s = 1.0
-    other = prompt_request(duration_msec=300)
-    other = dataclasses.replace(other, model=OTHER_MODEL, body={**other.body, "model": OTHER_MODEL})
-
-    async def scenario() -> None:
-        first = asyncio.ensure_future(rig.completions.prompt(prompt_request(), caller()))
-        await asyncio.sleep(0.05)  # computing on alpha
+    async def timed_out() -> None:
         with pytest.raises(TimedOut, match="cancelled by timeout"):
-            await rig.completions.prompt(other, caller())
-        await first
+            await rig.completions.prompt(_beta_prompt(duration_msec=300), caller())
 
-    rig.run(scenario())
-    timed_out = next(row for row in rig.rows() if row["code"] == 400)
-    assert int(timed_out["durationQueueMsec"]) >= 150
+    _behind_alpha(rig, 1.0, timed_out)
+    timed_out_row = next(row for row in rig.rows() if row["code"] == 400)
+    assert int(timed_out_row["durationQueueMsec"]) >= 150
     _assert_all_given_back(rig)
