@@ -10,17 +10,23 @@ options). Tokens are the engine's own counts on both sides: `usage.completion_to
 would count fewer: the engine's tokens are not always the tokenizer's canonical ones).
 
 A small machine is noisy (this project's is a VM whose speed drifts by 20 % from one minute to
-the next), so both sides run at once and are measured in turns: each round starts the service,
-then llama-server alone with the argv the service gave its child (read from /proc), and for each
-client count alternates one request per client through the service with the same direct, adding
-up tokens and seconds per side. An idle engine sleeps (its threads wait on a condition after a
-short spin), so the side not measured costs the other little. The printed numbers are medians
-over the rounds.
+the next), so both sides are measured in turns: each round starts the service, and for each
+client count alternates one request per client through the service with the same sent direct,
+adding up tokens and seconds per side. "Direct" is the service's own llama-server child, called
+on its port (read from /proc): the very process the service uses, so the difference is what the
+service adds. `--direct separate` starts a second llama-server with the child's argv instead (the
+earlier method): two identical llama-servers differ by up to 3 % in tokens/s for as long as they
+run (measured here: four started alike, 30-40 alternating requests each, three runs: one was
+the slowest in every run, 1.3-2.0 % behind another), so with a few rounds that luck of the draw
+moved the ratio more than the service did. An idle engine sleeps (its threads wait on a
+condition after a short spin), so the side not measured costs the other little. The printed
+numbers are medians over the rounds.
 
     ./pants run bench/service_vs_direct.py -- [--rounds 3] [--requests 2] [--max-tokens 128]
                                                [--clients 1,4,16] [--ttft-requests 15]
                                                [--route v1|prompt] [--direct-stream]
                                                [--cancel-on-disconnect true|false]
+                                               [--direct child|separate]
 Uses MENTATOR_ENGINE_DIR and MENTATOR_TEST_MODEL (./pants sets both to the repository's copies).
 """
 
@@ -286,7 +292,11 @@ class Bench:
             with httpx.Client(timeout=600) as http:
                 ask(http)  # loads the model and warms the prompt cache
             self.engine_argv = child_argv(service.pid)
-            direct, direct_base = self.start_direct()
+            if self.args.direct == "separate":
+                direct, direct_base = self.start_direct()
+            else:  # the service's own child
+                port = self.engine_argv[self.engine_argv.index("--port") + 1]
+                direct_base = f"http://127.0.0.1:{port}"
             with httpx.Client(timeout=600) as http:
                 ask_direct(http)  # warm the prompt cache, as the service's model load did
             for clients in self.clients:
@@ -384,6 +394,13 @@ def main() -> int:
         default="true",
         help="the service's config key of that name (false: whole answers asked in one piece)",
     )
+    parser.add_argument(
+        "--direct",
+        choices=("child", "separate"),
+        default="child",
+        help="the direct side: the service's own llama-server child (default), or a second"
+        " llama-server started with its argv",
+    )
     bench = Bench(parser.parse_args())
     args = bench.args
     direct_side = "streamed" if args.direct_stream else "whole"
@@ -391,7 +408,7 @@ def main() -> int:
         f"model {bench.model.name}; engine {bench.engine}; {args.max_tokens} max tokens;"
         f" {args.requests} request(s) per client; llama-server --parallel {args.parallel};"
         f" {args.rounds} round(s); service route {args.route}; cancelOnDisconnect"
-        f" {args.cancel_on_disconnect}; direct side {direct_side}",
+        f" {args.cancel_on_disconnect}; direct side {direct_side}, {args.direct}",
         flush=True,
     )
     try:

@@ -3,7 +3,10 @@ the small request facts every log line needs.
 
 The `ServiceContext` and the use-cases (`UseCases`, built once by `app.create_app` with
 `build_use_cases`) live on ``app.state``; the dependencies below hand them out, never through a
-module global.
+module global. They are ``async def`` although they never wait: FastAPI runs a plain ``def``
+dependency in its thread pool, a hop to a worker thread and back for each of them on every
+request (py-spy showed the hops; with two smaller changes made with it, what the service adds
+to a 2-token request went from ~4.2 to ~2.5-3.0 ms on 2 cores, by hand).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from mentator.storage.corelog import CoreLogStore
 NO_DATABASE = "the database is not available: {why}"
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
     context: ServiceContext = request.app.state.context
     return context
 
@@ -39,30 +42,30 @@ def get_context(request: Request) -> ServiceContext:
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 
-def get_settings(context: ContextDep) -> Settings:
+async def get_settings(context: ContextDep) -> Settings:
     return context.settings
 
 
-def get_logger(context: ContextDep) -> LoggerProtocol:
+async def get_logger(context: ContextDep) -> LoggerProtocol:
     return context.logger
 
 
-def get_registry(context: ContextDep) -> ModelRegistry:
+async def get_registry(context: ContextDep) -> ModelRegistry:
     return context.registry
 
 
-def get_started_ms(context: ContextDep) -> int:
+async def get_started_ms(context: ContextDep) -> int:
     """When the service started (ms since the epoch)."""
     return context.started_ms
 
 
-def get_corelog(context: ContextDep) -> CoreLogStore:
+async def get_corelog(context: ContextDep) -> CoreLogStore:
     if context.corelog is None:
         raise ApiError(500, NO_DATABASE.format(why=context.db_error or "not opened"))
     return context.corelog
 
 
-def get_chatlog(context: ContextDep) -> ChatLogStore:
+async def get_chatlog(context: ContextDep) -> ChatLogStore:
     if context.chatlog is None:
         raise ApiError(500, NO_DATABASE.format(why=context.db_error or "not opened"))
     return context.chatlog
@@ -116,15 +119,15 @@ def _use_cases(request: Request) -> UseCases:
     return use_cases
 
 
-def get_completions(request: Request) -> Completions:
+async def get_completions(request: Request) -> Completions:
     return _use_cases(request).completions
 
 
-def get_embeddings(request: Request) -> Embeddings:
+async def get_embeddings(request: Request) -> Embeddings:
     return _use_cases(request).embeddings
 
 
-def get_residency(request: Request) -> Residency:
+async def get_residency(request: Request) -> Residency:
     return _use_cases(request).residency
 
 
@@ -157,7 +160,7 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-def get_caller(request: Request) -> Caller:
+async def get_caller(request: Request) -> Caller:
     """Who asks (for the use-cases' log lines) and how to notice that they left."""
     return Caller(
         pipe=api_pipe(request),

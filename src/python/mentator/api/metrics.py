@@ -451,7 +451,7 @@ class MetricsMiddleware:
             self.metrics.requests.labels(template, scope.get("method", ""), str(status)).inc()
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:  # async: no thread-pool hop (deps.py)
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 

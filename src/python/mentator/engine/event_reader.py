@@ -177,9 +177,9 @@ async def post_events(
         _request_bytes(host, port, path, body), whole=whole, gathered=gathered
     )
     try:
-        await asyncio.wait_for(
-            loop.create_connection(lambda: protocol, host, port), connect_timeout_s
-        )
+        # asyncio.timeout, not wait_for: no task of its own per request.
+        async with asyncio.timeout(connect_timeout_s):
+            await loop.create_connection(lambda: protocol, host, port)
     except (OSError, TimeoutError) as error:
         detail = str(error) or type(error).__name__
         raise EngineConnectionError(

@@ -147,16 +147,23 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
 
 def exited_in_kernel(pid: int) -> bool:
     """Whether process ``pid`` has exited (a zombie not yet reaped, or gone) per ``/proc``;
-    False where ``/proc`` cannot tell."""
+    False where ``/proc`` cannot tell. Asked before every request, so read with bare ``os``
+    calls (2.7 µs against ``Path.read_text``'s 10.5 µs here)."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except FileNotFoundError:
         # Gone — unless there is no /proc at all (not Linux): then it cannot tell.
         return Path("/proc/self/stat").exists()
     except OSError:
         return False
-    state = text.rsplit(")", 1)[-1].split()[:1]
-    return state in (["Z"], ["X"])
+    try:
+        text = os.read(fd, 4096)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    state = text.rsplit(b")", 1)[-1].split()[:1]
+    return state in ([b"Z"], [b"X"])
 
 
 class LlamaServerProcess:
