@@ -221,10 +221,11 @@ class Bench:
             "engineDir": str(self.engine),
             "parallel": self.args.parallel,
             "queueLimit": 64,
-            "cancelOnDisconnect": self.args.cancel_on_disconnect == "true",
             "defaultOptions": {},
             "log": {"level": "error", "liveDay": 1, "savePrompt": False},
         }
+        if self.args.cancel_on_disconnect is not None:  # else the service's default
+            config["cancelOnDisconnect"] = self.args.cancel_on_disconnect == "true"
         (self.tmp / "conf.jsonc").write_text(json.dumps(config))
         # Absolute: under Pants sys.path holds sandbox-relative entries; the child runs elsewhere.
         path = os.pathsep.join(str(Path(p).resolve()) for p in sys.path if p)
@@ -391,8 +392,9 @@ def main() -> int:
     parser.add_argument(
         "--cancel-on-disconnect",
         choices=("true", "false"),
-        default="true",
-        help="the service's config key of that name (false: whole answers asked in one piece)",
+        default=None,
+        help="the service's config key of that name (default: the service's default, false:"
+        " whole answers asked in one piece; true: read as streams)",
     )
     parser.add_argument(
         "--direct",
@@ -408,7 +410,8 @@ def main() -> int:
         f"model {bench.model.name}; engine {bench.engine}; {args.max_tokens} max tokens;"
         f" {args.requests} request(s) per client; llama-server --parallel {args.parallel};"
         f" {args.rounds} round(s); service route {args.route}; cancelOnDisconnect"
-        f" {args.cancel_on_disconnect}; direct side {direct_side}, {args.direct}",
+        f" {args.cancel_on_disconnect or '(the default)'};"
+        f" direct side {direct_side}, {args.direct}",
         flush=True,
     )
     try:

@@ -331,11 +331,12 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         "cancelOnDisconnect",
         "cancel_on_disconnect",
         "boolean",
-        "whole answers are read from llama-server as a stream, so a caller who leaves (or a"
-        " durationMsec timeout) stops the generation at once; false = asked in one piece: 1-2.5 %"
-        " more tokens/s on a CPU-bound machine, but a generation whose caller left runs on to"
-        " its token limit (llama.cpp cannot stop a one-piece answer; README Performance)",
-        default=True,
+        "true = whole answers are read from llama-server as a stream, so a caller who leaves (or"
+        " a durationMsec timeout) stops the generation at its next token, always; false (the"
+        " default) = asked in one piece, 2-4 % more tokens/s on a CPU-bound machine: llama-server"
+        " stops such a generation about a second after its caller left while no other answer"
+        " streams from the same model, otherwise only at its token limit (README Performance)",
+        default=False,
     ),
     ConfigKey(
         "grammarDry",

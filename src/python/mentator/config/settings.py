@@ -56,7 +56,7 @@ class Settings:
     drain_notice_msec: int = 0
     compact_json: bool = True
     grammar_repeat_penalty: bool = False
-    cancel_on_disconnect: bool = True
+    cancel_on_disconnect: bool = False
     grammar_dry: bool = True
     cut_off_retry: bool = True
     # Placed after the fields without defaults; filled from the `apiKeys` row plus the

@@ -5,14 +5,16 @@ the model's own chat template (Jinja) and separates reasoning ("thinking") into
 `reasoning_content`; a text one (``prompt`` set) to `/v1/completions`, as given. Our option
 names (config `defaultOptions`, reference §2.3) are mapped to llama-server's sampling fields here,
 in one place. Cancelling the awaiting task closes the HTTP connection, and llama-server stops
-generating for a closed connection, so a timeout frees the slot at once. Whole answers are read
-as streams too (`complete`): llama-server notices a closed connection when it writes a stream's
-next token, but checks a one-piece answer's only after a second in which no result for any
-request came, which other requests' tokens (or /slots and /metrics polls) can put off until the
-end (llama.cpp #9273, #24496). Such a stream is read gathered (`event_reader`: the kernel holds
-it until its end), so it costs the service no wake-up per token; still, one piece measured 1-2.5 %
-more tokens/s on 2 CPU-bound cores, so config ``cancelOnDisconnect: false`` asks for whole
-answers in one piece (``stream_whole=False``), giving up that stop.
+generating for a closed connection. It notices that at a stream's next token, but checks a
+one-piece answer's connection only after a second in which no result for any request came,
+which other requests' tokens (or /slots and /metrics polls) can put off until the end
+(llama.cpp #9273, #24496). Whole answers (`complete`) are asked in one piece by default: a
+stream costs llama-server itself 2-3 % of its tokens/s on 2 CPU-bound cores (its HTTP thread
+wakes and writes per token beside the compute threads; measured on one llama-server, streamed
+and whole requests alternating), and the service 2-4 % in all (README Performance). Config
+``cancelOnDisconnect: true`` (``stream_whole=True``) reads them as streams instead, gathered
+(`event_reader`: the kernel holds the events until the end, so no wake-up per token), for a stop
+at the next token whatever else the engine does.
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ class EngineClient:
         stream_whole: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        # False: `complete` asks for one piece (faster; a caller who leaves no longer stops it).
+        # True: `complete` reads a stream (a caller who leaves stops it at the next token);
+        # False: one piece (faster; stopped about a second later, when nothing else streams).
         self._stream_whole = stream_whole
         address = urlsplit(self.base_url)
         self._host, self._port = address.hostname or "127.0.0.1", address.port or 80

@@ -1,8 +1,10 @@
 """The server-sent events of one POST to our own llama-server child, read at little CPU cost.
 
-Every completion is read as a stream (why: `client.py`), so this is paid once per generated
-token. Through httpx a token cost about 0.36 ms of the service's CPU (py-spy, SmolLM2 on this
-2-core machine: anyio, httpcore and h11 layers per read) — CPU the engine's own threads then lack.
+Every completion of the engine client is read here: streams (a caller's `stream: true`, and
+whole answers under `cancelOnDisconnect: true`; why: `client.py`), paid once per generated
+token, and one-piece answers. Through httpx a token cost about 0.36 ms of the service's CPU
+(py-spy, SmolLM2 on this 2-core machine: anyio, httpcore and h11 layers per read) — CPU the
+engine's own threads then lack.
 Here the event loop hands the bytes to an `asyncio.Protocol`, httptools (llhttp, the parser
 uvicorn uses) removes the HTTP framing in C, and the reader wakes once per read, not per layer.
 
