@@ -10,9 +10,12 @@ but fail them in CI (CI=true), so CI can never go green without having run them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from mentator_testing.engine_lock import engine_lock
 
 PREREQS_HINT = (
     "run build-support/test-prereqs.sh (it builds/exports the engine and fetches the model)"
@@ -27,13 +30,16 @@ def _missing(what: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def engine_dir() -> Path:
+def engine_dir() -> Iterator[Path]:
+    """Every test that starts the real engine asks for this; the test process then holds the
+    engine lock (`mentator_testing.engine_lock`: no other test's engine computes beside it)."""
     value = os.environ.get("MENTATOR_ENGINE_DIR", "")
     path = Path(value) if value else None
     if path is None or not (path / "llama-server").is_file():
         _missing(f"no llama-server in MENTATOR_ENGINE_DIR={value!r}")
     assert path is not None
-    return path
+    with engine_lock():
+        yield path
 
 
 @pytest.fixture(scope="session")

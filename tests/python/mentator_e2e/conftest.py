@@ -16,6 +16,8 @@ import pytest
 from docker.errors import DockerException, ImageNotFound
 from mentator_e2e.harness import CPU_REPOSITORY, UNIVERSAL_REPOSITORY, missing
 
+from mentator_testing.engine_lock import engine_lock
+
 # Written by Pants next to the tests when runtime_package_dependencies built the images.
 CPU_DOCKER_INFO = Path("docker/mentator-cpu.docker-info.json")
 UNIVERSAL_DOCKER_INFO = Path("docker/mentator.docker-info.json")
@@ -30,7 +32,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
     except DockerException as err:
         missing(f"no Docker daemon answers ({err}); start dockerd or set DOCKER_HOST")
         raise AssertionError("unreachable") from err
-    yield client
+    # Its containers run engines: no other test's engine computes beside them.
+    with engine_lock():
+        yield client
     client.close()
 
 
