@@ -49,10 +49,7 @@ def test_real_cpu_is_correct_and_a_corrupted_tier_is_not(
         EngineLayout(engine_dir),
         test_model,
         {"cpu": CPU, "vulkan": CPU},
-        # One compute thread: another test's engine computing beside this one (Pants runs test
-        # files in parallel) cannot stall it at ggml's thread barriers, which took a 2-thread
-        # engine here from ~200 to a few tokens/s (a speed request then ran past its timeout).
-        threads=1,
+        threads=2,
         line_sink=lambda tier, line: lines.append((tier, line)),
     )
 
@@ -97,7 +94,7 @@ def test_calibrate_runs_once_then_answers_from_the_cache(
         "model": test_model,
         "cache_file": cache,
         "version": "test",
-        "threads": 1,  # why: the first test
+        "threads": 2,
         "environ": {},
     }
     first = asyncio.run(calibrate(vulkan, **kwargs))  # type: ignore[arg-type]
